@@ -1,0 +1,282 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+)
+
+// State is a segment state: the directory it lives in.
+type State string
+
+// The states a segment can be in.
+const (
+	StateReady      State = dirReady
+	StateClaimed    State = dirClaimed
+	StateDead       State = dirDead
+	StateQuarantine State = dirQuarantine
+)
+
+// States lists every state in pipeline order.
+var States = []State{StateReady, StateClaimed, StateDead, StateQuarantine}
+
+// ParseState parses a state name as the CLI takes it.
+func ParseState(s string) (State, error) {
+	for _, st := range States {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("unknown state %q (want ready, claimed, dead or quarantine)", s)
+}
+
+// StateStats counts the segments in one state.
+type StateStats struct {
+	Segments int   `json:"segments"`
+	Messages int   `json:"messages"`
+	Bytes    int64 `json:"bytes"`
+}
+
+// Stats is the content of the spool by state. It is computed from directory listings alone.
+type Stats struct {
+	Ready      StateStats `json:"ready"`
+	Claimed    StateStats `json:"claimed"`
+	Dead       StateStats `json:"dead"`
+	Quarantine StateStats `json:"quarantine"`
+	// OldestAgeSeconds is the age of the oldest undelivered (ready or claimed) segment, 0 if none.
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+}
+
+// Stats lists every state directory and sums what the names say.
+func (s *Spool) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	var oldest time.Time
+	for _, state := range States {
+		entries, err := s.list(state)
+		if err != nil {
+			return st, err
+		}
+		var ss StateStats
+		for _, e := range entries {
+			ss.Segments++
+			ss.Messages += e.Messages
+			ss.Bytes += e.Bytes
+			if (state == StateReady || state == StateClaimed) && (oldest.IsZero() || e.Created.Before(oldest)) {
+				oldest = e.Created
+			}
+		}
+		switch state {
+		case StateReady:
+			st.Ready = ss
+		case StateClaimed:
+			st.Claimed = ss
+		case StateDead:
+			st.Dead = ss
+		case StateQuarantine:
+			st.Quarantine = ss
+		}
+	}
+	if !oldest.IsZero() {
+		st.OldestAgeSeconds = max(0, s.now().Sub(oldest).Seconds())
+	}
+	return st, nil
+}
+
+// Entry describes one segment file.
+type Entry struct {
+	State State
+	// Name is the file name in the state's directory.
+	Name string
+	// ID is the segment's base name, the same in every state.
+	ID       string
+	Created  time.Time
+	Messages int
+	Bytes    int64
+	Attempt  int
+	// NotBefore is set on a ready segment that waits for a retry.
+	NotBefore time.Time
+	// Owner and Deadline are set on a claimed segment.
+	Owner    string
+	Deadline time.Time
+}
+
+// List returns the segments in state, oldest first.
+func (s *Spool) List(ctx context.Context, state State) ([]Entry, error) {
+	return s.list(state)
+}
+
+func (s *Spool) list(state State) ([]Entry, error) {
+	names, err := s.fs.ReadDir(s.path(string(state)))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", state, err)
+	}
+	out := make([]Entry, 0, len(names))
+	for _, e := range names {
+		n, ok := parseName(string(state), e)
+		if !ok {
+			continue
+		}
+		out = append(out, Entry{
+			State: state, Name: e, ID: n.segBase.String(), Created: n.Created,
+			Messages: n.Count, Bytes: n.Bytes, Attempt: n.Attempt,
+			NotBefore: n.NotBefore, Owner: n.Owner, Deadline: n.Deadline,
+		})
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Find returns the entry for a segment given by file name or by ID, in any state.
+func (s *Spool) Find(ctx context.Context, name string) (Entry, error) {
+	id := name
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		id = name[:i]
+	}
+	if _, ok := parseBase(id); !ok {
+		return Entry{}, fmt.Errorf("%q is not a segment name or id (as `spool ls` prints)", name)
+	}
+	for _, st := range States {
+		entries, err := s.list(st)
+		if err != nil {
+			return Entry{}, err
+		}
+		for _, e := range entries {
+			if e.ID == id {
+				return e, nil
+			}
+		}
+	}
+	return Entry{}, fmt.Errorf("segment %s: %w", id, errNotFound)
+}
+
+var errNotFound = errors.New("not found")
+
+// IsNotFound reports whether err says a segment named by an operator does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, errNotFound) }
+
+// Reason returns the reason file of a dead or quarantined segment ("" if none).
+func (s *Spool) Reason(ctx context.Context, e Entry) (string, error) {
+	n, _ := parseName(string(e.State), e.Name)
+	b, err := s.fs.ReadFile(s.path(string(e.State), n.reason()))
+	if fsys.IsNotExist(err) {
+		return "", nil
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// Read decodes a segment's records. With damage it returns the intact records and a
+// *CorruptionError.
+func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
+	b, err := s.fs.ReadFile(s.path(string(e.State), e.Name))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", e.Name, err)
+	}
+	_, msgs, err := decodeSegment(e.Name, b)
+	return msgs, err
+}
+
+// Requeue moves a dead segment back to ready/ with its attempt count reset, and removes its reason.
+// Only dead segments can be requeued: a quarantined one is damaged and stays for a human.
+func (s *Spool) Requeue(ctx context.Context, e Entry) error {
+	if e.State != StateDead {
+		return fmt.Errorf("requeue %s: segment is %s; only dead segments can be requeued", e.ID, e.State)
+	}
+	n, _ := parseName(dirDead, e.Name)
+	back := segName{segBase: n.segBase}
+	if err := s.renameResolved(s.path(dirDead, e.Name), s.path(dirReady, back.ready())); err != nil {
+		if fsys.IsNotExist(err) {
+			return fmt.Errorf("requeue %s: %w", e.ID, errNotFound)
+		}
+		return fmt.Errorf("requeue %s: %w", e.ID, err)
+	}
+	if err := s.fs.Remove(s.path(dirDead, n.reason())); err != nil && !fsys.IsNotExist(err) {
+		return fmt.Errorf("requeue %s: remove reason: %w", e.ID, err)
+	}
+	return nil
+}
+
+// Purge removes the dead segments (and their reasons) that were dead-lettered before cutoff;
+// segments without a reason file count from their creation time. progress, if not nil, is called
+// after each file with (done, total). Only dead/ can be purged: quarantine/ is never deleted by
+// the program.
+func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progress func(done, total int)) (int, error) {
+	if state != StateDead {
+		return 0, fmt.Errorf("purge: only the dead state can be purged (quarantine is kept for a human; the others are live)")
+	}
+	entries, err := s.list(StateDead)
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for i, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		n, _ := parseName(dirDead, e.Name)
+		at := e.Created
+		if fi, err := s.fs.Stat(s.path(dirDead, n.reason())); err == nil {
+			at = fi.ModTime()
+		}
+		if at.Before(cutoff) {
+			if err := s.fs.Remove(s.path(dirDead, e.Name)); err != nil && !fsys.IsNotExist(err) {
+				return removed, fmt.Errorf("purge %s: %w", e.Name, err)
+			}
+			if err := s.fs.Remove(s.path(dirDead, n.reason())); err != nil && !fsys.IsNotExist(err) {
+				return removed, fmt.Errorf("purge %s: %w", n.reason(), err)
+			}
+			removed++
+		}
+		if progress != nil {
+			progress(i+1, len(entries))
+		}
+	}
+	return removed, nil
+}
+
+// Damage is one damaged segment found by Verify.
+type Damage struct {
+	Entry Entry
+	// Intact is how many records are still readable.
+	Intact int
+	Err    error
+}
+
+// Verify reads every segment in every state and checks every checksum. It returns the damaged
+// ones; segments that vanish while it runs (delivered meanwhile) are skipped. progress, if not
+// nil, is called after each segment with (done, total).
+func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (checked int, damaged []Damage, err error) {
+	var all []Entry
+	for _, st := range States {
+		entries, err := s.list(st)
+		if err != nil {
+			return 0, nil, err
+		}
+		all = append(all, entries...)
+	}
+	for i, e := range all {
+		if err := ctx.Err(); err != nil {
+			return checked, damaged, err
+		}
+		msgs, err := s.Read(ctx, e)
+		switch {
+		case err == nil:
+			checked++
+		case errors.Is(err, ErrCorrupt):
+			checked++
+			damaged = append(damaged, Damage{Entry: e, Intact: len(msgs), Err: err})
+		case fsys.IsNotExist(err) || fsys.IsStale(err):
+		default:
+			return checked, damaged, err
+		}
+		if progress != nil {
+			progress(i+1, len(all))
+		}
+	}
+	return checked, damaged, nil
+}

@@ -1,0 +1,176 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+)
+
+// batch is the group of appends that will share one segment. Appenders add their encoded
+// records under Spool.mu; the committer takes whole batches and closes done once the segment is
+// durable (or failed), releasing every waiter at once with a single close.
+type batch struct {
+	recs  []byte // framed records, from several appends, in arrival order
+	count int
+	done  chan struct{}
+	err   error // set before done is closed
+}
+
+// counters are cumulative, since Open; read them with Counters.
+type counters struct {
+	commits, committedMsgs, commitErrors atomic.Int64
+	commitNanos                          atomic.Int64
+}
+
+// Counters is a snapshot of this process's cumulative commit figures since Open.
+type Counters struct {
+	// Commits is the number of segments this process committed (one fsync of a segment each).
+	Commits int64
+	// Messages is the number of messages in them.
+	Messages int64
+	// Errors is the number of failed commits.
+	Errors int64
+	// CommitTime is the total time spent committing.
+	CommitTime time.Duration
+}
+
+// Counters returns this process's commit counters.
+func (s *Spool) Counters() Counters {
+	return Counters{
+		Commits:    s.counts.commits.Load(),
+		Messages:   s.counts.committedMsgs.Load(),
+		Errors:     s.counts.commitErrors.Load(),
+		CommitTime: time.Duration(s.counts.commitNanos.Load()),
+	}
+}
+
+// Append makes msgs durable as one unit: they go into one segment together with whatever else
+// was waiting, and Append returns nil only after that segment is fsynced and renamed into ready/.
+//
+// An error wraps ErrFull, ErrUnwritable or ErrClosed; then none of msgs was accepted (though a
+// failure after the rename, such as a failed directory fsync, may still let them be delivered:
+// a duplicate if the client retries, never a loss). If ctx ends first, Append returns ctx.Err()
+// and the messages may or may not be committed.
+func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if s.opts.Inspect {
+		return ErrReadOnly
+	}
+	// Encode in the caller's goroutine: appenders encode and checksum in parallel, and the
+	// committer only concatenates.
+	size := 0
+	for i := range msgs {
+		size += recHeaderSize + msgs[i].EncodedSize()
+	}
+	recs := make([]byte, 0, size)
+	for i := range msgs {
+		recs = appendRecord(recs, &msgs[i])
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if err := s.capacityLocked(int64(len(recs))); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	var b *batch
+	if n := len(s.pending); n > 0 && (len(s.pending[n-1].recs) == 0 || len(s.pending[n-1].recs)+len(recs) <= s.opts.MaxSegmentBytes) {
+		b = s.pending[n-1]
+	} else {
+		b = &batch{done: make(chan struct{})}
+		s.pending = append(s.pending, b)
+	}
+	b.recs = append(b.recs, recs...)
+	b.count += len(msgs)
+	s.mu.Unlock()
+
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// capacityLocked fails fast when adding n bytes would pass MaxBytes or MinFreeBytes.
+func (s *Spool) capacityLocked(n int64) error {
+	if s.opts.MaxBytes > 0 && s.usedBytes+n > s.opts.MaxBytes {
+		return fmt.Errorf("%w: %d bytes used of MaxBytes %d", ErrFull, s.usedBytes, s.opts.MaxBytes)
+	}
+	if s.opts.MinFreeBytes > 0 && s.freeBytes >= 0 && s.freeBytes-n < s.opts.MinFreeBytes {
+		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d", ErrFull, s.freeBytes, s.opts.MinFreeBytes)
+	}
+	return nil
+}
+
+// commitLoop is the committer: one per process. It flushes the moment it is free, with
+// everything that arrived while it was busy: no timer and no waiting for company, so a lone
+// client pays one fsync and a crowd shares one.
+func (s *Spool) commitLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.kick:
+		case <-s.stop:
+			// Appends that queued before Close still get committed.
+			s.commitPending()
+			return
+		}
+		s.commitPending()
+	}
+}
+
+func (s *Spool) commitPending() {
+	for {
+		s.mu.Lock()
+		batches := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		if len(batches) == 0 {
+			return
+		}
+		for _, b := range batches {
+			b.err = s.commit(b)
+			close(b.done)
+		}
+	}
+}
+
+// commit writes one batch as one segment: tmp/ (O_EXCL) → write → fsync → close → rename into
+// ready/ → fsync ready/.
+func (s *Spool) commit(b *batch) error {
+	start := time.Now()
+	buf := append(s.wbuf[:0], make([]byte, headerSize)...)
+	buf = append(buf, b.recs...)
+	buf, base := finishSegment(buf, s.now(), s.writer, b.count)
+	s.wbuf = buf
+	name := segName{segBase: base}
+	err := s.writeFile(base.String()+".tmp", s.path(dirReady, name.ready()), dirReady, buf)
+	s.counts.commitNanos.Add(int64(time.Since(start)))
+	if err != nil {
+		s.counts.commitErrors.Add(1)
+		s.log.Error("commit failed", "segment", base.String(), "messages", b.count, "err", err)
+		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
+	}
+	s.counts.commits.Add(1)
+	s.counts.committedMsgs.Add(int64(b.count))
+	s.mu.Lock()
+	s.usedBytes += base.Bytes
+	if s.freeBytes >= 0 {
+		s.freeBytes -= base.Bytes
+	}
+	s.mu.Unlock()
+	return nil
+}

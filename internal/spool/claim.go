@@ -1,0 +1,336 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+)
+
+// Claim is a segment this process holds: its messages may be sent, then the claim is ended by
+// exactly one of Ack, Release, DeadLetter or Settle. Renew it before Deadline while a send is slow.
+// A Claim is owned by one goroutine.
+type Claim struct {
+	// ID is the segment's base name, the same in every state.
+	ID string
+	// Attempt counts the claims of this segment, this one included.
+	Attempt int
+	// Deadline is when the lease ends; stop sending before it (minus a margin).
+	Deadline time.Time
+	// Messages are the segment's records, oldest first.
+	Messages []message.Message
+	// Salvaged is set when the segment was damaged: the intact records were re-written into
+	// this claim and the damaged file quarantined.
+	Salvaged bool
+
+	name segName // current name in claimed/
+}
+
+// Name returns the claim's current file name in claimed/.
+func (c *Claim) Name() string { return c.name.claimed() }
+
+// readyCache holds the parsed listing of ready/, oldest first. Claimers in one process share it
+// so that a listing (a READDIR round trip on NFS) serves many claims; a stale entry only costs a
+// failed rename.
+type readyCache struct {
+	names []segName
+	at    time.Time
+}
+
+// claimWindow is how many of the oldest ready segments a claimer picks among at random, so that
+// consumers on several hosts rarely race for the same file.
+const claimWindow = 8
+
+// Claim takes the oldest ready segment (at random among the few oldest) whose not-before time has
+// passed, renames it into claimed/ under this process with attempt+1 and a deadline Lease from
+// now, reads and verifies it. It returns ErrEmpty when nothing is ready. A segment at
+// MaxAttempts is dead-lettered instead of claimed; a damaged one is quarantined and its intact
+// records returned in a new segment.
+func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
+	for tries := 0; ; tries++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cand, err := s.pickCandidate(tries > 0)
+		if err != nil {
+			return nil, err
+		}
+		c, err := s.claimOne(cand)
+		if errors.Is(err, errRaceLost) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			return c, nil
+		}
+	}
+}
+
+var errRaceLost = errors.New("lost the race for a segment")
+
+// pickCandidate removes and returns a claimable name from the cache, refilling it from a fresh
+// listing when it is empty or old.
+func (s *Spool) pickCandidate(retry bool) (segName, error) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	now := s.now()
+	for refreshed := false; ; refreshed = true {
+		if !refreshed && (len(s.cache.names) == 0 || now.Sub(s.cache.at) > s.opts.ScanInterval) {
+			if err := s.refreshCacheLocked(now); err != nil {
+				return segName{}, err
+			}
+			refreshed = true
+		}
+		// Eligible: not-before passed. Among the first claimWindow eligible ones, pick at random.
+		var window []int
+		for i, n := range s.cache.names {
+			if n.NotBefore.After(now) {
+				continue
+			}
+			window = append(window, i)
+			if len(window) == claimWindow {
+				break
+			}
+		}
+		if len(window) > 0 {
+			i := window[rand.IntN(len(window))]
+			n := s.cache.names[i]
+			s.cache.names = slices.Delete(s.cache.names, i, i+1)
+			return n, nil
+		}
+		if refreshed {
+			return segName{}, ErrEmpty
+		}
+		if err := s.refreshCacheLocked(now); err != nil {
+			return segName{}, err
+		}
+	}
+}
+
+func (s *Spool) refreshCacheLocked(now time.Time) error {
+	entries, err := s.fs.ReadDir(s.path(dirReady))
+	if err != nil {
+		return fmt.Errorf("list ready: %w", err)
+	}
+	names := make([]segName, 0, len(entries))
+	for _, e := range entries {
+		if n, ok := parseName(dirReady, e); ok {
+			names = append(names, n)
+		}
+	}
+	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.segBase.String(), b.segBase.String()) })
+	s.cache = readyCache{names: names, at: now}
+	return nil
+}
+
+// claimOne tries to claim cand. It returns (nil, errRaceLost) when another consumer got there
+// first, (nil, nil) when the segment was settled without a claim (dead-lettered or wholly
+// damaged), or the claim.
+func (s *Spool) claimOne(cand segName) (*Claim, error) {
+	from := s.path(dirReady, cand.ready())
+	if cand.Attempt >= s.opts.MaxAttempts {
+		reason := fmt.Sprintf("gave up after %d delivery attempts", cand.Attempt)
+		err := s.settleFile(from, dirDead, cand, reason)
+		if fsys.IsNotExist(err) {
+			return nil, errRaceLost
+		}
+		return nil, err
+	}
+	next := cand
+	next.Attempt++
+	next.NotBefore = time.Time{}
+	next.Owner = s.writer
+	next.Deadline = s.now().Add(s.opts.Lease)
+	to := s.path(dirClaimed, next.claimed())
+	if err := s.renameResolved(from, to); err != nil {
+		if fsys.IsNotExist(err) || fsys.IsStale(err) || fsys.IsBusy(err) {
+			return nil, errRaceLost // another consumer won, or the file is held: try another
+		}
+		return nil, fmt.Errorf("claim %s: %w", cand.ready(), err)
+	}
+	// The attempt count must be durable before anything is sent, or a segment that crashes its
+	// consumer would never reach MaxAttempts.
+	if err := s.syncDir(dirClaimed); err != nil {
+		s.log.Warn("fsync claimed/ failed; attempt count may not be durable", "segment", cand.segBase.String(), "err", err)
+	}
+	data, err := s.fs.ReadFile(to)
+	if err != nil {
+		if fsys.IsNotExist(err) || fsys.IsStale(err) {
+			return nil, errRaceLost // reclaimed under us already
+		}
+		// Hand it back for later rather than hold it.
+		c := &Claim{name: next}
+		if rerr := s.Release(context.Background(), c, s.now().Add(s.opts.ScanInterval)); rerr != nil {
+			s.log.Error("release after failed read", "segment", next.claimed(), "err", rerr)
+		}
+		return nil, fmt.Errorf("read %s: %w", next.claimed(), err)
+	}
+	_, msgs, derr := decodeSegment(next.claimed(), data)
+	c := &Claim{ID: next.segBase.String(), Attempt: next.Attempt, Deadline: next.Deadline, Messages: msgs, name: next}
+	if derr == nil {
+		return c, nil
+	}
+	return s.salvage(c, derr)
+}
+
+// salvage handles a damaged claimed segment: its intact records go into a new segment claimed by
+// us (same attempt and deadline), then the damaged file moves to quarantine/ with the reason.
+// A crash between the two steps leaves both claimed: the reaper returns them and the intact
+// records are delivered twice, never lost.
+func (s *Spool) salvage(c *Claim, damage error) (*Claim, error) {
+	s.log.Error("damaged segment: quarantining, delivering its intact records", "segment", c.ID, "intact", len(c.Messages), "expected", c.name.Count, "err", damage)
+	var out *Claim
+	if len(c.Messages) > 0 {
+		data, base := encodeSegment(c.name.Created, s.writer, c.Messages)
+		n := segName{segBase: base, Attempt: c.Attempt, Owner: s.writer, Deadline: c.Deadline}
+		if err := s.writeFile(base.String()+".tmp", s.path(dirClaimed, n.claimed()), dirClaimed, data); err != nil {
+			return nil, fmt.Errorf("salvage %s: %w", c.ID, err)
+		}
+		out = &Claim{ID: base.String(), Attempt: c.Attempt, Deadline: c.Deadline, Messages: c.Messages, Salvaged: true, name: n}
+	}
+	reason := fmt.Sprintf("damaged: %v; %d of %d records intact", damage, len(c.Messages), c.name.Count)
+	if out != nil {
+		reason += " and re-spooled as " + out.ID
+	}
+	if err := s.settleFile(s.path(dirClaimed, c.Name()), dirQuarantine, c.name, reason); err != nil {
+		return out, fmt.Errorf("quarantine %s: %w", c.ID, err)
+	}
+	return out, nil
+}
+
+// settleFile writes the reason file, then moves the segment at from into dir (dead/ or
+// quarantine/). The reason goes first so a settled segment never lacks one.
+func (s *Spool) settleFile(from, dir string, n segName, reason string) error {
+	if err := s.writeReason(dir, n, reason); err != nil {
+		return err
+	}
+	if err := s.renameResolved(from, s.path(dir, n.settled())); err != nil {
+		_ = s.fs.Remove(s.path(dir, n.reason()))
+		return err
+	}
+	return s.syncDir(dir)
+}
+
+// writeReason durably writes dir/<n>.reason: the time and the reason, one line each.
+func (s *Spool) writeReason(dir string, n segName, reason string) error {
+	body := fmt.Sprintf("%s\n%s\n", s.now().UTC().Format(time.RFC3339), strings.ReplaceAll(reason, "\n", " "))
+	if err := s.writeFile(tmpName(s.now(), s.writer, "reason"), s.path(dir, n.reason()), dir, []byte(body)); err != nil {
+		return fmt.Errorf("write reason: %w", err)
+	}
+	return nil
+}
+
+// Renew extends c's lease to Lease from now. ErrLostClaim means the claim was taken over: stop
+// sending its messages.
+func (s *Spool) Renew(ctx context.Context, c *Claim) error {
+	next := c.name
+	next.Deadline = s.now().Add(s.opts.Lease)
+	if err := s.moveClaim(c, s.path(dirClaimed, next.claimed())); err != nil {
+		return fmt.Errorf("renew %s: %w", c.ID, err)
+	}
+	c.name, c.Deadline = next, next.Deadline
+	return nil
+}
+
+// Ack ends c after every message was delivered: the claimed file is unlinked by its exact name.
+// ErrLostClaim means the file was already gone: the claim had been taken over (the messages may
+// be delivered again: a duplicate, never a loss), or an earlier unlink's reply was lost.
+func (s *Spool) Ack(ctx context.Context, c *Claim) error {
+	err := s.fs.Remove(s.path(dirClaimed, c.Name()))
+	switch {
+	case err == nil:
+		return nil
+	case fsys.IsNotExist(err) || fsys.IsStale(err):
+		s.log.Warn("ack found the claim gone: possible duplicate delivery", "segment", c.ID, "attempt", c.Attempt)
+		return fmt.Errorf("ack %s: %w", c.ID, ErrLostClaim)
+	default:
+		return fmt.Errorf("ack %s: %w", c.ID, err)
+	}
+}
+
+// Release ends c without delivering it: the segment goes back to ready/, claimable again after
+// notBefore (the zero time means at once).
+func (s *Spool) Release(ctx context.Context, c *Claim, notBefore time.Time) error {
+	next := c.name
+	next.Owner, next.Deadline, next.NotBefore = "", time.Time{}, notBefore
+	if err := s.moveClaim(c, s.path(dirReady, next.ready())); err != nil {
+		return fmt.Errorf("release %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// DeadLetter ends c by moving the whole segment to dead/ with reason (the sink's words).
+func (s *Spool) DeadLetter(ctx context.Context, c *Claim, reason string) error {
+	if err := s.settleFile(s.path(dirClaimed, c.Name()), dirDead, c.name, reason); err != nil {
+		if fsys.IsNotExist(err) {
+			return fmt.Errorf("dead-letter %s: %w", c.ID, ErrLostClaim)
+		}
+		return fmt.Errorf("dead-letter %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Outcome is the result of sending a claim whose messages fared differently. Messages in neither
+// list count as delivered.
+type Outcome struct {
+	// Retry are the messages to send again after NotBefore.
+	Retry     []message.Message
+	NotBefore time.Time
+	// Dead are the messages that can never be delivered, for the reason Reason.
+	Dead   []message.Message
+	Reason string
+}
+
+// Settle ends c with a mixed outcome: Retry and Dead are written as new segments (keeping the
+// attempt count, so poison still reaches MaxAttempts), and only then the claimed file is
+// unlinked. A crash in between re-delivers the segment later: duplicates, never a loss.
+func (s *Spool) Settle(ctx context.Context, c *Claim, o Outcome) error {
+	switch {
+	case len(o.Retry) == 0 && len(o.Dead) == 0:
+		return s.Ack(ctx, c)
+	case len(o.Retry) == len(c.Messages) && len(o.Dead) == 0:
+		return s.Release(ctx, c, o.NotBefore)
+	case len(o.Dead) == len(c.Messages) && len(o.Retry) == 0:
+		return s.DeadLetter(ctx, c, o.Reason)
+	}
+	if len(o.Retry) > 0 {
+		data, base := encodeSegment(c.name.Created, s.writer, o.Retry)
+		n := segName{segBase: base, Attempt: c.Attempt, NotBefore: o.NotBefore}
+		if err := s.writeFile(base.String()+".tmp", s.path(dirReady, n.ready()), dirReady, data); err != nil {
+			return fmt.Errorf("settle %s: respool retries: %w", c.ID, err)
+		}
+	}
+	if len(o.Dead) > 0 {
+		data, base := encodeSegment(c.name.Created, s.writer, o.Dead)
+		n := segName{segBase: base, Attempt: c.Attempt}
+		if err := s.writeReason(dirDead, n, o.Reason); err != nil {
+			return fmt.Errorf("settle %s: %w", c.ID, err)
+		}
+		if err := s.writeFile(base.String()+".tmp", s.path(dirDead, n.settled()), dirDead, data); err != nil {
+			return fmt.Errorf("settle %s: dead-letter: %w", c.ID, err)
+		}
+	}
+	return s.Ack(ctx, c)
+}
+
+// moveClaim renames c's claimed file to dst; a failure whose reply was lost is resolved by
+// renameResolved, and a missing source means the claim was lost.
+func (s *Spool) moveClaim(c *Claim, dst string) error {
+	err := s.renameResolved(s.path(dirClaimed, c.Name()), dst)
+	switch {
+	case err == nil:
+		return nil
+	case fsys.IsNotExist(err) || fsys.IsStale(err):
+		return ErrLostClaim
+	default:
+		return err
+	}
+}

@@ -1,0 +1,327 @@
+package fsys
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Op names one kind of file-system call, for fault rules and counters.
+type Op string
+
+// The operations a Faulty file system can fail, delay or count.
+const (
+	OpCreate  Op = "create"
+	OpWrite   Op = "write"
+	OpSync    Op = "sync"
+	OpClose   Op = "close"
+	OpRead    Op = "read"
+	OpRename  Op = "rename"
+	OpRemove  Op = "remove"
+	OpStat    Op = "stat"
+	OpReadDir Op = "readdir"
+	OpMkdir   Op = "mkdir"
+	OpSyncDir Op = "syncdir"
+	OpStatfs  Op = "statfs"
+)
+
+// isMetadata reports whether op is a metadata round trip on a network file system, the calls an
+// injected latency applies to.
+func (op Op) isMetadata() bool {
+	switch op {
+	case OpCreate, OpRead, OpRename, OpRemove, OpStat, OpReadDir, OpMkdir, OpSyncDir, OpClose:
+		return true
+	}
+	return false
+}
+
+// Rule injects Err into calls of Op whose path contains Match.
+type Rule struct {
+	Op Op
+	// Match selects paths containing it; empty matches every path.
+	Match string
+	// Err is the error the call returns.
+	Err error
+	// After performs the call before returning Err: the operation happened but its reply was
+	// lost, as after an NFS retransmission or a timeout.
+	After bool
+	// Skip lets the first Skip matching calls through untouched.
+	Skip int
+	// Times is how many matching calls fail after Skip; 0 means every one.
+	Times int
+}
+
+// Faulty wraps an FS and injects errors, lost replies, stale listings and latency, and counts
+// calls. It is safe for concurrent use; all its state is guarded by mu.
+type Faulty struct {
+	fs FS
+
+	mu       sync.Mutex
+	rules    []*ruleState
+	latency  time.Duration
+	frozen   map[string][]string // dir → the listing ReadDir keeps returning (stale view)
+	counts   map[Op]int
+	syncs    map[string]int // path → Sync calls on files created at that path
+	failed   map[string]bool
+	resynced []string // paths Synced again after a failed Sync: the fsyncgate bug
+}
+
+type ruleState struct {
+	Rule
+	seen int
+}
+
+var _ FS = (*Faulty)(nil)
+
+// NewFaulty returns a Faulty wrapping base with no faults.
+func NewFaulty(base FS) *Faulty {
+	return &Faulty{fs: base, frozen: map[string][]string{}, counts: map[Op]int{}, syncs: map[string]int{}, failed: map[string]bool{}}
+}
+
+// Inject adds a rule; rules are checked in the order added and the first that fires wins.
+func (f *Faulty) Inject(r Rule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = append(f.rules, &ruleState{Rule: r})
+}
+
+// Reset removes every rule, frozen listing and latency; counters are kept.
+func (f *Faulty) Reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = nil
+	f.frozen = map[string][]string{}
+	f.latency = 0
+}
+
+// SetLatency delays every metadata call by d, like a round trip to an NFS or SMB server.
+func (f *Faulty) SetLatency(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = d
+}
+
+// FreezeListing makes ReadDir(dir) return what it returns now until Thaw: a client whose
+// directory cache is stale.
+func (f *Faulty) FreezeListing(dir string) error {
+	names, err := f.fs.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen[dir] = names
+	return nil
+}
+
+// Thaw ends every frozen listing.
+func (f *Faulty) Thaw() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen = map[string][]string{}
+}
+
+// Count returns how many calls of op were made.
+func (f *Faulty) Count(op Op) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counts[op]
+}
+
+// Resynced lists the files that were fsynced again after an fsync of theirs had failed. A
+// correct caller never does that: the failed fsync may have dropped the dirty pages, and the
+// retry would report success over lost data.
+func (f *Faulty) Resynced() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.resynced...)
+}
+
+// enter applies latency and counting, and returns the rule that fires for (op, path), if any.
+func (f *Faulty) enter(op Op, path string) *Rule {
+	f.mu.Lock()
+	f.counts[op]++
+	lat := f.latency
+	var fired *Rule
+	for _, r := range f.rules {
+		if r.Op != op || !strings.Contains(path, r.Match) {
+			continue
+		}
+		r.seen++
+		if r.seen <= r.Skip || (r.Times > 0 && r.seen > r.Skip+r.Times) {
+			continue
+		}
+		fired = &r.Rule
+		break
+	}
+	f.mu.Unlock()
+	if lat > 0 && op.isMetadata() {
+		time.Sleep(lat)
+	}
+	return fired
+}
+
+// do runs call under the fault rules of (op, path).
+func (f *Faulty) do(op Op, path string, call func() error) error {
+	r := f.enter(op, path)
+	if r == nil {
+		return call()
+	}
+	if r.After {
+		_ = call() // the operation happens; its reply is lost
+	}
+	return wrap(op, path, r.Err)
+}
+
+func wrap(op Op, path string, err error) error {
+	return &fs.PathError{Op: string(op), Path: path, Err: err}
+}
+
+// CreateExcl implements FS.
+func (f *Faulty) CreateExcl(name string) (File, error) {
+	var file File
+	err := f.do(OpCreate, name, func() error {
+		var err error
+		file, err = f.fs.CreateExcl(name)
+		return err
+	})
+	if err != nil {
+		if file != nil {
+			_ = file.Close()
+		}
+		return nil, err
+	}
+	return &faultyFile{f: f, name: name, File: file}, nil
+}
+
+// ReadFile implements FS.
+func (f *Faulty) ReadFile(name string) ([]byte, error) {
+	var b []byte
+	err := f.do(OpRead, name, func() error {
+		var err error
+		b, err = f.fs.ReadFile(name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Rename implements FS.
+func (f *Faulty) Rename(oldname, newname string) error {
+	return f.do(OpRename, oldname+" -> "+newname, func() error { return f.fs.Rename(oldname, newname) })
+}
+
+// Remove implements FS.
+func (f *Faulty) Remove(name string) error {
+	return f.do(OpRemove, name, func() error { return f.fs.Remove(name) })
+}
+
+// Stat implements FS.
+func (f *Faulty) Stat(name string) (fs.FileInfo, error) {
+	var fi fs.FileInfo
+	err := f.do(OpStat, name, func() error {
+		var err error
+		fi, err = f.fs.Stat(name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
+
+// ReadDir implements FS; a frozen directory returns its stale listing.
+func (f *Faulty) ReadDir(dir string) ([]string, error) {
+	var names []string
+	err := f.do(OpReadDir, dir, func() error {
+		f.mu.Lock()
+		stale, ok := f.frozen[dir]
+		f.mu.Unlock()
+		if ok {
+			names = append([]string(nil), stale...)
+			return nil
+		}
+		var err error
+		names, err = f.fs.ReadDir(dir)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+// MkdirAll implements FS.
+func (f *Faulty) MkdirAll(dir string) error {
+	return f.do(OpMkdir, dir, func() error { return f.fs.MkdirAll(dir) })
+}
+
+// SyncDir implements FS.
+func (f *Faulty) SyncDir(dir string) error {
+	return f.do(OpSyncDir, dir, func() error { return f.fs.SyncDir(dir) })
+}
+
+// Statfs implements FS.
+func (f *Faulty) Statfs(dir string) (FSInfo, error) {
+	var info FSInfo
+	err := f.do(OpStatfs, dir, func() error {
+		var err error
+		info, err = f.fs.Statfs(dir)
+		return err
+	})
+	return info, err
+}
+
+type faultyFile struct {
+	File
+	f    *Faulty
+	name string
+}
+
+func (ff *faultyFile) Write(p []byte) (int, error) {
+	var n int
+	err := ff.f.do(OpWrite, ff.name, func() error {
+		var err error
+		n, err = ff.File.Write(p)
+		return err
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+func (ff *faultyFile) Sync() error {
+	ff.f.mu.Lock()
+	ff.f.syncs[ff.name]++
+	if ff.f.failed[ff.name] {
+		ff.f.resynced = append(ff.f.resynced, ff.name)
+	}
+	ff.f.mu.Unlock()
+	err := ff.f.do(OpSync, ff.name, ff.File.Sync)
+	if err != nil {
+		ff.f.mu.Lock()
+		ff.f.failed[ff.name] = true
+		ff.f.mu.Unlock()
+	}
+	return err
+}
+
+// Close always releases the descriptor, as close(2) does even when it reports an error.
+func (ff *faultyFile) Close() error {
+	r := ff.f.enter(OpClose, ff.name)
+	err := ff.File.Close()
+	if r != nil {
+		return wrap(OpClose, ff.name, r.Err)
+	}
+	return err
+}
+
+// String describes the rule, for test failure messages.
+func (r Rule) String() string {
+	return fmt.Sprintf("%s %q err=%v after=%v skip=%d times=%d", r.Op, r.Match, r.Err, r.After, r.Skip, r.Times)
+}

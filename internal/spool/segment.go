@@ -1,0 +1,202 @@
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/google/uuid"
+)
+
+// Segment file format (little endian), version 1:
+//
+//	header   magic "BHSG" | version u8 | flags u8 | reserved u16 | count u32 |
+//	         created unix ms i64 | random 16 B | writer 12 B | crc32c u32 of the preceding 48 bytes
+//	record   length u32 | crc32c u32 of id+payload | message id 16 B | payload (length bytes)
+//	trailer  magic "BHTR" | count u32 | crc32c u32 of every byte before the trailer
+//
+// The payload is message.Message's binary encoding. A reader checks every CRC; a record whose
+// CRC fails is skipped and the rest still read (its length frame is intact), a record whose frame
+// is broken ends the readable part. Either way the segment is reported damaged, never half-sent
+// in silence.
+
+const (
+	segMagic     = "BHSG"
+	trailerMagic = "BHTR"
+	segVersion   = 1
+
+	headerSize    = 52
+	recHeaderSize = 4 + 4 + 16
+	trailerSize   = 12
+
+	// MaxRecordBytes bounds one record's payload. A length field above it is damage, not a
+	// request to allocate.
+	MaxRecordBytes = 16 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt is wrapped by every CorruptionError.
+var ErrCorrupt = errors.New("corrupt segment")
+
+// CorruptionError describes damage found in a segment file.
+type CorruptionError struct {
+	// Segment is the file name.
+	Segment string
+	// Offset is the byte offset where the damage was found.
+	Offset int64
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("segment %s: offset %d: %v", e.Segment, e.Offset, e.Err)
+}
+
+// Unwrap returns both ErrCorrupt and the detail, so errors.Is(err, ErrCorrupt) holds.
+func (e *CorruptionError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// segHeader is the decoded fixed header.
+type segHeader struct {
+	Count   int
+	Created time.Time
+	Rand    [16]byte
+	Writer  string
+}
+
+// appendRecord appends the framed record of m to b.
+func appendRecord(b []byte, m *message.Message) []byte {
+	start := len(b)
+	b = append(b, make([]byte, 8)...) // length and crc, filled below
+	b = append(b, m.ID[:]...)
+	b = m.AppendBinary(b)
+	payload := len(b) - start - recHeaderSize
+	binary.LittleEndian.PutUint32(b[start:], uint32(payload))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
+	return b
+}
+
+// putHeader writes the header for base into b[:headerSize].
+func putHeader(b []byte, base segBase) {
+	copy(b[0:4], segMagic)
+	b[4] = segVersion
+	b[5] = 0
+	b[6], b[7] = 0, 0
+	binary.LittleEndian.PutUint32(b[8:], uint32(base.Count))
+	binary.LittleEndian.PutUint64(b[12:], uint64(base.Created.UnixMilli()))
+	raw, _ := b32.DecodeString(base.Rand)
+	copy(b[20:36], raw)
+	copy(b[36:48], base.Writer)
+	binary.LittleEndian.PutUint32(b[48:], crc32.Checksum(b[:48], castagnoli))
+}
+
+// appendTrailer appends the trailer covering b (header and records).
+func appendTrailer(b []byte, count int) []byte {
+	sum := crc32.Checksum(b, castagnoli)
+	b = append(b, trailerMagic...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(count))
+	return binary.LittleEndian.AppendUint32(b, sum)
+}
+
+// encodeSegment returns the whole file for msgs, and its base name (created at created, by writer).
+func encodeSegment(created time.Time, writer string, msgs []message.Message) ([]byte, segBase) {
+	size := headerSize + trailerSize
+	for i := range msgs {
+		size += recHeaderSize + msgs[i].EncodedSize()
+	}
+	b := make([]byte, headerSize, size)
+	for i := range msgs {
+		b = appendRecord(b, &msgs[i])
+	}
+	return finishSegment(b, created, writer, len(msgs))
+}
+
+// finishSegment fills the header of b (whose records follow headerSize) and appends the trailer.
+func finishSegment(b []byte, created time.Time, writer string, count int) ([]byte, segBase) {
+	base := newBase(created, writer, count, int64(len(b)+trailerSize))
+	putHeader(b, base)
+	return appendTrailer(b, count), base
+}
+
+// decodeSegment reads a whole segment file. It returns every record whose CRC holds; err is a
+// *CorruptionError describing the first damage found, or nil when the file is whole.
+// Allocation is bounded by len(b), whatever the length and count fields say.
+func decodeSegment(name string, b []byte) (segHeader, []message.Message, error) {
+	var h segHeader
+	corrupt := func(off int, format string, args ...any) error {
+		return &CorruptionError{Segment: name, Offset: int64(off), Err: fmt.Errorf(format, args...)}
+	}
+	if len(b) < headerSize {
+		return h, nil, corrupt(0, "file of %d bytes is shorter than a header", len(b))
+	}
+	if string(b[0:4]) != segMagic {
+		return h, nil, corrupt(0, "bad magic %q", b[0:4])
+	}
+	if sum := crc32.Checksum(b[:48], castagnoli); sum != binary.LittleEndian.Uint32(b[48:]) {
+		return h, nil, corrupt(48, "header checksum mismatch")
+	}
+	if b[4] != segVersion {
+		return h, nil, corrupt(4, "unknown segment version %d", b[4])
+	}
+	h.Count = int(binary.LittleEndian.Uint32(b[8:]))
+	h.Created = time.UnixMilli(int64(binary.LittleEndian.Uint64(b[12:])))
+	copy(h.Rand[:], b[20:36])
+	h.Writer = string(b[36:48])
+
+	// A record takes at least recHeaderSize+1 bytes: that bounds the slice, not the header's count.
+	msgs := make([]message.Message, 0, min(h.Count, (len(b)-headerSize)/(recHeaderSize+1)))
+	var first error
+	note := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	off := headerSize
+	end := len(b) - trailerSize
+	if end < headerSize || string(b[end:end+4]) != trailerMagic {
+		// Truncated or torn: read the records that are there, then report.
+		end = len(b)
+		note(corrupt(len(b), "missing trailer (truncated?)"))
+	}
+	seen := 0
+	for off < end {
+		if end-off < recHeaderSize {
+			note(corrupt(off, "%d stray bytes after the last record", end-off))
+			break
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n > MaxRecordBytes || n > end-off-recHeaderSize {
+			note(corrupt(off, "record length %d exceeds what remains (%d)", n, end-off-recHeaderSize))
+			break
+		}
+		rec := b[off+8 : off+recHeaderSize+n]
+		seen++
+		if crc32.Checksum(rec, castagnoli) != binary.LittleEndian.Uint32(b[off+4:]) {
+			note(corrupt(off, "record %d checksum mismatch", seen-1))
+			off += recHeaderSize + n
+			continue
+		}
+		var m message.Message
+		m.ID = uuid.UUID(rec[:16])
+		if err := m.UnmarshalBinary(rec[16:]); err != nil {
+			note(corrupt(off, "record %d: %v", seen-1, err))
+			off += recHeaderSize + n
+			continue
+		}
+		msgs = append(msgs, m)
+		off += recHeaderSize + n
+	}
+	if first == nil {
+		tc := int(binary.LittleEndian.Uint32(b[end+4:]))
+		switch {
+		case crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end+8:]):
+			note(corrupt(end, "segment checksum mismatch"))
+		case tc != h.Count || seen != h.Count:
+			note(corrupt(end, "header says %d records, trailer %d, found %d", h.Count, tc, seen))
+		}
+	}
+	return h, msgs, first
+}

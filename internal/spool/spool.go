@@ -1,0 +1,422 @@
+// Package spool provides Bridgehead's durable queue: a directory on a local disk, an NFS export or
+// an Azure Files share that several processes on several hosts append to and drain at once.
+//
+// Guarantees:
+//   - Append returns nil only after the messages are in a segment that was written, fsynced,
+//     closed, renamed into ready/ and whose directory was fsynced. Appends waiting together share
+//     one segment and one fsync (group commit).
+//   - A segment is claimed by one consumer at a time (rename from its exact name is the only
+//     compare-and-swap used; there are no locks), acked by unlinking its exact claimed name, and
+//     returned to ready/ by the reaper when its lease expired (deadline + 2 × skew allowance).
+//     Delivery is at least once: a duplicate is possible after a lease expiry, never a loss.
+//   - Damaged segments are quarantined, never deleted, and their intact records still delivered.
+//
+// Only operations atomic on local file systems, NFSv3/v4 and SMB3 are used; docs/spool.md lists
+// them, the mount options the spool needs and every deviation from the research contract.
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+)
+
+// Errors a caller branches on. Every error returned by Append wraps exactly one of ErrFull,
+// ErrUnwritable or ErrClosed (or is the caller's own context error).
+var (
+	// ErrFull means the spool is past MaxBytes or the file system below MinFreeBytes (or the file
+	// system reported ENOSPC/EDQUOT): answer 503, nothing was accepted.
+	ErrFull = errors.New("spool full")
+	// ErrUnwritable means the file system failed a write, fsync, close or rename: answer 503.
+	ErrUnwritable = errors.New("spool unwritable")
+	// ErrClosed means the spool is closed or closing.
+	ErrClosed = errors.New("spool closed")
+	// ErrReadOnly means the spool was opened with Inspect and cannot append.
+	ErrReadOnly = errors.New("spool opened for inspection only")
+	// ErrEmpty means no segment is ready to claim right now.
+	ErrEmpty = errors.New("no segment ready")
+	// ErrLostClaim means a claim is no longer ours: its lease expired and another consumer took
+	// it, or an operator moved it. The messages may be delivered twice; none is lost.
+	ErrLostClaim = errors.New("claim lost")
+	// ErrUnknownVersion means the directory holds a spool format this binary does not know.
+	ErrUnknownVersion = errors.New("unknown spool format version")
+	// ErrNoSpool means the directory was never initialised as a spool (no VERSION file).
+	ErrNoSpool = errors.New("not a spool directory")
+	// ErrProbe means a startup probe showed the file system cannot keep the spool's contract.
+	ErrProbe = errors.New("spool startup probe failed")
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxSegmentBytes   = 8 << 20
+	DefaultLease             = 30 * time.Second
+	DefaultSkewAllowance     = 2 * time.Second
+	DefaultMaxAttempts       = 10
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultScanInterval      = time.Second
+	DefaultOrphanAge         = 10 * time.Minute
+)
+
+// formatVersion is the content of <root>/VERSION.
+const formatVersion = "bridgehead-spool 1\n"
+
+// Options configure a Spool. The zero value is usable: every zero field takes its default.
+type Options struct {
+	// FS is the file system; nil means the real one (fsys.OS).
+	FS fsys.FS
+	// Logger receives warnings and errors; nil means no logging.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Lease deadlines and ages use it.
+	Now func() time.Time
+
+	// Instance names this process in heartbeats for humans (a pod name); default the host name.
+	Instance string
+	// Inspect opens without probes, heartbeat or committer: for the CLI's read and repair
+	// commands. Append fails with ErrReadOnly.
+	Inspect bool
+
+	// MaxBytes caps the bytes held in ready/, claimed/, dead/ and quarantine/ together; past it
+	// Append fails with ErrFull. 0 means no cap.
+	MaxBytes int64
+	// MinFreeBytes is the free-space floor of the file system; below it Append fails with
+	// ErrFull. 0 means no floor.
+	MinFreeBytes int64
+	// MaxSegmentBytes caps the size of one group-commit segment; default 8 MiB. One Append is
+	// never split across segments, so a single larger Append makes a larger segment.
+	MaxSegmentBytes int
+
+	// Lease is how long a claim lasts before it must be renewed; default 30 s.
+	Lease time.Duration
+	// SkewAllowance is the largest clock difference tolerated between hosts sharing the spool
+	// (checked at Open against the file server's clock); default 2 s. A claim is reclaimed only
+	// after its deadline plus twice this.
+	SkewAllowance time.Duration
+	// MaxAttempts is how many claims a segment gets before it is dead-lettered; default 10.
+	MaxAttempts int
+	// HeartbeatInterval is how often this writer refreshes hb/<writer>; default 10 s. A writer
+	// silent for three intervals is dead, and its leftovers in tmp/ may be collected.
+	HeartbeatInterval time.Duration
+	// ScanInterval is how often capacity and listings are refreshed; default 1 s.
+	ScanInterval time.Duration
+	// ReapInterval is how often the background reaper runs; 0 means never (call Reap).
+	ReapInterval time.Duration
+	// OrphanAge is how old a tmp/ file of a dead writer must be before it is removed; default 10 min.
+	OrphanAge time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.FS == nil {
+		o.FS = fsys.OS{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Instance == "" {
+		o.Instance, _ = os.Hostname()
+	}
+	if o.MaxSegmentBytes == 0 {
+		o.MaxSegmentBytes = DefaultMaxSegmentBytes
+	}
+	if o.Lease == 0 {
+		o.Lease = DefaultLease
+	}
+	if o.SkewAllowance == 0 {
+		o.SkewAllowance = DefaultSkewAllowance
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.ScanInterval == 0 {
+		o.ScanInterval = DefaultScanInterval
+	}
+	if o.OrphanAge == 0 {
+		o.OrphanAge = DefaultOrphanAge
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.MaxBytes < 0:
+		return fmt.Errorf("MaxBytes %d is negative", o.MaxBytes)
+	case o.MinFreeBytes < 0:
+		return fmt.Errorf("MinFreeBytes %d is negative", o.MinFreeBytes)
+	case o.MaxSegmentBytes < 0:
+		return fmt.Errorf("MaxSegmentBytes %d is negative", o.MaxSegmentBytes)
+	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0:
+		return errors.New("durations must not be negative")
+	case o.MaxAttempts < 0:
+		return fmt.Errorf("MaxAttempts %d is negative", o.MaxAttempts)
+	}
+	return nil
+}
+
+// Spool is an open spool directory. Its methods are safe for concurrent use.
+//
+// Ownership: the committer goroutine owns segment writing; mu guards the pending batches, the
+// closed flag and the capacity figures; the maintenance goroutine owns heartbeats and scans.
+type Spool struct {
+	root   string
+	opts   Options
+	fs     fsys.FS
+	log    *slog.Logger
+	writer string // this incarnation's id: in segment names, claims and hb/
+	netFS  bool   // NFS/SMB: a directory fsync may answer EINVAL
+
+	mu        sync.Mutex
+	closed    bool
+	pending   []*batch
+	usedBytes int64 // bytes in the spool at the last scan plus what this process added since
+	freeBytes int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
+	scanErr   error // the last scan's error, reported by Ready
+
+	kick    chan struct{} // wakes the committer; capacity 1
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	wbuf    []byte     // committer-owned segment buffer
+	cacheMu sync.Mutex // guards cache
+	cache   readyCache // the claim candidates from the last listing of ready/
+	counts  counters   // cumulative counters since Open
+}
+
+// Open opens the spool at root, creating its directories on first use, and probes the file
+// system: O_EXCL creation, same-mount rename, directory fsync and clock skew against the file
+// server. It refuses to run (ErrProbe, ErrUnknownVersion) where the contract cannot hold.
+// Unless opts.Inspect is set it starts the committer and the maintenance goroutine; Close stops them.
+func Open(root string, opts Options) (*Spool, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("spool options: %w", err)
+	}
+	s := &Spool{
+		root:      root,
+		opts:      opts,
+		fs:        opts.FS,
+		log:       opts.Logger.With("spool", root),
+		writer:    newWriterID(),
+		freeBytes: -1,
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	if opts.Inspect {
+		if err := s.checkVersion(false); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	for _, d := range []string{dirTmp, dirReady, dirClaimed, dirDead, dirQuarantine, dirHeartbeat} {
+		if err := s.fs.MkdirAll(s.path(d)); err != nil {
+			return nil, fmt.Errorf("%w: create %s: %w", ErrUnwritable, d, err)
+		}
+	}
+	if err := s.checkVersion(true); err != nil {
+		return nil, err
+	}
+	if err := s.probe(); err != nil {
+		return nil, err
+	}
+	if err := s.heartbeat(); err != nil {
+		return nil, fmt.Errorf("%w: heartbeat: %w", ErrUnwritable, err)
+	}
+	s.scan()
+	s.wg.Add(2)
+	go s.commitLoop()
+	go s.maintain()
+	return s, nil
+}
+
+// Dir returns the spool's root directory.
+func (s *Spool) Dir() string { return s.root }
+
+// Writer returns this incarnation's writer id, as it appears in names and hb/.
+func (s *Spool) Writer() string { return s.writer }
+
+func (s *Spool) path(elem ...string) string {
+	return filepath.Join(append([]string{s.root}, elem...)...)
+}
+
+func (s *Spool) now() time.Time { return s.opts.Now() }
+
+// Close stops accepting appends, finishes the commits already waiting, stops the background
+// work and returns. Appends that were waiting get their real outcome, never ErrClosed.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if s.opts.Inspect {
+		return nil
+	}
+	close(s.stop)
+	s.wg.Wait()
+	// Our heartbeat goes, so others may collect anything we left in tmp/ once it is old enough.
+	if err := s.fs.Remove(s.path(dirHeartbeat, s.writer)); err != nil && !fsys.IsNotExist(err) {
+		return fmt.Errorf("remove heartbeat: %w", err)
+	}
+	return nil
+}
+
+// checkVersion reads <root>/VERSION, writing it on first use when create is set.
+func (s *Spool) checkVersion(create bool) error {
+	b, err := s.fs.ReadFile(s.path("VERSION"))
+	switch {
+	case err == nil:
+		if string(b) != formatVersion {
+			return fmt.Errorf("%w: %s/VERSION says %q, this binary knows %q", ErrUnknownVersion, s.root, bytes.TrimSpace(b), formatVersion[:len(formatVersion)-1])
+		}
+		return nil
+	case fsys.IsNotExist(err) && create:
+		// Several processes may race to create it; they all write the same bytes.
+		err := s.writeFile(tmpName(s.now(), s.writer, "version"), s.path("VERSION"), "", []byte(formatVersion))
+		if err != nil {
+			return fmt.Errorf("%w: write VERSION: %w", ErrUnwritable, err)
+		}
+		return nil
+	case fsys.IsNotExist(err):
+		return fmt.Errorf("%w: %s has no VERSION file", ErrNoSpool, s.root)
+	default:
+		return fmt.Errorf("%w: read VERSION: %w", ErrUnwritable, err)
+	}
+}
+
+// probe checks, on this mount, what the spool relies on.
+func (s *Spool) probe() error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrProbe, s.root, fmt.Sprintf(format, args...))
+	}
+	info, err := s.fs.Statfs(s.root)
+	if err != nil {
+		return fail("statfs: %v", err)
+	}
+	s.netFS = fsys.IsNetworkFS(info.Type)
+
+	name := tmpName(s.now(), s.writer, "probe")
+	tmp := s.path(dirTmp, name)
+	f, err := s.fs.CreateExcl(tmp)
+	if err != nil {
+		return fail("create %s: %v", name, err)
+	}
+	_, werr := f.Write([]byte("probe\n"))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = s.fs.Remove(tmp)
+		return fail("write probe: %v", err)
+	}
+	if f2, err := s.fs.CreateExcl(tmp); err == nil {
+		_ = f2.Close()
+		_ = s.fs.Remove(tmp)
+		return fail("O_EXCL create of an existing file succeeded: names could collide")
+	} else if !errors.Is(err, os.ErrExist) {
+		_ = s.fs.Remove(tmp)
+		return fail("O_EXCL create of an existing file: want EEXIST, got %v", err)
+	}
+	dst := s.path(dirHeartbeat, "probe-"+s.writer)
+	if err := s.fs.Rename(tmp, dst); err != nil {
+		_ = s.fs.Remove(tmp)
+		if errors.Is(err, syscall.EXDEV) {
+			return fail("tmp/ and hb/ are on different mounts (EXDEV): mount the spool root once, never a subPath per directory")
+		}
+		return fail("rename: %v", err)
+	}
+	defer func() { _ = s.fs.Remove(dst) }()
+	if err := s.syncDir(dirHeartbeat); err != nil {
+		return fail("directory fsync: %v", err)
+	}
+	fi, err := s.fs.Stat(dst)
+	if err != nil {
+		return fail("stat probe: %v", err)
+	}
+	// The file's mtime was set by the file server's clock (on NFS/SMB); ours must agree.
+	if skew := s.now().Sub(fi.ModTime()).Abs(); skew > s.opts.SkewAllowance {
+		return fail("clock skew %v between this host and the file server exceeds the allowance %v: fix NTP", skew.Round(time.Millisecond), s.opts.SkewAllowance)
+	}
+	return nil
+}
+
+// syncDir fsyncs a spool directory. NFS and SMB may refuse a directory fsync (EINVAL); their
+// metadata durability rests on the server (a `sync` export), so that one answer is accepted there.
+func (s *Spool) syncDir(dir string) error {
+	err := s.fs.SyncDir(s.path(dir))
+	if err != nil && s.netFS && errors.Is(err, syscall.EINVAL) {
+		return nil
+	}
+	return err
+}
+
+// writeFile durably writes data to dst through tmp/<tmp>: create (O_EXCL), write, fsync, close,
+// rename, fsync the directory of dst (dstDir, relative to the root).
+// Any failure removes the temporary file and is returned; a failed fsync is never retried. A
+// rename whose reply was lost is resolved by a stat of dst.
+func (s *Spool) writeFile(tmp, dst, dstDir string, data []byte) error {
+	tmpPath := s.path(dirTmp, tmp)
+	f, err := s.fs.CreateExcl(tmpPath)
+	if err != nil {
+		// EEXIST on a fresh random name means a retransmitted create of our own: abandon it.
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		_ = s.fs.Remove(tmpPath)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		// The kernel may have dropped the dirty pages: this file is poisoned. Drop it.
+		_ = f.Close()
+		_ = s.fs.Remove(tmpPath)
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		// NFS reports deferred write errors (ENOSPC, EDQUOT, EIO) at close.
+		_ = s.fs.Remove(tmpPath)
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := s.renameResolved(tmpPath, dst); err != nil {
+		_ = s.fs.Remove(tmpPath)
+		return fmt.Errorf("publish %s: %w", filepath.Base(dst), err)
+	}
+	if err := s.syncDir(dstDir); err != nil {
+		return fmt.Errorf("fsync directory of %s: %w", filepath.Base(dst), err)
+	}
+	return nil
+}
+
+// renameResolved renames old to dst. When the call fails, a stat of dst tells whether the rename
+// happened anyway (its reply was lost): dst present means done. Names are never reused, so a
+// present dst can only be the result of this rename.
+func (s *Spool) renameResolved(old, dst string) error {
+	err := s.fs.Rename(old, dst)
+	if err == nil {
+		return nil
+	}
+	if _, serr := s.fs.Stat(dst); serr == nil {
+		s.log.Warn("rename reported an error but happened", "from", old, "to", dst, "err", err)
+		return nil
+	}
+	return err
+}
+
+// classify maps a file-system error to the sentinel a caller of Append branches on.
+func classify(err error) error {
+	if fsys.IsNoSpace(err) {
+		return ErrFull
+	}
+	return ErrUnwritable
+}

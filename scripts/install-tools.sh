@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on a fresh machine. Idempotent: does nothing when all is present.
+set -euo pipefail
+
+need_apt=()
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)   # -race needs cgo
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
