@@ -10,10 +10,11 @@ import (
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "bridgehead",
-		Short:         "Store-and-forward gateway: durable HTTP ingest on a shared spool, forwarded to Event Hubs or Kafka",
-		SilenceUsage:  true,
-		SilenceErrors: false,
+		Use:          "bridgehead",
+		Short:        "Store-and-forward gateway: durable HTTP ingest on a shared spool, forwarded to Event Hubs or Kafka",
+		SilenceUsage: true,
+		// run returns errors and main prints them, once; an exitCode has already been reported.
+		SilenceErrors: true,
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)

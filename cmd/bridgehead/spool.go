@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -165,7 +166,7 @@ func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 			errw := cmd.ErrOrStderr()
 			fmt.Fprintf(errw, "%s/%s: %d messages, %d bytes, attempt %d, created %s\n", e.State, e.Name, e.Messages, e.Bytes, e.Attempt, e.Created.UTC().Format(time.RFC3339Nano))
 			if reason, _ := s.Reason(cmd.Context(), e); reason != "" {
-				fmt.Fprintf(errw, "reason: %s\n", reason)
+				fmt.Fprintln(errw, formatReason(reason))
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for _, m := range msgs {
@@ -180,6 +181,16 @@ func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// formatReason renders a reason file ("<RFC 3339 time>\n<reason>\n") as one line that starts with
+// the reason itself, so `show` does not present the time as the reason.
+func formatReason(body string) string {
+	at, reason, ok := strings.Cut(body, "\n")
+	if _, err := time.Parse(time.RFC3339, at); !ok || err != nil {
+		return "reason: " + strings.ReplaceAll(body, "\n", " ")
+	}
+	return fmt.Sprintf("reason: %s (since %s)", strings.ReplaceAll(strings.TrimSpace(reason), "\n", " "), at)
 }
 
 func newSpoolRequeueCmd(f *spoolFlags) *cobra.Command {

@@ -195,10 +195,15 @@ func (s *Spool) Requeue(ctx context.Context, e Entry) error {
 		}
 		return fmt.Errorf("requeue %s: %w", e.ID, err)
 	}
+	// The move must be durable before the reason goes, or a crash could leave a dead segment
+	// without its reason.
+	if err := s.syncDir(dirReady); err != nil {
+		return fmt.Errorf("requeue %s: %w", e.ID, err)
+	}
 	if err := s.fs.Remove(s.path(dirDead, n.reason())); err != nil && !fsys.IsNotExist(err) {
 		return fmt.Errorf("requeue %s: remove reason: %w", e.ID, err)
 	}
-	return nil
+	return s.syncDir(dirDead)
 }
 
 // Purge removes the dead segments (and their reasons) that were dead-lettered before cutoff;
@@ -234,6 +239,13 @@ func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progre
 		}
 		if progress != nil {
 			progress(i+1, len(entries))
+		}
+	}
+	if removed > 0 {
+		// Not needed for safety (a lost unlink only brings a dead segment back), but it makes
+		// the purge stick across a server crash.
+		if err := s.syncDir(dirDead); err != nil {
+			return removed, fmt.Errorf("purge: %w", err)
 		}
 	}
 	return removed, nil

@@ -53,14 +53,19 @@ const claimWindow = 8
 // MaxAttempts is dead-lettered instead of claimed; a damaged one is quarantined and its intact
 // records returned in a new segment.
 func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
-	for tries := 0; ; tries++ {
+	// tried holds the segments this call already attempted: a stale listing (NFS directory
+	// cache) may keep offering a segment another consumer took; each is tried once per call.
+	tried := map[string]bool{}
+	refreshed := false
+	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cand, err := s.pickCandidate(tries > 0)
+		cand, err := s.pickCandidate(tried, &refreshed)
 		if err != nil {
 			return nil, err
 		}
+		tried[cand.segBase.String()] = true
 		c, err := s.claimOne(cand)
 		if errors.Is(err, errRaceLost) {
 			continue
@@ -76,23 +81,23 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 
 var errRaceLost = errors.New("lost the race for a segment")
 
-// pickCandidate removes and returns a claimable name from the cache, refilling it from a fresh
-// listing when it is empty or old.
-func (s *Spool) pickCandidate(retry bool) (segName, error) {
+// pickCandidate removes and returns a claimable name not in tried from the cache, refilling the
+// cache from a fresh listing when it is old, or (once per Claim call) when it has nothing left.
+func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, error) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	now := s.now()
-	for refreshed := false; ; refreshed = true {
-		if !refreshed && (len(s.cache.names) == 0 || now.Sub(s.cache.at) > s.opts.ScanInterval) {
-			if err := s.refreshCacheLocked(now); err != nil {
-				return segName{}, err
-			}
-			refreshed = true
+	if now.Sub(s.cache.at) > s.opts.ScanInterval {
+		if err := s.refreshCacheLocked(now); err != nil {
+			return segName{}, err
 		}
-		// Eligible: not-before passed. Among the first claimWindow eligible ones, pick at random.
+		*refreshed = true
+	}
+	for {
+		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
 		var window []int
 		for i, n := range s.cache.names {
-			if n.NotBefore.After(now) {
+			if n.NotBefore.After(now) || tried[n.segBase.String()] {
 				continue
 			}
 			window = append(window, i)
@@ -106,12 +111,13 @@ func (s *Spool) pickCandidate(retry bool) (segName, error) {
 			s.cache.names = slices.Delete(s.cache.names, i, i+1)
 			return n, nil
 		}
-		if refreshed {
+		if *refreshed {
 			return segName{}, ErrEmpty
 		}
 		if err := s.refreshCacheLocked(now); err != nil {
 			return segName{}, err
 		}
+		*refreshed = true
 	}
 }
 

@@ -1,0 +1,363 @@
+package spool_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+	"github.com/google/uuid"
+)
+
+// appendConcurrently appends each message in its own goroutine and returns the ids of those
+// whose Append returned nil, and the errors of the others.
+func appendConcurrently(s *spool.Spool, in []message.Message) (acked []uuid.UUID, errs []error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range in {
+		wg.Go(func() {
+			err := s.Append(context.Background(), in[i])
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				acked = append(acked, in[i].ID)
+			} else {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	return acked, errs
+}
+
+// assertDurable reopens dir on the real file system and checks that every acked id is in a
+// segment that reads back whole, and that nothing partial is left visible.
+func assertDurable(t *testing.T, dir string, acked []uuid.UUID) {
+	t.Helper()
+	s := mustOpenSpool(t, dir, spool.Options{})
+	_, damaged, err := s.Verify(context.Background(), nil)
+	if err != nil || len(damaged) != 0 {
+		t.Fatalf("Verify: %v, damaged %v", err, damaged)
+	}
+	present := map[uuid.UUID]bool{}
+	for _, id := range drain(t, s) {
+		present[id] = true
+	}
+	for _, id := range acked {
+		if !present[id] {
+			t.Fatalf("message %s was acknowledged but is not in the spool", id)
+		}
+	}
+}
+
+func tmpFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestAppendUnderInjectedFaults(t *testing.T) {
+	tests := []struct {
+		name string
+		rule fsys.Rule
+		// want is the error every failed Append wraps; nil means every Append must succeed.
+		want error
+	}{
+		{"ENOSPC on write", fsys.Rule{Op: fsys.OpWrite, Match: "/tmp/", Err: syscall.ENOSPC, Times: 1}, spool.ErrFull},
+		{"EDQUOT at close (NFS reports late)", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EDQUOT, Times: 1}, spool.ErrFull},
+		{"EIO on fsync", fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
+		{"EIO on close", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
+		{"EEXIST on create (retransmitted O_EXCL)", fsys.Rule{Op: fsys.OpCreate, Match: "/tmp/", Err: syscall.EEXIST, Times: 1}, spool.ErrUnwritable},
+		{"rename fails", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
+		{"rename done, reply lost as ENOENT", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ENOENT, After: true, Times: 1}, nil},
+		{"rename done, reply lost as EIO", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, After: true, Times: 1}, nil},
+		{"rename done, reply lost as timeout", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ETIMEDOUT, After: true, Times: 1}, nil},
+		{"directory fsync fails", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
+		{"directory fsync EINVAL on a local fs", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EINVAL, Times: 1}, spool.ErrUnwritable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ffs := fsys.NewFaulty(fsys.OS{})
+			s := mustOpenSpool(t, dir, spool.Options{FS: ffs})
+			ffs.Inject(tt.rule)
+			first := msgs(1, 100)
+			err := s.Append(context.Background(), first...)
+			var acked []uuid.UUID
+			switch {
+			case tt.want == nil && err != nil:
+				t.Fatalf("Append: got %v, want nil", err)
+			case tt.want == nil:
+				acked = append(acked, first[0].ID)
+			case !errors.Is(err, tt.want):
+				t.Fatalf("Append: got %v, want %v", err, tt.want)
+			}
+			// The fault was one-shot: the spool keeps working.
+			more := msgs(20, 100)
+			got, errs := appendConcurrently(s, more)
+			if len(errs) > 0 {
+				t.Fatalf("Appends after the fault: %v", errs[0])
+			}
+			acked = append(acked, got...)
+			if r := ffs.Resynced(); len(r) > 0 {
+				t.Fatalf("a file was fsynced again after its fsync failed: %v", r)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if left := tmpFiles(t, dir); len(left) != 0 {
+				t.Fatalf("tmp/ not cleaned after the failure: %v", left)
+			}
+			assertDurable(t, dir, acked)
+		})
+	}
+}
+
+func TestFailedFsyncIsNeverRetried(t *testing.T) {
+	dir := t.TempDir()
+	ffs := fsys.NewFaulty(fsys.OS{})
+	s := mustOpenSpool(t, dir, spool.Options{FS: ffs})
+	ffs.Inject(fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO}) // every fsync fails
+	_, errs := appendConcurrently(s, msgs(50, 10))
+	if len(errs) != 50 {
+		t.Fatalf("%d of 50 appends failed, want all", len(errs))
+	}
+	for _, err := range errs {
+		if !errors.Is(err, spool.ErrUnwritable) || !errors.Is(err, syscall.EIO) {
+			t.Fatalf("got %v, want ErrUnwritable wrapping EIO", err)
+		}
+	}
+	if r := ffs.Resynced(); len(r) > 0 {
+		t.Fatalf("re-fsynced after failure: %v", r)
+	}
+	if st := mustStats(t, s); st.Ready.Segments != 0 {
+		t.Fatalf("a segment whose fsync failed was published: %+v", st)
+	}
+}
+
+func TestClaimUnderInjectedFaults(t *testing.T) {
+	ctx := context.Background()
+	t.Run("claim rename done, reply lost", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		in := msgs(3, 10)
+		if err := s.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Err: syscall.EIO, After: true, Times: 1})
+		c, err := s.Claim(ctx)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		if err := sameSet(ids(c.Messages), ids(in)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ack(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("stale listing never double-claims", func(t *testing.T) {
+		dir := t.TempDir()
+		a := mustOpenSpool(t, dir, spool.Options{})
+		ffs := fsys.NewFaulty(fsys.OS{})
+		b := mustOpenSpool(t, dir, spool.Options{FS: ffs})
+		in := msgs(5, 10)
+		if err := a.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		if err := ffs.FreezeListing(filepath.Join(dir, "ready")); err != nil {
+			t.Fatal(err)
+		}
+		ca, err := a.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Ack(ctx, ca); err != nil {
+			t.Fatal(err)
+		}
+		// b still sees the segment in its stale listing; its claim must fail, not deliver again.
+		if c, err := b.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+			t.Fatalf("Claim on a stale listing: got %v, %v; want ErrEmpty", c, err)
+		}
+	})
+	t.Run("ESTALE reading the claim: the lease brings it back", func(t *testing.T) {
+		clk := newFakeClock()
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: clk.Now, Lease: time.Second, SkewAllowance: 100 * time.Millisecond})
+		in := msgs(2, 10)
+		if err := s.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRead, Match: "/claimed/", Err: syscall.ESTALE, Times: 1})
+		if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+			t.Fatalf("Claim with ESTALE: got %v, want ErrEmpty (treated as lost)", err)
+		}
+		clk.Advance(2 * time.Second)
+		if rs, err := s.Reap(ctx); err != nil || rs.Reclaimed != 1 {
+			t.Fatalf("Reap: %+v, %v", rs, err)
+		}
+		if err := sameSet(drain(t, s), ids(in)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("SMB: rename of an open file refused (EBUSY), claimed later", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		in := msgs(2, 10)
+		if err := s.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Err: syscall.EBUSY, Times: 1})
+		if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+			t.Fatalf("Claim with EBUSY: got %v, want ErrEmpty", err)
+		}
+		if err := sameSet(drain(t, s), ids(in)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("SMB: unlink refused (EACCES), ack retried", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRemove, Match: "/claimed/", Err: syscall.EACCES, Times: 1})
+		if err := s.Ack(ctx, c); err == nil || errors.Is(err, spool.ErrLostClaim) {
+			t.Fatalf("Ack with EACCES: got %v, want a retriable error", err)
+		}
+		if st := mustStats(t, s); st.Claimed.Messages != 1 {
+			t.Fatalf("a failed ack lost the claim: %+v", st)
+		}
+		if err := s.Ack(ctx, c); err != nil {
+			t.Fatalf("Ack retry: %v", err)
+		}
+	})
+	t.Run("ack unlink done, reply lost", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRemove, Match: "/claimed/", Err: syscall.EIO, After: true, Times: 1})
+		if err := s.Ack(ctx, c); err == nil {
+			t.Fatal("Ack: got nil, want the EIO reported")
+		}
+		// Retrying finds it gone: reported as a lost claim, which the caller treats as done.
+		if err := s.Ack(ctx, c); !errors.Is(err, spool.ErrLostClaim) {
+			t.Fatalf("Ack retry: got %v, want ErrLostClaim", err)
+		}
+	})
+	t.Run("release rename done, reply lost", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		in := msgs(2, 10)
+		if err := s.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ENOENT, After: true, Times: 1})
+		if err := s.Release(ctx, c, time.Time{}); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		if err := sameSet(drain(t, s), ids(in)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("dead-letter: reason write fails, claim kept", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
+		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ffs.Inject(fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO, Times: 1})
+		if err := s.DeadLetter(ctx, c, "poison"); err == nil {
+			t.Fatal("DeadLetter: got nil, want the fsync error")
+		}
+		if st := mustStats(t, s); st.Claimed.Messages != 1 || st.Dead.Segments != 0 {
+			t.Fatalf("after a failed dead-letter: %+v, want the claim intact", st)
+		}
+		if err := s.DeadLetter(ctx, c, "poison"); err != nil {
+			t.Fatalf("DeadLetter retry: %v", err)
+		}
+	})
+}
+
+func TestSpoolWithMetadataLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("latency test skipped in -short mode")
+	}
+	ffs := fsys.NewFaulty(fsys.OS{})
+	ffs.SetLatency(time.Millisecond)
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, spool.Options{FS: ffs})
+	in := msgs(400, 256)
+	acked, errs := appendConcurrently(s, in)
+	if len(errs) > 0 {
+		t.Fatalf("Append with 1 ms metadata latency: %v", errs[0])
+	}
+	c := s.Counters()
+	t.Logf("1 ms per metadata op: %d appends in %d segments", len(in), c.Commits)
+	// Claim and ack through the slow file system too.
+	var got []uuid.UUID
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				c, err := s.Claim(context.Background())
+				if err != nil {
+					if !errors.Is(err, spool.ErrEmpty) {
+						t.Errorf("Claim: %v", err)
+					}
+					return
+				}
+				if err := s.Ack(context.Background(), c); err != nil {
+					t.Errorf("Ack: %v", err)
+					return
+				}
+				mu.Lock()
+				got = append(got, ids(c.Messages)...)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != len(acked) {
+		t.Fatalf("delivered %d, want %d exactly once", len(got), len(acked))
+	}
+	if err := sameSet(got, acked); err != nil {
+		t.Fatal(err)
+	}
+	if ffs.Count(fsys.OpReadDir) == 0 {
+		t.Fatal("the faulty file system was not used")
+	}
+}
