@@ -385,7 +385,7 @@ func TestSettleShortcuts(t *testing.T) {
 	}
 }
 
-func TestReaperReturnsExpiredClaims(t *testing.T) {
+func TestClockSkewReclaimWaitsDeadlinePlusTwiceSkew(t *testing.T) {
 	clk := newFakeClock()
 	opts := spool.Options{Now: clk.Now, Lease: 10 * time.Second, SkewAllowance: time.Second}
 	s := mustOpenSpool(t, "", opts)

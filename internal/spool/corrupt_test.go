@@ -1,0 +1,171 @@
+package spool_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/google/uuid"
+)
+
+// readyFiles returns the paths of the files in ready/, oldest first.
+func readyFiles(t *testing.T, s *spool.Spool) []string {
+	t.Helper()
+	entries, err := s.List(context.Background(), spool.StateReady)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, filepath.Join(s.Dir(), "ready", e.Name))
+	}
+	return out
+}
+
+func flipByte(t *testing.T, path string, off int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0x40
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncateBy(t *testing.T, path string, n int64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, max(0, fi.Size()-n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptSegmentsAreNamedQuarantinedAndSalvaged(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		harm func(t *testing.T, path string)
+		// intact is how many of the segment's 10 records must still be delivered.
+		intact int
+		detail string
+	}{
+		{"flipped byte in a record", func(t *testing.T, p string) {
+			// Header 52 B, each record 24 B frame + ~130 B payload: byte 600 is inside record 3 or 4.
+			flipByte(t, p, 600)
+		}, 9, "checksum mismatch"},
+		{"truncated", func(t *testing.T, p string) { truncateBy(t, p, 300) }, 8, "missing trailer"},
+		{"flipped byte in the trailer", func(t *testing.T, p string) {
+			fi, _ := os.Stat(p)
+			flipByte(t, p, int(fi.Size())-2)
+		}, 10, "segment checksum mismatch"},
+		{"flipped byte in the header", func(t *testing.T, p string) { flipByte(t, p, 10) }, 0, "header checksum mismatch"},
+		{"emptied", func(t *testing.T, p string) { truncateBy(t, p, 1<<20) }, 0, "shorter than a header"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustOpenSpool(t, "", spool.Options{})
+			good, bad := msgs(10, 100), msgs(10, 100)
+			// Append separately so they are two segments; the damaged one is the second.
+			if err := s.Append(ctx, good...); err != nil {
+				t.Fatal(err)
+			}
+			goodFile := readyFiles(t, s)[0]
+			if err := s.Append(ctx, bad...); err != nil {
+				t.Fatal(err)
+			}
+			files := readyFiles(t, s)
+			if len(files) != 2 {
+				t.Fatalf("got %d segments, want 2", len(files))
+			}
+			badFile := files[0]
+			if badFile == goodFile {
+				badFile = files[1]
+			}
+			damagedName := filepath.Base(badFile)
+			tt.harm(t, badFile)
+
+			// verify names it, with the damage.
+			_, damaged, err := s.Verify(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(damaged) != 1 || damaged[0].Entry.Name != damagedName || damaged[0].Intact != tt.intact {
+				t.Fatalf("Verify: %+v; want %s with %d intact", damaged, damagedName, tt.intact)
+			}
+			var ce *spool.CorruptionError
+			if !errors.As(damaged[0].Err, &ce) || !strings.Contains(ce.Error(), tt.detail) {
+				t.Fatalf("Verify error %v, want a CorruptionError saying %q", damaged[0].Err, tt.detail)
+			}
+
+			// Claims deliver every intact record, quarantine the damaged file, drop nothing silently.
+			delivered := drain(t, s)
+			want := append(ids(good), ids(bad)...)
+			present := map[uuid.UUID]bool{}
+			for _, id := range delivered {
+				if present[id] {
+					t.Fatalf("message %s delivered twice", id)
+				}
+				present[id] = true
+			}
+			for _, id := range ids(good) {
+				if !present[id] {
+					t.Fatalf("a message of the intact segment was not delivered")
+				}
+			}
+			if got := len(delivered) - len(good); got != tt.intact {
+				t.Fatalf("delivered %d of the damaged segment's records, want %d", got, tt.intact)
+			}
+			if len(delivered) > len(want) {
+				t.Fatalf("delivered %d messages, more than the %d appended", len(delivered), len(want))
+			}
+			q, err := s.List(ctx, spool.StateQuarantine)
+			if err != nil || len(q) != 1 || q[0].ID != strings.SplitN(damagedName, ".", 2)[0] {
+				t.Fatalf("quarantine = %+v, %v; want the damaged segment", q, err)
+			}
+			reason, _ := s.Reason(ctx, q[0])
+			if !strings.Contains(reason, "damaged") || !strings.Contains(reason, tt.detail) {
+				t.Fatalf("quarantine reason %q does not explain the damage", reason)
+			}
+			// The quarantined file is the original bytes, kept for a human.
+			if _, err := os.Stat(filepath.Join(s.Dir(), "quarantine", q[0].Name)); err != nil {
+				t.Fatal(err)
+			}
+			if st := mustStats(t, s); st.Ready.Segments+st.Claimed.Segments != 0 {
+				t.Fatalf("left over: %+v", st)
+			}
+		})
+	}
+}
+
+func TestReaperNeverTouchesQuarantine(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpenSpool(t, "", spool.Options{OrphanAge: 1})
+	if err := s.Append(ctx, msgs(3, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, readyFiles(t, s)[0], 8) // header
+	if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+		t.Fatalf("Claim of a wholly damaged segment: got %v, want ErrEmpty", err)
+	}
+	if _, err := s.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Purge(ctx, spool.StateQuarantine, farFuture, nil); err == nil {
+		t.Fatal("Purge of quarantine succeeded")
+	}
+	if st := mustStats(t, s); st.Quarantine.Segments != 1 || st.Quarantine.Messages != 3 {
+		t.Fatalf("quarantine = %+v, want the damaged segment kept", st.Quarantine)
+	}
+}
+
+var farFuture = time.Now().Add(1000 * time.Hour)
