@@ -76,18 +76,22 @@ func TestAppendUnderInjectedFaults(t *testing.T) {
 		rule fsys.Rule
 		// want is the error every failed Append wraps; nil means every Append must succeed.
 		want error
+		// mayPass is set where the fault may hit the file created ahead for the next commit
+		// rather than the commit itself: then the first Append may succeed.
+		mayPass bool
 	}{
-		{"ENOSPC on write", fsys.Rule{Op: fsys.OpWrite, Match: "/tmp/", Err: syscall.ENOSPC, Times: 1}, spool.ErrFull},
-		{"EDQUOT at close (NFS reports late)", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EDQUOT, Times: 1}, spool.ErrFull},
-		{"EIO on fsync", fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
-		{"EIO on close", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
-		{"EEXIST on create (retransmitted O_EXCL)", fsys.Rule{Op: fsys.OpCreate, Match: "/tmp/", Err: syscall.EEXIST, Times: 1}, spool.ErrUnwritable},
-		{"rename fails", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
-		{"rename done, reply lost as ENOENT", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ENOENT, After: true, Times: 1}, nil},
-		{"rename done, reply lost as EIO", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, After: true, Times: 1}, nil},
-		{"rename done, reply lost as timeout", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ETIMEDOUT, After: true, Times: 1}, nil},
-		{"directory fsync fails", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable},
-		{"directory fsync EINVAL on a local fs", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EINVAL, Times: 1}, spool.ErrUnwritable},
+		{"ENOSPC on write", fsys.Rule{Op: fsys.OpWrite, Match: "/tmp/", Err: syscall.ENOSPC, Times: 1}, spool.ErrFull, false},
+		{"EDQUOT at close (NFS reports late)", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EDQUOT, Times: 1}, spool.ErrFull, false},
+		{"EIO on fsync", fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable, false},
+		{"EIO on close", fsys.Rule{Op: fsys.OpClose, Match: "/tmp/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable, false},
+		{"EEXIST on create (retransmitted O_EXCL)", fsys.Rule{Op: fsys.OpCreate, Match: "/tmp/", Err: syscall.EEXIST, Times: 1}, spool.ErrUnwritable, true},
+		{"ENOSPC on create", fsys.Rule{Op: fsys.OpCreate, Match: "/tmp/", Err: syscall.ENOSPC, Times: 1}, spool.ErrFull, true},
+		{"rename fails", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable, false},
+		{"rename done, reply lost as ENOENT", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ENOENT, After: true, Times: 1}, nil, false},
+		{"rename done, reply lost as EIO", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.EIO, After: true, Times: 1}, nil, false},
+		{"rename done, reply lost as timeout", fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ETIMEDOUT, After: true, Times: 1}, nil, false},
+		{"directory fsync fails", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EIO, Times: 1}, spool.ErrUnwritable, false},
+		{"directory fsync EINVAL on a local fs", fsys.Rule{Op: fsys.OpSyncDir, Match: "/ready", Err: syscall.EINVAL, Times: 1}, spool.ErrUnwritable, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,7 +105,7 @@ func TestAppendUnderInjectedFaults(t *testing.T) {
 			switch {
 			case tt.want == nil && err != nil:
 				t.Fatalf("Append: got %v, want nil", err)
-			case tt.want == nil:
+			case tt.want == nil || (tt.mayPass && err == nil):
 				acked = append(acked, first[0].ID)
 			case !errors.Is(err, tt.want):
 				t.Fatalf("Append: got %v, want %v", err, tt.want)
@@ -119,7 +123,7 @@ func TestAppendUnderInjectedFaults(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if left := tmpFiles(t, dir); len(left) != 0 {
+			if left := tmpFiles(t, dir); len(left) != 0 { // Close removed the file created ahead too
 				t.Fatalf("tmp/ not cleaned after the failure: %v", left)
 			}
 			assertDurable(t, dir, acked)

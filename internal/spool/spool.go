@@ -177,15 +177,17 @@ type Spool struct {
 	writer string // this incarnation's id: in segment names, claims and hb/
 	netFS  bool   // NFS/SMB: a directory fsync may answer EINVAL
 
-	mu        sync.Mutex
-	closed    bool
-	pending   []*batch
-	usedBytes int64 // bytes in the spool at the last scan plus what this process added since
-	freeBytes int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
-	scanErr   error // the last scan's error, reported by Ready
+	mu           sync.Mutex
+	closed       bool
+	pending      []*batch
+	pendingCalls int   // Append calls in pending
+	usedBytes    int64 // bytes in the spool at the last scan plus what this process added since
+	freeBytes    int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
+	scanErr      error // the last scan's error, reported by Ready
 
-	kick    chan struct{} // wakes the committer; capacity 1
-	stop    chan struct{} // closed by Close
+	kick    chan struct{}  // wakes the committer; capacity 1
+	spare   chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
+	stop    chan struct{}  // closed by Close
 	wg      sync.WaitGroup
 	wbuf    []byte     // committer-owned segment buffer
 	cacheMu sync.Mutex // guards cache
@@ -210,6 +212,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		writer:    newWriterID(),
 		freeBytes: -1,
 		kick:      make(chan struct{}, 1),
+		spare:     make(chan spareFile),
 		stop:      make(chan struct{}),
 	}
 	if opts.Inspect {
@@ -233,8 +236,9 @@ func Open(root string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("%w: heartbeat: %w", ErrUnwritable, err)
 	}
 	s.scan()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.commitLoop()
+	go s.prepareSpares()
 	go s.maintain()
 	return s, nil
 }
@@ -372,6 +376,12 @@ func (s *Spool) writeFile(tmp, dst, dstDir string, data []byte) error {
 		// EEXIST on a fresh random name means a retransmitted create of our own: abandon it.
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
+	return s.publish(f, tmpPath, dst, dstDir, data)
+}
+
+// publish finishes writeFile with f, freshly created (and still empty) at tmpPath.
+func (s *Spool) publish(f fsys.File, tmpPath, dst, dstDir string, data []byte) error {
+	tmp := filepath.Base(tmpPath)
 	if _, err := f.Write(data); err != nil {
 		_ = f.Close()
 		_ = s.fs.Remove(tmpPath)
