@@ -3,6 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
+BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 export CGO_ENABLED ?= 1
 
@@ -36,9 +37,10 @@ fuzz:
 	  done; \
 	done
 
-## bench: the benchmarks behind docs/performance.md.
+## bench: the benchmarks behind docs/performance.md (5 interleaved rounds; medians by benchstat).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 ./internal/spool/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 -timeout 60m ./internal/spool/ | tee bench.out
+	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg)' bench.out
 
 clean:
 	rm -rf bin data bench.out

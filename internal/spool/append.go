@@ -162,7 +162,16 @@ func (s *Spool) commit(b *batch) error {
 	var err error
 	select {
 	case sp := <-s.spare:
-		err = s.publish(sp.f, sp.path, s.path(dirReady, name.ready()), dirReady, buf)
+		// Let the next file be created once this one has left tmp/: a create and a rename out
+		// of tmp/ both lock tmp/, and the rename is on the callers' critical path.
+		renamed := func() {
+			select {
+			case s.spareUsed <- struct{}{}:
+			default:
+			}
+		}
+		err = s.publish(sp.f, sp.path, s.path(dirReady, name.ready()), dirReady, buf, renamed)
+		renamed() // on failure before the rename too
 	default:
 		err = s.writeFile(base.String()+".tmp", s.path(dirReady, name.ready()), dirReady, buf)
 	}
@@ -214,10 +223,15 @@ func (s *Spool) prepareSpares() {
 		}
 		select {
 		case s.spare <- spareFile{f: f, path: path}:
-			retry.Reset(0)
 		case <-s.stop:
 			_ = f.Close()
 			_ = s.fs.Remove(path)
+			return
+		}
+		select {
+		case <-s.spareUsed: // the committer renamed it away
+			retry.Reset(0)
+		case <-s.stop:
 			return
 		}
 	}

@@ -214,7 +214,17 @@ func (s *Spool) salvage(c *Claim, damage error) (*Claim, error) {
 
 // settleFile writes the reason file, then moves the segment at from into dir (dead/ or
 // quarantine/). The reason goes first so a settled segment never lacks one.
+//
+// A source that is gone while the destination exists means the move was already made (a retry,
+// or a reply lost): nothing is done, and the first reason stays. A source that is gone while
+// the destination is too returns the not-exist error: someone else took the segment.
 func (s *Spool) settleFile(from, dir string, n segName, reason string) error {
+	if _, err := s.fs.Stat(from); err != nil {
+		if _, derr := s.fs.Stat(s.path(dir, n.settled())); derr == nil {
+			return nil
+		}
+		return err
+	}
 	if err := s.writeReason(dir, n, reason); err != nil {
 		return err
 	}
@@ -281,6 +291,20 @@ func (s *Spool) DeadLetter(ctx context.Context, c *Claim, reason string) error {
 		}
 		return fmt.Errorf("dead-letter %s: %w", c.ID, err)
 	}
+	return nil
+}
+
+// Quarantine ends c by moving the whole segment to quarantine/ with reason: for a segment whose
+// records decode but that a consumer judges damaged. Quarantined segments are kept for a human
+// and never deleted by the program.
+func (s *Spool) Quarantine(ctx context.Context, c *Claim, reason string) error {
+	if err := s.settleFile(s.path(dirClaimed, c.Name()), dirQuarantine, c.name, reason); err != nil {
+		if fsys.IsNotExist(err) {
+			return fmt.Errorf("quarantine %s: %w", c.ID, ErrLostClaim)
+		}
+		return fmt.Errorf("quarantine %s: %w", c.ID, err)
+	}
+	s.log.Error("segment quarantined", "segment", c.ID, "reason", reason)
 	return nil
 }
 

@@ -185,14 +185,15 @@ type Spool struct {
 	freeBytes    int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
 	scanErr      error // the last scan's error, reported by Ready
 
-	kick    chan struct{}  // wakes the committer; capacity 1
-	spare   chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
-	stop    chan struct{}  // closed by Close
-	wg      sync.WaitGroup
-	wbuf    []byte     // committer-owned segment buffer
-	cacheMu sync.Mutex // guards cache
-	cache   readyCache // the claim candidates from the last listing of ready/
-	counts  counters   // cumulative counters since Open
+	kick      chan struct{}  // wakes the committer; capacity 1
+	spare     chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
+	spareUsed chan struct{}  // the committer's word that the spare left tmp/; capacity 1
+	stop      chan struct{}  // closed by Close
+	wg        sync.WaitGroup
+	wbuf      []byte     // committer-owned segment buffer
+	cacheMu   sync.Mutex // guards cache
+	cache     readyCache // the claim candidates from the last listing of ready/
+	counts    counters   // cumulative counters since Open
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -213,6 +214,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		freeBytes: -1,
 		kick:      make(chan struct{}, 1),
 		spare:     make(chan spareFile),
+		spareUsed: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
 	if opts.Inspect {
@@ -376,11 +378,12 @@ func (s *Spool) writeFile(tmp, dst, dstDir string, data []byte) error {
 		// EEXIST on a fresh random name means a retransmitted create of our own: abandon it.
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	return s.publish(f, tmpPath, dst, dstDir, data)
+	return s.publish(f, tmpPath, dst, dstDir, data, nil)
 }
 
 // publish finishes writeFile with f, freshly created (and still empty) at tmpPath.
-func (s *Spool) publish(f fsys.File, tmpPath, dst, dstDir string, data []byte) error {
+// afterRename, if not nil, is called once the file has left tmp/.
+func (s *Spool) publish(f fsys.File, tmpPath, dst, dstDir string, data []byte, afterRename func()) error {
 	tmp := filepath.Base(tmpPath)
 	if _, err := f.Write(data); err != nil {
 		_ = f.Close()
@@ -401,6 +404,9 @@ func (s *Spool) publish(f fsys.File, tmpPath, dst, dstDir string, data []byte) e
 	if err := s.renameResolved(tmpPath, dst); err != nil {
 		_ = s.fs.Remove(tmpPath)
 		return fmt.Errorf("publish %s: %w", filepath.Base(dst), err)
+	}
+	if afterRename != nil {
+		afterRename()
 	}
 	if err := s.syncDir(dstDir); err != nil {
 		return fmt.Errorf("fsync directory of %s: %w", filepath.Base(dst), err)

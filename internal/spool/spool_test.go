@@ -289,6 +289,38 @@ func TestDeadLetterAndRequeue(t *testing.T) {
 	}
 }
 
+func TestQuarantineByConsumer(t *testing.T) {
+	s := mustOpenSpool(t, "", spool.Options{})
+	ctx := context.Background()
+	if err := s.Append(ctx, msgs(2, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Quarantine(ctx, c, "payload is not what the sink expects"); err != nil {
+		t.Fatalf("Quarantine: %v", err)
+	}
+	q, err := s.List(ctx, spool.StateQuarantine)
+	if err != nil || len(q) != 1 || q[0].Messages != 2 {
+		t.Fatalf("quarantine = %+v, %v", q, err)
+	}
+	if r, _ := s.Reason(ctx, q[0]); !strings.Contains(r, "not what the sink expects") {
+		t.Errorf("reason = %q", r)
+	}
+	// A retry finds the move made: it succeeds and keeps the first reason.
+	if err := s.Quarantine(ctx, c, "again"); err != nil {
+		t.Errorf("second Quarantine: got %v, want nil (already done)", err)
+	}
+	if r, _ := s.Reason(ctx, q[0]); !strings.Contains(r, "not what the sink expects") {
+		t.Errorf("reason after retry = %q, want the first one kept", r)
+	}
+	if err := s.Requeue(ctx, q[0]); err == nil {
+		t.Error("Requeue of a quarantined segment: got nil, want a refusal")
+	}
+}
+
 func TestMaxAttemptsDeadLetters(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{MaxAttempts: 3})
 	ctx := context.Background()
