@@ -10,3 +10,6 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# The deployment kit's offline validators (shellcheck, azure-cli, the Flux CRD schemas).
+"$(dirname "$0")/install-deploy-tools.sh"

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Provisions the Azure side of Bridgehead's two stamps, idempotently (each resource is shown
+# first and created only when missing), with the Azure CLI:
+#   resource group, Azure Container Registry, Event Hubs namespace (Standard) + hub + a send-only
+#   policy, storage account + file share (the cloud spool), AKS with the ACR attached, workload
+#   identity and the Application Gateway ingress add-on, a managed identity federated with the
+#   forwarder's ServiceAccount, and the Flux extension + configuration on the AKS cluster and on
+#   the Arc-connected on-prem cluster (AKS hybrid).
+# Then it writes each stamp's cluster values and secrets with deploy/stamp-config.sh.
+# See docs/deploy.md for the order of the steps and what comes before (AKS hybrid, Arc, NFS).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib/common.sh
+. "$here/../lib/common.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: deploy/azure/provision.sh [--dry-run] [--stamp all|cloud|onprem] [--teardown --yes]
+
+  --dry-run     print every az/kubectl command instead of running it (nothing is changed)
+  --stamp S     cloud: Azure resources + AKS; onprem: shared resources + the Arc cluster's Flux
+                configuration and pull token; all (default): both
+  --teardown    delete the Flux configurations, the ACR pull token and the resource group
+                (the Event Hubs namespace, the storage account WITH THE CLOUD SPOOL, ACR and
+                AKS); the Arc-connected on-prem cluster itself is left alone. Needs --yes.
+  --yes         confirm --teardown
+  -h, --help    this text
+
+Settings (environment variables, defaults in brackets):
+  LOCATION [westeurope]  PREFIX [bridgehead]  RESOURCE_GROUP [$PREFIX-rg]
+  ACR_NAME [${PREFIX}acr]  EVENTHUBS_NAMESPACE [$PREFIX-ehns]  EVENTHUB_NAME [bridgehead]
+  EVENTHUB_PARTITIONS [4]  STORAGE_ACCOUNT [${PREFIX}spool]  FILE_SHARE [spool]
+  FILE_SHARE_QUOTA_GIB [100]  AKS_NAME [$PREFIX-aks]  AKS_NODE_COUNT [3]
+  AKS_NODE_VM_SIZE [Standard_D4ds_v5]  APPGW_NAME [$PREFIX-appgw]
+  APPGW_SUBNET_CIDR [10.225.0.0/16]  IDENTITY_NAME [$PREFIX-forwarder]
+  API_HOST [api.bridgehead.example.com]  the cloud stamp's public host name
+  ARC_CLUSTER_NAME []  the Arc-connected on-prem cluster (required for --stamp onprem|all)
+  ARC_RESOURCE_GROUP [$RESOURCE_GROUP]
+  ONPREM_CONTEXT []  kubectl context of the on-prem cluster; when set, its pull secret and
+                     cluster values are written too (else the commands are printed for later)
+  NFS_SERVER []  NFS_PATH [/srv/bridgehead/spool]  the on-prem spool export (deploy/nfs)
+  GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]
+  AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
+  TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
+EOF
+}
+
+STAMP=all
+TEARDOWN=0
+YES=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --stamp)
+      [ "$#" -ge 2 ] || die "--stamp needs a value"
+      STAMP="$2"
+      shift
+      ;;
+    --stamp=*) STAMP="${1#--stamp=}" ;;
+    --teardown) TEARDOWN=1 ;;
+    --yes) YES=1 ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    *)
+      usage >&2
+      die "unknown argument: $1"
+      ;;
+  esac
+  shift
+done
+case "$STAMP" in all | cloud | onprem) ;; *) die "--stamp must be all, cloud or onprem" ;; esac
+export DRY_RUN
+
+LOCATION="${LOCATION:-westeurope}"
+PREFIX="${PREFIX:-bridgehead}"
+RESOURCE_GROUP="${RESOURCE_GROUP:-$PREFIX-rg}"
+ACR_NAME="${ACR_NAME:-${PREFIX//-/}acr}"
+EVENTHUBS_NAMESPACE="${EVENTHUBS_NAMESPACE:-$PREFIX-ehns}"
+EVENTHUB_NAME="${EVENTHUB_NAME:-bridgehead}"
+EVENTHUB_PARTITIONS="${EVENTHUB_PARTITIONS:-4}"
+EVENTHUB_SEND_RULE="${EVENTHUB_SEND_RULE:-onprem-send}"
+STORAGE_ACCOUNT="${STORAGE_ACCOUNT:-${PREFIX//-/}spool}"
+FILE_SHARE="${FILE_SHARE:-spool}"
+FILE_SHARE_QUOTA_GIB="${FILE_SHARE_QUOTA_GIB:-100}"
+AKS_NAME="${AKS_NAME:-$PREFIX-aks}"
+AKS_NODE_COUNT="${AKS_NODE_COUNT:-3}"
+AKS_NODE_VM_SIZE="${AKS_NODE_VM_SIZE:-Standard_D4ds_v5}"
+APPGW_NAME="${APPGW_NAME:-$PREFIX-appgw}"
+APPGW_SUBNET_CIDR="${APPGW_SUBNET_CIDR:-10.225.0.0/16}"
+IDENTITY_NAME="${IDENTITY_NAME:-$PREFIX-forwarder}"
+API_HOST="${API_HOST:-api.bridgehead.example.com}"
+ARC_CLUSTER_NAME="${ARC_CLUSTER_NAME:-}"
+ARC_RESOURCE_GROUP="${ARC_RESOURCE_GROUP:-$RESOURCE_GROUP}"
+ONPREM_CONTEXT="${ONPREM_CONTEXT:-}"
+NFS_SERVER="${NFS_SERVER:-}"
+NFS_PATH="${NFS_PATH:-/srv/bridgehead/spool}"
+GIT_URL="${GIT_URL:-https://github.com/bridgehead-dev/bridgehead}"
+GIT_BRANCH="${GIT_BRANCH:-main}"
+AUTH_FILE="${AUTH_FILE:-}"
+TLS_CERT_FILE="${TLS_CERT_FILE:-}"
+TLS_KEY_FILE="${TLS_KEY_FILE:-}"
+
+# Fixed names the manifests rely on.
+K8S_NAMESPACE=bridgehead
+FORWARDER_SA=bridgehead-forwarder            # deploy/kustomize/base/serviceaccounts.yaml
+FLUX_CONFIG=bridgehead-gitops                # the Azure fluxConfiguration resource
+FLUX_CONFIG_NAMESPACE="cluster-config"        # where the extension keeps its own source
+ACR_TOKEN=onprem-pull                        # pull-only ACR token for the on-prem cluster
+ACR_LOGIN_SERVER="$ACR_NAME.azurecr.io"
+
+if [ "$STAMP" != cloud ] && [ -z "$ARC_CLUSTER_NAME" ]; then
+  die "ARC_CLUSTER_NAME is required for --stamp $STAMP (the Arc-connected on-prem cluster); use --stamp cloud to skip it"
+fi
+# az_flux_config CLUSTER_TYPE CLUSTER RG STAMP: the Flux extension and a configuration that
+# syncs deploy/flux/clusters/STAMP (the GitRepository + Kustomization of that stamp).
+az_flux_config() {
+  local type="$1" cluster="$2" rg="$3" stamp="$4"
+  step "Flux extension on $cluster ($type)"
+  exists az k8s-extension show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name flux ||
+    run az k8s-extension create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
+      --name flux --extension-type microsoft.flux --scope cluster
+  step "Flux configuration $FLUX_CONFIG on $cluster: ./deploy/flux/clusters/$stamp"
+  # Existing configurations are left as they are: change one with az k8s-configuration flux update.
+  exists az k8s-configuration flux show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name "$FLUX_CONFIG" ||
+    run az k8s-configuration flux create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
+      --name "$FLUX_CONFIG" --namespace "$FLUX_CONFIG_NAMESPACE" --scope cluster \
+      --url "$GIT_URL" --branch "$GIT_BRANCH" --interval 5m \
+      --kustomization name=stamp path="./deploy/flux/clusters/$stamp" prune=true
+}
+
+teardown() {
+  if [ "$YES" != 1 ] && [ "$DRY_RUN" != 1 ]; then
+    die "--teardown deletes resource group $RESOURCE_GROUP, including the cloud spool share (undelivered messages) and the Event Hubs namespace: add --yes"
+  fi
+  need_cmd az
+  if [ -n "$ARC_CLUSTER_NAME" ]; then
+    step "Remove the Flux configuration from the on-prem cluster $ARC_CLUSTER_NAME (the cluster stays)"
+    run az k8s-configuration flux delete --cluster-type connectedClusters --cluster-name "$ARC_CLUSTER_NAME" \
+      --resource-group "$ARC_RESOURCE_GROUP" --name "$FLUX_CONFIG" --yes
+    run az acr token delete --name "$ACR_TOKEN" --registry "$ACR_NAME" --yes
+  fi
+  step "Delete resource group $RESOURCE_GROUP and everything in it"
+  if [ "$ARC_RESOURCE_GROUP" = "$RESOURCE_GROUP" ] && [ -n "$ARC_CLUSTER_NAME" ]; then
+    log "note: the Arc cluster resource $ARC_CLUSTER_NAME is in $RESOURCE_GROUP and is deleted with it (the on-prem cluster keeps running; reconnect it with az connectedk8s connect)"
+  fi
+  run az group delete --name "$RESOURCE_GROUP" --yes --no-wait
+}
+
+shared() {
+  need_cmd az kubectl
+  step "CLI extensions and resource providers"
+  run az extension add --name k8s-configuration --upgrade --yes
+  run az extension add --name k8s-extension --upgrade --yes
+  run az extension add --name connectedk8s --upgrade --yes
+  local ns
+  for ns in Microsoft.ContainerService Microsoft.ContainerRegistry Microsoft.EventHub Microsoft.Storage \
+    Microsoft.ManagedIdentity Microsoft.Kubernetes Microsoft.KubernetesConfiguration Microsoft.ExtendedLocation; do
+    run az provider register --namespace "$ns" --wait
+  done
+
+  step "Resource group $RESOURCE_GROUP in $LOCATION"
+  exists az group show --name "$RESOURCE_GROUP" ||
+    run az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --tags app=bridgehead
+
+  step "Container registry $ACR_NAME (admin user off: AKS pulls by attachment, on-prem by a pull-only token)"
+  exists az acr show --name "$ACR_NAME" --resource-group "$RESOURCE_GROUP" ||
+    run az acr create --name "$ACR_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+      --sku Standard --admin-enabled false
+
+  step "Event Hubs namespace $EVENTHUBS_NAMESPACE (Standard) and hub $EVENTHUB_NAME"
+  exists az eventhubs namespace show --name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" ||
+    run az eventhubs namespace create --name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" \
+      --location "$LOCATION" --sku Standard --capacity 1 --enable-auto-inflate true \
+      --maximum-throughput-units 4
+  exists az eventhubs eventhub show --name "$EVENTHUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" ||
+    run az eventhubs eventhub create --name "$EVENTHUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" \
+      --resource-group "$RESOURCE_GROUP" --partition-count "$EVENTHUB_PARTITIONS"
+  step "Send-only policy $EVENTHUB_SEND_RULE on the hub (the on-prem forwarder's connection string)"
+  exists az eventhubs eventhub authorization-rule show --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
+    --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" ||
+    run az eventhubs eventhub authorization-rule create --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
+      --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --rights Send
+}
+
+cloud() {
+  step "Storage account $STORAGE_ACCOUNT (premium files) and share $FILE_SHARE: the cloud spool"
+  exists az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
+    run az storage account create --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+      --kind FileStorage --sku Premium_LRS --https-only true --min-tls-version TLS1_2 \
+      --allow-blob-public-access false --tags app=bridgehead
+  exists az storage share-rm show --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
+    run az storage share-rm create --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" \
+      --resource-group "$RESOURCE_GROUP" --quota "$FILE_SHARE_QUOTA_GIB" --enabled-protocols SMB
+
+  step "AKS cluster $AKS_NAME: ACR attached, OIDC issuer + workload identity, network policy, App Gateway ingress"
+  exists az aks show --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" ||
+    run az aks create --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+      --node-count "$AKS_NODE_COUNT" --node-vm-size "$AKS_NODE_VM_SIZE" --zones 1 2 3 \
+      --network-plugin azure --network-policy azure --enable-managed-identity \
+      --enable-oidc-issuer --enable-workload-identity --attach-acr "$ACR_NAME" \
+      --enable-addons ingress-appgw --appgw-name "$APPGW_NAME" --appgw-subnet-cidr "$APPGW_SUBNET_CIDR" \
+      --generate-ssh-keys
+
+  step "Let the AKS cluster identity manage the spool share (the Azure Files CSI driver reads the account key)"
+  local aks_principal storage_id
+  aks_principal="$(query __AKS_PRINCIPAL_ID__ az aks show --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --query identity.principalId --output tsv)"
+  storage_id="$(query __STORAGE_ACCOUNT_ID__ az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+  assign_role "$aks_principal" "Storage Account Contributor" "$storage_id"
+
+  step "Workload identity $IDENTITY_NAME for the forwarder: federated with $K8S_NAMESPACE/$FORWARDER_SA, Event Hubs Data Sender on the hub"
+  exists az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" ||
+    run az identity create --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION"
+  local issuer client_id principal hub_id
+  issuer="$(query __AKS_OIDC_ISSUER__ az aks show --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --query oidcIssuerProfile.issuerUrl --output tsv)"
+  client_id="$(query __IDENTITY_CLIENT_ID__ az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query clientId --output tsv)"
+  principal="$(query __IDENTITY_PRINCIPAL_ID__ az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query principalId --output tsv)"
+  exists az identity federated-credential show --name "$FORWARDER_SA" --identity-name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" ||
+    run az identity federated-credential create --name "$FORWARDER_SA" --identity-name "$IDENTITY_NAME" \
+      --resource-group "$RESOURCE_GROUP" --issuer "$issuer" \
+      --subject "system:serviceaccount:$K8S_NAMESPACE:$FORWARDER_SA" --audiences api://AzureADTokenExchange
+  hub_id="$(query __EVENTHUB_ID__ az eventhubs eventhub show --name "$EVENTHUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+  assign_role "$principal" "Azure Event Hubs Data Sender" "$hub_id"
+
+  az_flux_config managedClusters "$AKS_NAME" "$RESOURCE_GROUP" cloud
+
+  step "Cluster values and secrets of the cloud stamp"
+  run az aks get-credentials --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --context "$AKS_NAME" --overwrite-existing
+  local args=(--stamp cloud --context "$AKS_NAME" --acr-login-server "$ACR_LOGIN_SERVER"
+    --eventhubs-namespace "$EVENTHUBS_NAMESPACE" --eventhub-name "$EVENTHUB_NAME"
+    --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE"
+    --client-id "$client_id" --api-host "$API_HOST")
+  [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
+  "$here/../stamp-config.sh" "${args[@]}"
+}
+
+onprem() {
+  step "Arc-connected on-prem cluster $ARC_CLUSTER_NAME (connected by the AKS hybrid guide: az connectedk8s connect)"
+  exists az connectedk8s show --name "$ARC_CLUSTER_NAME" --resource-group "$ARC_RESOURCE_GROUP" ||
+    [ "$DRY_RUN" = 1 ] ||
+    die "Arc cluster $ARC_CLUSTER_NAME not found in $ARC_RESOURCE_GROUP: connect it first (docs/deploy.md step 2)"
+
+  az_flux_config connectedClusters "$ARC_CLUSTER_NAME" "$ARC_RESOURCE_GROUP" onprem
+
+  step "Pull-only ACR token $ACR_TOKEN for the on-prem cluster"
+  exists az acr token show --name "$ACR_TOKEN" --registry "$ACR_NAME" ||
+    run az acr token create --name "$ACR_TOKEN" --registry "$ACR_NAME" --scope-map _repositories_pull --no-passwords
+
+  if [ -z "$ONPREM_CONTEXT" ]; then
+    step "ONPREM_CONTEXT is not set: run these against the on-prem cluster (docs/deploy.md step 4)"
+    printf '%s\n' \
+      "az acr token credential generate --name $ACR_TOKEN --registry $ACR_NAME --password1 --expiration-in-days 365 --query 'passwords[0].value' --output tsv | deploy/onprem/registry-secret.sh --server $ACR_LOGIN_SERVER --username $ACR_TOKEN" \
+      "az eventhubs eventhub authorization-rule keys list --name $EVENTHUB_SEND_RULE --eventhub-name $EVENTHUB_NAME --namespace-name $EVENTHUBS_NAMESPACE --resource-group $RESOURCE_GROUP --query primaryConnectionString --output tsv | deploy/stamp-config.sh --stamp onprem --acr-login-server $ACR_LOGIN_SERVER --eventhub-name $EVENTHUB_NAME --nfs-server NFS_SERVER --nfs-path $NFS_PATH --eventhubs-connection-string-file - --auth-file AUTH_FILE --tls-cert-file CERT --tls-key-file KEY" \
+      | sed 's/^/#   /' >&3
+    return 0
+  fi
+  [ -n "$NFS_SERVER" ] || [ "$DRY_RUN" = 1 ] || die "NFS_SERVER is required with ONPREM_CONTEXT"
+
+  step "Pull secret and cluster values of the on-prem stamp (context $ONPREM_CONTEXT)"
+  if [ "$DRY_RUN" = 1 ]; then
+    show_cmd az acr token credential generate --name "$ACR_TOKEN" --registry "$ACR_NAME" --password1 \
+      --expiration-in-days 365 --query 'passwords[0].value' --output tsv
+    "$here/../onprem/registry-secret.sh" --dry-run --context "$ONPREM_CONTEXT" --server "$ACR_LOGIN_SERVER" --username "$ACR_TOKEN" </dev/null
+  else
+    az acr token credential generate --name "$ACR_TOKEN" --registry "$ACR_NAME" --password1 \
+      --expiration-in-days 365 --query 'passwords[0].value' --output tsv |
+      "$here/../onprem/registry-secret.sh" --context "$ONPREM_CONTEXT" --server "$ACR_LOGIN_SERVER" --username "$ACR_TOKEN"
+  fi
+  local args=(--stamp onprem --context "$ONPREM_CONTEXT" --acr-login-server "$ACR_LOGIN_SERVER"
+    --eventhub-name "$EVENTHUB_NAME" --nfs-server "${NFS_SERVER:-__NFS_SERVER__}" --nfs-path "$NFS_PATH"
+    --eventhubs-connection-string-file -)
+  [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
+  [ -z "$TLS_CERT_FILE" ] || args+=(--tls-cert-file "$TLS_CERT_FILE" --tls-key-file "$TLS_KEY_FILE")
+  if [ "$DRY_RUN" = 1 ]; then
+    show_cmd az eventhubs eventhub authorization-rule keys list --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
+      --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --query primaryConnectionString --output tsv
+    "$here/../stamp-config.sh" "${args[@]}" </dev/null
+  else
+    az eventhubs eventhub authorization-rule keys list --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
+      --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --query primaryConnectionString --output tsv |
+      "$here/../stamp-config.sh" "${args[@]}"
+  fi
+}
+
+# assign_role PRINCIPAL ROLE SCOPE grants ROLE unless it is already granted.
+assign_role() {
+  local principal="$1" role="$2" scope="$3" existing
+  existing="$(query "" az role assignment list --assignee "$principal" --role "$role" --scope "$scope" --query '[0].id' --output tsv)"
+  [ -n "$existing" ] ||
+    run az role assignment create --assignee-object-id "$principal" --assignee-principal-type ServicePrincipal \
+      --role "$role" --scope "$scope"
+}
+
+if [ "$TEARDOWN" = 1 ]; then
+  teardown
+  exit 0
+fi
+shared
+case "$STAMP" in
+  cloud) cloud ;;
+  onprem) onprem ;;
+  all)
+    cloud
+    onprem
+    ;;
+esac
+step "Done. Flux now syncs deploy/flux/clusters/<stamp>; watch with: kubectl get kustomizations --all-namespaces"

@@ -1,0 +1,592 @@
+package deploy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// clusterVarsConfigMap is the ConfigMap deploy/stamp-config.sh writes and the Flux
+// Kustomizations read with postBuild.substituteFrom.
+const clusterVarsConfigMap = "bridgehead-cluster-vars"
+
+// needTool returns the path of a tool the tests need. A missing tool fails the test (it never
+// skips): scripts/install-deploy-tools.sh installs them, and CI runs it first.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is not installed: run scripts/install-deploy-tools.sh (%v)", name, err)
+	}
+	return p
+}
+
+// shellScripts lists every shell script of the kit, and the install script.
+func shellScripts(t *testing.T) []string {
+	t.Helper()
+	var scripts []string
+	err := filepath.WalkDir(deployDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".sh") {
+			scripts = append(scripts, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(scripts, filepath.Join(repoRoot, "scripts", "install-deploy-tools.sh"))
+}
+
+// TestShellcheck runs Debian's shellcheck on every script, following sourced files.
+func TestShellcheck(t *testing.T) {
+	shellcheck := needTool(t, "shellcheck")
+	scripts := shellScripts(t)
+	if len(scripts) < 5 {
+		t.Fatalf("found only %v", scripts)
+	}
+	cmd := exec.Command(shellcheck, append([]string{"--external-sources", "--source-path=SCRIPTDIR", "--severity=style"}, scripts...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+	for _, s := range scripts {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "set -euo pipefail") && !strings.HasSuffix(s, "common.sh") {
+			t.Errorf("%s: no set -euo pipefail", s)
+		}
+		if fi, _ := os.Stat(s); !strings.HasSuffix(s, "common.sh") && fi.Mode()&0o111 == 0 {
+			t.Errorf("%s is not executable", s)
+		}
+	}
+}
+
+// runScript runs a kit script with args and env (added to a minimal environment) and returns
+// its standard output; it fails the test on a non-zero exit.
+func runScript(t *testing.T, script string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, script)}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	cmd.Stdin = strings.NewReader("")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %v: %v\nstdout:\n%s\nstderr:\n%s", script, args, err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+// splitShell splits one line of `printf %q` output into words.
+func splitShell(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\\' && i+1 < len(line):
+			cur.WriteByte(line[i+1])
+			i++
+			inWord = true
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated quote in %q", line)
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// azCall is one az command line of a dry run: the command path and its --flags.
+type azCall struct {
+	line    string
+	command []string // e.g. ["aks", "create"]
+	flags   []string // e.g. ["--name", "--attach-acr"]
+	args    []string // every word after "az"
+}
+
+// azCalls parses the az command lines of a dry run's output. Lines may be pipelines
+// (`az ... | kubectl ...`); only the az part is taken.
+func azCalls(t *testing.T, out string) []azCall {
+	t.Helper()
+	var calls []azCall
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "az ") {
+			continue
+		}
+		words, err := splitShell(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.Index(words, "|"); i >= 0 {
+			words = words[:i]
+		}
+		c := azCall{line: line, args: words[1:]}
+		for _, w := range words[1:] {
+			if strings.HasPrefix(w, "-") {
+				break
+			}
+			c.command = append(c.command, w)
+		}
+		for _, w := range words[1:] {
+			if strings.HasPrefix(w, "-") {
+				c.flags = append(c.flags, w)
+			}
+		}
+		calls = append(calls, c)
+	}
+	return calls
+}
+
+// flagValue returns the word after flag in c, or "".
+func (c azCall) flagValue(flag string) string {
+	if i := slices.Index(c.args, flag); i >= 0 && i+1 < len(c.args) {
+		return c.args[i+1]
+	}
+	return ""
+}
+
+// valuesAfter returns the words before the next flag.
+func valuesAfter(words []string) []string {
+	for i, w := range words {
+		if strings.HasPrefix(w, "-") {
+			return words[:i]
+		}
+	}
+	return words
+}
+
+func (c azCall) is(command string) bool { return strings.Join(c.command, " ") == command }
+
+// provisionEnv is the environment of the full dry run: both stamps, the on-prem cluster
+// reachable.
+var provisionEnv = []string{
+	"ARC_CLUSTER_NAME=hci-aks", "ARC_RESOURCE_GROUP=hci-rg", "ONPREM_CONTEXT=hci-aks",
+	"NFS_SERVER=nfs.example.internal", "AUTH_FILE=auth.yaml",
+	"TLS_CERT_FILE=tls.crt", "TLS_KEY_FILE=tls.key",
+}
+
+var (
+	provisionOnce sync.Once
+	provisionOut  string
+)
+
+func provisionDryRun(t *testing.T) string {
+	t.Helper()
+	provisionOnce.Do(func() { provisionOut = runScript(t, "azure/provision.sh", provisionEnv, "--dry-run") })
+	if provisionOut == "" {
+		t.Fatal("provision dry run failed")
+	}
+	return provisionOut
+}
+
+// TestProvisionDryRunCoversTheSeed checks that the dry run creates what the seed lists:
+// resource group, ACR, Event Hubs (Standard, hub, send-only policy), storage + file share,
+// AKS with the ACR attached and workload identity, Flux on the AKS and the Arc cluster.
+func TestProvisionDryRunCoversTheSeed(t *testing.T) {
+	out := provisionDryRun(t)
+	calls := azCalls(t, out)
+	find := func(command string, match func(azCall) bool) {
+		t.Helper()
+		for _, c := range calls {
+			if c.is(command) && (match == nil || match(c)) {
+				return
+			}
+		}
+		t.Errorf("dry run lacks az %s (with the expected flags)", command)
+	}
+	has := func(flags ...string) func(azCall) bool {
+		return func(c azCall) bool {
+			for _, f := range flags {
+				if !slices.Contains(c.flags, f) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	val := func(flag, want string) func(azCall) bool {
+		return func(c azCall) bool { return c.flagValue(flag) == want }
+	}
+	find("group create", nil)
+	find("acr create", val("--admin-enabled", "false"))
+	find("eventhubs namespace create", val("--sku", "Standard"))
+	find("eventhubs eventhub create", has("--partition-count"))
+	find("eventhubs eventhub authorization-rule create", func(c azCall) bool {
+		i := slices.Index(c.args, "--rights")
+		return i >= 0 && slices.Equal(valuesAfter(c.args[i+1:]), []string{"Send"})
+	})
+	find("storage account create", nil)
+	find("storage share-rm create", val("--enabled-protocols", "SMB"))
+	find("aks create", has("--attach-acr", "--enable-oidc-issuer", "--enable-workload-identity", "--network-policy"))
+	find("aks create", val("--enable-addons", "ingress-appgw"))
+	find("identity federated-credential create", val("--subject", "system:serviceaccount:bridgehead:bridgehead-forwarder"))
+	find("role assignment create", val("--role", "Azure Event Hubs Data Sender"))
+	find("acr token create", val("--scope-map", "_repositories_pull"))
+	for _, clusterType := range []string{"managedClusters", "connectedClusters"} {
+		find("k8s-extension create", func(c azCall) bool {
+			return c.flagValue("--cluster-type") == clusterType && c.flagValue("--extension-type") == "microsoft.flux"
+		})
+		stamp := map[string]string{"managedClusters": "cloud", "connectedClusters": "onprem"}[clusterType]
+		find("k8s-configuration flux create", func(c azCall) bool {
+			return c.flagValue("--cluster-type") == clusterType && slices.Contains(c.args, "path=./deploy/flux/clusters/"+stamp)
+		})
+	}
+
+	// Every create is preceded by the show that makes it idempotent.
+	for i, c := range calls {
+		if len(c.command) == 0 || c.command[len(c.command)-1] != "create" || c.is("role assignment create") {
+			continue
+		}
+		show := append(slices.Clone(c.command[:len(c.command)-1]), "show")
+		if i == 0 || !slices.Equal(calls[i-1].command, show) {
+			t.Errorf("%q is not preceded by az %s (idempotence)", c.line, strings.Join(show, " "))
+		}
+	}
+	// Secrets never appear on a command line.
+	if strings.Contains(out, "--docker-password") || strings.Contains(out, "--from-literal=connection") {
+		t.Error("a secret is passed on a command line")
+	}
+	// Both stamps' cluster values are written.
+	for _, stamp := range Stamps {
+		if !strings.Contains(out, "create configmap "+clusterVarsConfigMap) {
+			t.Errorf("no %s for %s", clusterVarsConfigMap, stamp)
+		}
+	}
+}
+
+// TestProvisionTeardown checks the teardown: it needs --yes, and deletes the Flux
+// configuration and the resource group, never the Arc cluster.
+func TestProvisionTeardown(t *testing.T) {
+	out := runScript(t, "azure/provision.sh", provisionEnv, "--dry-run", "--teardown")
+	calls := azCalls(t, out)
+	var cmds []string
+	for _, c := range calls {
+		cmds = append(cmds, strings.Join(c.command, " "))
+		if c.is("connectedk8s delete") || c.is("aks delete") && c.flagValue("--name") == "hci-aks" {
+			t.Errorf("teardown deletes the on-prem cluster: %s", c.line)
+		}
+	}
+	for _, want := range []string{"k8s-configuration flux delete", "group delete"} {
+		if !slices.Contains(cmds, want) {
+			t.Errorf("teardown lacks az %s; has %v", want, cmds)
+		}
+	}
+	cmd := exec.Command("bash", filepath.Join(deployDir, "azure/provision.sh"), "--teardown")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, provisionEnv...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--yes") {
+		t.Errorf("--teardown without --yes: err %v, output %q; want a refusal naming --yes", err, out)
+	}
+}
+
+// azExtensionFlags lists, for commands of az CLI extensions (which cannot be installed
+// offline, so `--help` cannot be asked), the flags the scripts may use, as documented in the
+// extensions' reference on learn.microsoft.com (cli/azure/k8s-configuration/flux,
+// cli/azure/k8s-extension, cli/azure/connectedk8s). The versions are the extension releases
+// that made the commands GA; provision.sh installs the newest with az extension add --upgrade.
+var azExtensionFlags = map[string]struct {
+	since string
+	flags []string
+}{
+	"k8s-configuration flux create": {"k8s-configuration 1.4.0 (Flux v2 GA, 2022)", []string{
+		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--namespace", "--scope",
+		"--url", "--branch", "--interval", "--kustomization"}},
+	"k8s-configuration flux show":   {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
+	"k8s-configuration flux delete": {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name", "--yes"}},
+	"k8s-extension create": {"k8s-extension 1.0.0", []string{
+		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--extension-type", "--scope"}},
+	"k8s-extension show": {"k8s-extension 1.0.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
+	"connectedk8s show":  {"connectedk8s 1.0.0", []string{"--name", "--resource-group"}},
+}
+
+// azNewerFlags lists flags of core az commands that the Debian azure-cli 2.45 does not know
+// yet, with the release that added them (from the azure-cli release notes). A newer CLI (as on
+// GitHub's runners) knows them; the check then holds the scripts to that CLI instead.
+var azNewerFlags = map[string]map[string]string{
+	"aks create": {"--enable-workload-identity": "2.47.0 (workload identity GA, April 2023)"},
+}
+
+// azGlobalFlags are accepted by every az command.
+var azGlobalFlags = []string{"--debug", "--help", "--only-show-errors", "--output", "--query", "--subscription", "--verbose"}
+
+// azFlagRe finds the flags an `az ... --help` text documents (first column of its argument
+// tables, aliases included).
+var azFlagRe = regexp.MustCompile(`(?m)^ {4}(--[a-z0-9-]+(?: +--?[a-zA-Z0-9-]+)*)`)
+
+// TestAzCommandsExist checks every az command the dry runs print against the Debian azure-cli:
+// the command must exist (`az <cmd> --help` succeeds) and take every flag used. Extension
+// commands are checked against azExtensionFlags.
+func TestAzCommandsExist(t *testing.T) {
+	az := needTool(t, "az")
+	out := provisionDryRun(t) + runScript(t, "azure/provision.sh", provisionEnv, "--dry-run", "--teardown")
+	calls := azCalls(t, out)
+	byCommand := map[string][]azCall{}
+	for _, c := range calls {
+		for _, f := range c.flags {
+			if !strings.HasPrefix(f, "--") {
+				t.Errorf("%q: short flag %s: the scripts use long flags", c.line, f)
+			}
+		}
+		k := strings.Join(c.command, " ")
+		byCommand[k] = append(byCommand[k], c)
+	}
+	if len(byCommand) < 20 {
+		t.Fatalf("only %d distinct az commands in the dry run", len(byCommand))
+	}
+
+	// Ask the CLI for each core command's help, two at a time (2 cores).
+	type result struct {
+		flags []string
+		err   error
+		out   string
+	}
+	helps := map[string]result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	cfg := azConfigDir(t)
+	for k := range byCommand {
+		if _, ext := azExtensionFlags[k]; ext {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cmd := exec.Command(az, append(strings.Fields(k), "--help")...)
+			cmd.Env = append(os.Environ(), "AZURE_CONFIG_DIR="+cfg, "AZURE_CORE_COLLECT_TELEMETRY=0",
+				"AZURE_CORE_NO_COLOR=1", "AZURE_EXTENSION_DIR="+filepath.Join(cfg, "cliextensions"))
+			b, err := cmd.CombinedOutput()
+			var flags []string
+			for _, m := range azFlagRe.FindAllStringSubmatch(string(b), -1) {
+				flags = append(flags, strings.Fields(m[1])...)
+			}
+			mu.Lock()
+			helps[k] = result{flags: flags, err: err, out: string(b)}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+
+	for k, cs := range byCommand {
+		var known []string
+		if ext, ok := azExtensionFlags[k]; ok {
+			known = ext.flags
+		} else {
+			h := helps[k]
+			if h.err != nil || len(h.flags) == 0 {
+				t.Errorf("az %s --help: %v (the command does not exist in azure-cli 2.45?)\n%s", k, h.err, firstLines(h.out, 5))
+				continue
+			}
+			known = h.flags
+			for f, since := range azNewerFlags[k] {
+				if !slices.Contains(h.flags, f) {
+					t.Logf("az %s %s: not in this CLI; allowed as added in %s", k, f, since)
+				}
+				known = append(known, f)
+			}
+		}
+		known = append(known, azGlobalFlags...)
+		for _, c := range cs {
+			for _, f := range c.flags {
+				if !slices.Contains(known, f) {
+					t.Errorf("az %s has no flag %s (line %q)", k, f, c.line)
+				}
+			}
+		}
+	}
+}
+
+// azConfigDir is a private az configuration directory, kept between runs so that the CLI's
+// command index is built once.
+func azConfigDir(t *testing.T) string {
+	t.Helper()
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, "bridgehead-deploy-test", "azure")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return t.TempDir()
+	}
+	return dir
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// stampConfigArgs are sample arguments of deploy/stamp-config.sh per stamp.
+var stampConfigArgs = map[string][]string{
+	"onprem": {"--stamp", "onprem", "--acr-login-server", "bridgeheadacr.azurecr.io", "--nfs-server", "192.0.2.10",
+		"--eventhubs-connection-string-file", "-", "--auth-file", "auth.yaml", "--tls-cert-file", "tls.crt", "--tls-key-file", "tls.key"},
+	"cloud": {"--stamp", "cloud", "--acr-login-server", "bridgeheadacr.azurecr.io", "--eventhubs-namespace", "bridgehead-ehns",
+		"--resource-group", "bridgehead-rg", "--storage-account", "bridgeheadspool", "--file-share", "spool",
+		"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", "api.example.com", "--auth-file", "auth.yaml"},
+}
+
+var (
+	stampConfigMu  sync.Mutex
+	stampConfigOut = map[string]string{}
+)
+
+func stampConfigDryRun(stamp string) (string, error) {
+	stampConfigMu.Lock()
+	defer stampConfigMu.Unlock()
+	if out, ok := stampConfigOut[stamp]; ok {
+		return out, nil
+	}
+	cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, "stamp-config.sh"), "--dry-run"}, stampConfigArgs[stamp]...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("stamp-config.sh --dry-run --stamp %s: %v\n%s", stamp, err, stderr.String())
+	}
+	stampConfigOut[stamp] = stdout.String()
+	return stdout.String(), nil
+}
+
+// stampConfigKeys returns the keys (with the sample values) that deploy/stamp-config.sh
+// writes into the cluster-vars ConfigMap of a stamp, read from its dry run.
+func stampConfigKeys(stamp string) (map[string]string, error) {
+	out, err := stampConfigDryRun(stamp)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "create configmap "+clusterVarsConfigMap) {
+			continue
+		}
+		words, err := splitShell(line)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range words {
+			if kv, ok := strings.CutPrefix(w, "--from-literal="); ok {
+				k, v, _ := strings.Cut(kv, "=")
+				keys[k] = v
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("stamp-config.sh --stamp %s writes no %s", stamp, clusterVarsConfigMap)
+	}
+	return keys, nil
+}
+
+// TestStampConfigWritesWhatTheStampNeeds checks the Secrets each stamp's pods mount are the
+// ones deploy/stamp-config.sh (and registry-secret.sh) write.
+func TestStampConfigWritesWhatTheStampNeeds(t *testing.T) {
+	stamps := loadStamps(t)
+	for _, name := range Stamps {
+		out, err := stampConfigDryRun(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "onprem" {
+			out += runScript(t, "onprem/registry-secret.sh", nil, "--dry-run", "--server", "x.azurecr.io", "--username", "pull")
+		}
+		ts := typedObjects(t, stamps[name].objs)
+		for _, d := range ts.deployments {
+			var secrets []string
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Secret != nil {
+					secrets = append(secrets, v.Secret.SecretName)
+				}
+			}
+			for _, p := range d.Spec.Template.Spec.ImagePullSecrets {
+				secrets = append(secrets, p.Name)
+			}
+			for _, s := range secrets {
+				if !regexp.MustCompile(`create secret [a-z-]+ ` + regexp.QuoteMeta(s) + ` `).MatchString(out) {
+					t.Errorf("stamp %s: %s mounts Secret %s, which no script writes", name, d.Name, s)
+				}
+			}
+		}
+	}
+}
+
+// TestNFSSetupDryRun checks the NFS server script does what production needs: an export
+// limited to the cluster's subnet, sync, root_squash, NFSv4.1, owned by the image's UID, a
+// firewall; and refuses to run without a subnet.
+func TestNFSSetupDryRun(t *testing.T) {
+	out := runScript(t, "nfs/setup-nfs-server.sh", nil, "--dry-run", "--client-cidr", "192.168.10.0/24")
+	for _, want := range []string{
+		`"/srv/bridgehead/spool" 192.168.10.0/24(rw,sync,root_squash,no_subtree_check,sec=sys)`,
+		fmt.Sprintf("install -d -m 0770 -o %d -g %d /srv/bridgehead/spool", nonrootUID, nonrootUID),
+		"nfsconf --set nfsd vers4.1 y",
+		"nfsconf --set nfsd vers3 n",
+		"ufw allow from 192.168.10.0/24 to any port 2049 proto tcp",
+		"ufw default deny incoming",
+		"exportfs -ra",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"no_root_squash", "async", "insecure", "*(rw"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("dry run contains %q", bad)
+		}
+	}
+	for _, args := range [][]string{{"--dry-run"}, {"--dry-run", "--client-cidr", "0.0.0.0/0"}, {"--dry-run", "--client-cidr", "*"}} {
+		cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, "nfs/setup-nfs-server.sh")}, args...)...)
+		if err := cmd.Run(); err == nil {
+			t.Errorf("setup-nfs-server.sh %v succeeded; want a refusal", args)
+		}
+	}
+	// The export path matches the default the on-prem PersistentVolume uses.
+	s := loadStamps(t)["onprem"]
+	ts := typedObjects(t, s.objs)
+	for _, pv := range ts.pvs {
+		if pv.Spec.NFS != nil && pv.Spec.NFS.Path != "/srv/bridgehead/spool" {
+			t.Errorf("PersistentVolume %s path %s, the NFS script exports /srv/bridgehead/spool", pv.Name, pv.Spec.NFS.Path)
+		}
+	}
+}
+
+// TestRegistrySecretDryRun checks the pull secret script reads the password from stdin and
+// writes the secret the on-prem overlay names.
+func TestRegistrySecretDryRun(t *testing.T) {
+	out := runScript(t, "onprem/registry-secret.sh", nil, "--dry-run", "--server", "x.azurecr.io", "--username", "pull", "--context", "hci")
+	for _, want := range []string{"create secret generic bridgehead-acr-pull", "--type=kubernetes.io/dockerconfigjson", "--from-file=.dockerconfigjson=/dev/stdin", "--context hci"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Writes what a stamp's cluster needs besides Git, idempotently (create-or-update):
+#   - ConfigMap flux-system/bridgehead-cluster-vars: the site values Flux substitutes into the
+#     overlay (deploy/flux/clusters/<stamp>/bridgehead.yaml, postBuild.substituteFrom)
+#   - Secret bridgehead/bridgehead-auth: the principals file (`bridgehead auth new`)
+#   - on-prem: Secret bridgehead/bridgehead-eventhubs (send-only connection string) and
+#     Secret bridgehead/bridgehead-tls (the API's certificate and key)
+# Secrets are read from files or standard input, never from the command line.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/common.sh
+. "$here/lib/common.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: deploy/stamp-config.sh --stamp onprem|cloud --acr-login-server HOST [options] [--dry-run]
+
+Both stamps:
+  --context CTX                 kubectl context of the stamp's cluster (default: current)
+  --acr-login-server HOST       e.g. bridgeheadacr.azurecr.io (required)
+  --eventhub-name NAME          [bridgehead]
+  --auth-file FILE              principals file for --auth required; stored as Secret bridgehead-auth
+On-prem (--stamp onprem):
+  --nfs-server HOST             the NFS server (deploy/nfs) (required)
+  --nfs-path PATH               the export [/srv/bridgehead/spool]
+  --eventhubs-connection-string-file FILE|-   the send-only policy's connection string
+  --tls-cert-file FILE --tls-key-file FILE     the API's TLS pair (PEM)
+Cloud (--stamp cloud):
+  --eventhubs-namespace NAME    Event Hubs namespace (without .servicebus.windows.net) (required)
+  --resource-group RG --storage-account NAME --file-share NAME   the spool share (required)
+  --client-id ID                the forwarder's workload identity client id (required)
+  --api-host HOST               public host name of the Application Gateway ingress (required)
+EOF
+}
+
+STAMP=""
+CONTEXT=""
+ACR_LOGIN_SERVER=""
+EVENTHUB_NAME=bridgehead
+AUTH_FILE=""
+NFS_SERVER=""
+NFS_PATH=/srv/bridgehead/spool
+EH_CONN_FILE=""
+TLS_CERT_FILE=""
+TLS_KEY_FILE=""
+EVENTHUBS_NAMESPACE=""
+RESOURCE_GROUP=""
+STORAGE_ACCOUNT=""
+FILE_SHARE=""
+CLIENT_ID=""
+API_HOST=""
+
+while [ "$#" -gt 0 ]; do
+  opt="$1"
+  case "$opt" in
+    --dry-run)
+      DRY_RUN=1
+      shift
+      continue
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+  esac
+  [ "$#" -ge 2 ] || die "$opt needs a value"
+  val="$2"
+  case "$opt" in
+    --stamp) STAMP="$val" ;;
+    --context) CONTEXT="$val" ;;
+    --acr-login-server) ACR_LOGIN_SERVER="$val" ;;
+    --eventhub-name) EVENTHUB_NAME="$val" ;;
+    --auth-file) AUTH_FILE="$val" ;;
+    --nfs-server) NFS_SERVER="$val" ;;
+    --nfs-path) NFS_PATH="$val" ;;
+    --eventhubs-connection-string-file) EH_CONN_FILE="$val" ;;
+    --tls-cert-file) TLS_CERT_FILE="$val" ;;
+    --tls-key-file) TLS_KEY_FILE="$val" ;;
+    --eventhubs-namespace) EVENTHUBS_NAMESPACE="$val" ;;
+    --resource-group) RESOURCE_GROUP="$val" ;;
+    --storage-account) STORAGE_ACCOUNT="$val" ;;
+    --file-share) FILE_SHARE="$val" ;;
+    --client-id) CLIENT_ID="$val" ;;
+    --api-host) API_HOST="$val" ;;
+    *)
+      usage >&2
+      die "unknown argument: $opt"
+      ;;
+  esac
+  shift 2
+done
+
+[ -n "$ACR_LOGIN_SERVER" ] || die "--acr-login-server is required"
+kube=()
+[ -z "$CONTEXT" ] || kube+=(--context "$CONTEXT")
+need_cmd kubectl
+
+vars=(--from-literal="ACR_LOGIN_SERVER=$ACR_LOGIN_SERVER" --from-literal="EVENTHUB_NAME=$EVENTHUB_NAME")
+case "$STAMP" in
+  onprem)
+    [ -n "$NFS_SERVER" ] || die "--nfs-server is required for the onprem stamp"
+    case "$NFS_PATH" in /*) ;; *) die "--nfs-path must be absolute" ;; esac
+    vars+=(--from-literal="NFS_SERVER=$NFS_SERVER" --from-literal="NFS_PATH=$NFS_PATH")
+    ;;
+  cloud)
+    for pair in "eventhubs-namespace:$EVENTHUBS_NAMESPACE" "resource-group:$RESOURCE_GROUP" \
+      "storage-account:$STORAGE_ACCOUNT" "file-share:$FILE_SHARE" "client-id:$CLIENT_ID" "api-host:$API_HOST"; do
+      [ -n "${pair#*:}" ] || die "--${pair%%:*} is required for the cloud stamp"
+    done
+    vars+=(--from-literal="EVENTHUBS_NAMESPACE=$EVENTHUBS_NAMESPACE"
+      --from-literal="RESOURCE_GROUP=$RESOURCE_GROUP"
+      --from-literal="STORAGE_ACCOUNT=$STORAGE_ACCOUNT"
+      --from-literal="FILE_SHARE=$FILE_SHARE"
+      --from-literal="WORKLOAD_IDENTITY_CLIENT_ID=$CLIENT_ID"
+      --from-literal="API_HOST=$API_HOST")
+    ;;
+  *) die "--stamp must be onprem or cloud" ;;
+esac
+
+step "Namespaces flux-system and bridgehead"
+apply_stdin "${kube[@]}" -- namespace flux-system
+apply_stdin "${kube[@]}" -- namespace bridgehead
+
+step "Cluster values Flux substitutes (flux-system/bridgehead-cluster-vars)"
+apply_stdin "${kube[@]}" -- configmap bridgehead-cluster-vars --namespace=flux-system "${vars[@]}"
+
+if [ -n "$AUTH_FILE" ]; then
+  step "Principals file (bridgehead/bridgehead-auth)"
+  [ "$DRY_RUN" = 1 ] || [ -r "$AUTH_FILE" ] || die "cannot read $AUTH_FILE"
+  apply_stdin "${kube[@]}" -- secret generic bridgehead-auth --namespace=bridgehead --from-file="auth.yaml=$AUTH_FILE"
+else
+  log "note: no --auth-file: the pods wait for Secret bridgehead/bridgehead-auth (docs/security.md)"
+fi
+
+if [ "$STAMP" = onprem ]; then
+  if [ -n "$EH_CONN_FILE" ]; then
+    step "Event Hubs send-only connection string (bridgehead/bridgehead-eventhubs)"
+    src="$EH_CONN_FILE"
+    [ "$src" != - ] || src=/dev/stdin
+    apply_stdin "${kube[@]}" -- secret generic bridgehead-eventhubs --namespace=bridgehead --from-file="connection-string=$src"
+  else
+    log "note: no --eventhubs-connection-string-file: the forwarder waits for Secret bridgehead/bridgehead-eventhubs"
+  fi
+  if [ -n "$TLS_CERT_FILE" ] || [ -n "$TLS_KEY_FILE" ]; then
+    if [ -z "$TLS_CERT_FILE" ] || [ -z "$TLS_KEY_FILE" ]; then
+      die "--tls-cert-file and --tls-key-file go together"
+    fi
+    step "API TLS pair (bridgehead/bridgehead-tls)"
+    apply_stdin "${kube[@]}" -- secret tls bridgehead-tls --namespace=bridgehead --cert="$TLS_CERT_FILE" --key="$TLS_KEY_FILE"
+  else
+    log "note: no TLS pair: the API pods wait for Secret bridgehead/bridgehead-tls"
+  fi
+fi

@@ -1,0 +1,130 @@
+// Package sink provides the contract between the forwarder and a destination (Event Hubs over
+// AMQP, Kafka, an NDJSON file): a batch of messages in, an outcome per message out. Backends live
+// in their own packages (sink/file, sink/kafka, sink/eventhubs) and assert
+// `var _ sink.Sink = (*Sink)(nil)`. A sink never touches the spool; the forwarder acks, retries or
+// dead-letters according to the outcomes.
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+)
+
+// Status is what became of one message of a batch.
+type Status uint8
+
+const (
+	// Delivered means the destination acknowledged the message durably (Kafka acks=all, an
+	// Event Hubs accepted disposition, an fsync'd file).
+	Delivered Status = iota
+	// Transient means the message was not delivered but may be on a later try (the destination
+	// is unreachable, throttling, timing out).
+	Transient
+	// Permanent means the message can never be delivered as it is (too large, rejected as
+	// malformed, not authorised for this entity): it goes to dead/ with Result.Err as the reason.
+	Permanent
+)
+
+func (s Status) String() string {
+	switch s {
+	case Delivered:
+		return "delivered"
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Result is the outcome for one message. Err says why it was not delivered, in the
+// destination's words: it becomes the dead-letter reason.
+type Result struct {
+	Status Status
+	Err    error
+}
+
+// Sink delivers batches. Send must return exactly one Result per message of batch, in order,
+// and must return only once each Delivered message is durably acknowledged by the destination.
+// It must honour ctx (a deadline set by the forwarder inside the claim's lease). Implementations
+// are safe for concurrent use: the forwarder sends several batches at once.
+type Sink interface {
+	Send(ctx context.Context, batch []message.Message) []Result
+	// Limits tells the forwarder how to cut batches for this destination.
+	Limits() Limits
+	Close() error
+}
+
+// Limits bound the batches the forwarder hands a sink. Zero fields mean no limit.
+type Limits struct {
+	// MaxBatchMessages is the most messages in one Send.
+	MaxBatchMessages int
+	// MaxBatchBytes bounds the sum of EncodedSize over a batch.
+	MaxBatchBytes int
+	// MaxMessageBytes is the largest single encoded event the destination accepts; a larger one
+	// is Permanent without being sent.
+	MaxMessageBytes int
+}
+
+// All returns a Result slice of n copies of r: for a batch that failed as a whole.
+func All(n int, r Result) []Result {
+	out := make([]Result, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}
+
+// BodyMode says what an event's body is.
+type BodyMode string
+
+const (
+	// BodyEnvelope is the JSON envelope (default).
+	BodyEnvelope BodyMode = "envelope"
+	// BodyRaw is the message value alone.
+	BodyRaw BodyMode = "raw"
+)
+
+// Envelope is the JSON body of an event in BodyEnvelope mode:
+// {"correlationId","senderId","value","receivedAt","stamp","properties"}.
+type Envelope struct {
+	CorrelationID string            `json:"correlationId"`
+	SenderID      string            `json:"senderId"`
+	Value         string            `json:"value"`
+	ReceivedAt    time.Time         `json:"receivedAt"`
+	Stamp         string            `json:"stamp"`
+	Properties    map[string]string `json:"properties,omitempty"`
+}
+
+// NewEnvelope returns m's envelope.
+func NewEnvelope(m *message.Message) Envelope {
+	return Envelope{
+		CorrelationID: m.ID.String(), SenderID: m.SenderID, Value: m.Value,
+		ReceivedAt: m.ReceivedAt.UTC(), Stamp: m.Stamp, Properties: m.Properties,
+	}
+}
+
+// Body returns the event body of m in the given mode.
+func Body(m *message.Message, mode BodyMode) ([]byte, error) {
+	if mode == BodyRaw {
+		return []byte(m.Value), nil
+	}
+	return json.Marshal(NewEnvelope(m))
+}
+
+// EncodedSize estimates len(Body(m, mode)) without encoding, for cutting batches: exact for raw
+// bodies, generous for envelopes (JSON escaping is estimated at one byte in eight). A sink whose
+// destination enforces a hard limit still checks the real size.
+func EncodedSize(m *message.Message, mode BodyMode) int {
+	if mode == BodyRaw {
+		return len(m.Value)
+	}
+	n := 128 + len(m.SenderID) + len(m.Stamp) + len(m.Value) + len(m.Value)/8
+	for k, v := range m.Properties {
+		n += len(k) + len(v) + 8
+	}
+	return n
+}
