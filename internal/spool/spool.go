@@ -315,6 +315,7 @@ func (s *Spool) probe() error {
 
 	name := tmpName(s.now(), s.writer, "probe")
 	tmp := s.path(dirTmp, name)
+	before := s.now()
 	f, err := s.fs.CreateExcl(tmp)
 	if err != nil {
 		return fail("create %s: %v", name, err)
@@ -350,8 +351,18 @@ func (s *Spool) probe() error {
 	if err != nil {
 		return fail("stat probe: %v", err)
 	}
-	// The file's mtime was set by the file server's clock (on NFS/SMB); ours must agree.
-	if skew := s.now().Sub(fi.ModTime()).Abs(); skew > s.opts.SkewAllowance {
+	// The file's mtime was set by the file server's clock (on NFS/SMB) while we wrote it, so it
+	// must fall between our clock's readings before the write and after the stat; how far it
+	// falls outside is the skew. (The time the probe itself took is not skew.)
+	after := s.now()
+	var skew time.Duration
+	switch mt := fi.ModTime(); {
+	case mt.Before(before):
+		skew = before.Sub(mt)
+	case mt.After(after):
+		skew = mt.Sub(after)
+	}
+	if skew > s.opts.SkewAllowance {
 		return fail("clock skew %v between this host and the file server exceeds the allowance %v: fix NTP", skew.Round(time.Millisecond), s.opts.SkewAllowance)
 	}
 	return nil
