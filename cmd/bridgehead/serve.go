@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	oklogrun "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+)
+
+// serveConfig is every `serve` setting; flags fill it, env BRIDGEHEAD_<FLAG> overrides defaults.
+type serveConfig struct {
+	listen            string
+	role              string
+	spoolDir          string
+	sink              string
+	filePath          string
+	stamp             string
+	spoolMaxBytes     byteSize
+	spoolMinFreeBytes byteSize
+	maxMessageBytes   byteSize
+	maxRequestBytes   byteSize
+	shutdownGrace     time.Duration
+	logLevel          string
+}
+
+func newServeCmd() *cobra.Command {
+	host, _ := os.Hostname()
+	c := serveConfig{
+		spoolMinFreeBytes: 64 << 20,
+		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
+		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
+	}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API (durable HTTP ingest) and the forwarder on a spool",
+		Long: `Run a stamp's roles. Every flag can also be set by the environment variable
+BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; :8080 for all interfaces)")
+	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
+	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
+	f.StringVar(&c.sink, "sink", "file", "where the forwarder delivers: file (kafka and eventhubs arrive with the forwarder)")
+	f.StringVar(&c.filePath, "file-path", "./data/delivered.ndjson", "file sink: the NDJSON file delivered messages are appended to")
+	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
+	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
+	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
+	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
+	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
+	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time allowed for in-flight requests before exit")
+	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (c *serveConfig) validate() error {
+	switch c.role {
+	case "all", "api", "forwarder":
+	default:
+		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
+	}
+	if c.sink != "file" {
+		return fmt.Errorf("--sink %q: this build has the file sink only (kafka and eventhubs arrive with the forwarder)", c.sink)
+	}
+	if c.role == "forwarder" {
+		return errors.New("--role forwarder: the forwarder is not in this build yet; run --role api (or all) to accept messages into the spool")
+	}
+	if c.shutdownGrace <= 0 {
+		return fmt.Errorf("--shutdown-grace %v must be positive", c.shutdownGrace)
+	}
+	if c.maxMessageBytes <= 0 || c.maxRequestBytes <= 0 {
+		return errors.New("--max-message-bytes and --max-request-bytes must be positive")
+	}
+	if c.stamp == "" {
+		return errors.New("--stamp must not be empty")
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve runs the stamp's roles until ctx ends (SIGTERM or SIGINT), then shuts down within the grace.
+func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	sp, err := spool.Open(c.spoolDir, spool.Options{
+		Logger:       log,
+		Instance:     instanceName(),
+		MaxBytes:     int64(c.spoolMaxBytes),
+		MinFreeBytes: int64(c.spoolMinFreeBytes),
+	})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	defer func() {
+		if err := sp.Close(); err != nil {
+			log.Error("close spool", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := ingest.New(ingest.Config{
+		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version,
+		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
+		Logger: log, Registerer: reg, Gatherer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	absSpool, _ := filepath.Abs(c.spoolDir)
+	absFile, _ := filepath.Abs(c.filePath)
+	fmt.Fprintf(stdout, "bridgehead %s serving role %s as stamp %q\n", version, c.role, c.stamp)
+	fmt.Fprintf(stdout, "  listening on   http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
+	fmt.Fprintf(stdout, "  delivered to   %s (file sink) once the forwarder arrives; until then messages stay in the spool\n", absFile)
+
+	var g oklogrun.Group
+	{ // the HTTP API
+		g.Add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			// Readiness turns 503 at once; in-flight requests finish within the grace.
+			api.Drain()
+			sctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace-time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("shutdown: requests still running at the end of the grace were cut", "err", err)
+				_ = srv.Close()
+			}
+		})
+	}
+	{ // SIGTERM / SIGINT (main cancels ctx on either)
+		done := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case <-ctx.Done():
+				log.Info("signal received: draining", "grace", c.shutdownGrace)
+				return nil
+			case <-done:
+				return nil
+			}
+		}, func(error) { close(done) })
+	}
+	err = g.Run()
+	log.Info("stopped")
+	return err
+}
+
+// instanceName names this process in the spool's heartbeats: the pod name in Kubernetes.
+func instanceName() string {
+	if v := os.Getenv("POD_NAME"); v != "" {
+		return v
+	}
+	h, _ := os.Hostname()
+	return h
+}

@@ -1,0 +1,39 @@
+package ingest
+
+import (
+	"testing"
+	"time"
+)
+
+// FuzzDecode: any body, as JSON or NDJSON, is either refused with an error or yields messages
+// that pass validation; never a panic.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"senderId":"01","value":"Hello world!"}`), false)
+	f.Add([]byte(`[{"senderId":"a","value":"1","properties":{"k":"v"},"id":"x"},{"SenderId":"b","Value":"2"}]`), false)
+	f.Add([]byte("{\"senderId\":\"a\",\"value\":\"1\"}\n\n{\"senderId\":\"b\",\"value\":\"2\"}\n"), true)
+	f.Add([]byte(`{"senderId":5}`), false)
+	f.Add([]byte("\xff\xfe"), true)
+	lim := limits{maxMessageBytes: 1 << 10, maxProperties: 4, maxMessages: 16}
+	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
+		raws, err := splitBatch(body, ndjson, lim.maxMessages)
+		if err != nil {
+			return
+		}
+		if len(raws) == 0 || len(raws) > lim.maxMessages {
+			t.Fatalf("%d messages from a body that was accepted", len(raws))
+		}
+		for i, raw := range raws {
+			var in inMessage
+			if err := decodeOne(raw, &in); err != nil {
+				continue
+			}
+			m, errs := lim.build(i, &in, "", "s", time.Unix(0, 0))
+			if errs != nil {
+				continue
+			}
+			if !validSenderID(m.SenderID) || m.Value == "" || len(m.Properties) > lim.maxProperties {
+				t.Fatalf("invalid message passed validation: %+v", m)
+			}
+		}
+	})
+}

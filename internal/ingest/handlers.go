@@ -1,0 +1,208 @@
+package ingest
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+)
+
+// compatResponse is the prototype's 200 body, member order and casing included.
+type compatResponse struct {
+	ServerTimestamp string `json:"serverTimestamp"`
+	SenderID        string `json:"senderId"`
+	CorrelationID   string `json:"correlationId"`
+	Value           string `json:"value"`
+	Success         bool   `json:"success"`
+}
+
+// handleCompatMessage is POST /ServiceAPI/message: one {"senderId","value"} message.
+func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
+	if mt := mediaType(r.Header.Get("Content-Type")); !isJSON(mt) {
+		writeProblem(w, problem(http.StatusUnsupportedMediaType, ProblemUnsupportedMedia, "Unsupported media type",
+			"send Content-Type: application/json"))
+		return
+	}
+	body, p := s.readBody(w, r)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	var in inMessage
+	if err := decodeOne(body, &in); err != nil {
+		writeProblem(w, problem(http.StatusBadRequest, ProblemInvalidJSON, "Invalid JSON", err.Error()))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validKey(key) {
+		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
+			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"})
+		return
+	}
+	now := s.now()
+	m, errs := s.lim.build(0, &in, key, s.cfg.Stamp, now)
+	if errs != nil {
+		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
+			Detail: errs[0].Detail, Errors: errs})
+		return
+	}
+	if !s.accept(w, r, m) {
+		return
+	}
+	writeJSON(w, http.StatusOK, compatResponse{
+		ServerTimestamp: timestamp(now), SenderID: m.SenderID, CorrelationID: m.ID.String(), Value: m.Value, Success: true,
+	})
+}
+
+// accept appends msgs and writes the error answer if that failed.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.Message) bool {
+	start := time.Now()
+	err := s.cfg.Spool.Append(r.Context(), msgs...)
+	s.metrics.observeCommit(time.Since(start), err)
+	if err != nil {
+		writeProblem(w, s.appendProblem(err))
+		return false
+	}
+	s.metrics.accepted.Add(float64(len(msgs)))
+	return true
+}
+
+// batchResponse is the 200 body of /v1/messages.
+type batchResponse struct {
+	ServerTimestamp string          `json:"serverTimestamp"`
+	Count           int             `json:"count"`
+	Messages        []batchAccepted `json:"messages"`
+	Success         bool            `json:"success"`
+}
+
+type batchAccepted struct {
+	CorrelationID string `json:"correlationId"`
+	SenderID      string `json:"senderId"`
+}
+
+// handleMessages is POST /v1/messages: one object, a JSON array or NDJSON, all or nothing.
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
+	mt := mediaType(r.Header.Get("Content-Type"))
+	ndjson := isNDJSON(mt)
+	if !ndjson && !isJSON(mt) {
+		writeProblem(w, problem(http.StatusUnsupportedMediaType, ProblemUnsupportedMedia, "Unsupported media type",
+			"send Content-Type: application/json (an object or an array) or application/x-ndjson (one object per line)"))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validKey(key) {
+		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
+			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"})
+		return
+	}
+	body, p := s.readBody(w, r)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	raws, err := splitBatch(body, ndjson, s.lim.maxMessages)
+	if err != nil {
+		writeProblem(w, problem(http.StatusBadRequest, ProblemInvalidJSON, "Invalid JSON", err.Error()))
+		return
+	}
+	now := s.now()
+	msgs := make([]message.Message, 0, len(raws))
+	var errs []FieldError
+	for i, raw := range raws {
+		var in inMessage
+		if err := decodeOne(raw, &in); err != nil {
+			errs = append(errs, FieldError{Index: i, Detail: err.Error()})
+			continue
+		}
+		// With one Idempotency-Key for the request, each message's key is "<key>/<index>": a
+		// retried request yields the same ids, message by message.
+		mkey := ""
+		if key != "" {
+			mkey = key + "/" + strconv.Itoa(i)
+		}
+		m, ferrs := s.lim.build(i, &in, mkey, s.cfg.Stamp, now)
+		if ferrs != nil {
+			errs = append(errs, ferrs...)
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if len(errs) > 0 {
+		detail := strconv.Itoa(len(errs)) + " problems in " + strconv.Itoa(len(raws)) + " messages; nothing was accepted"
+		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid messages", Status: http.StatusBadRequest, Detail: detail, Errors: errs})
+		return
+	}
+	if !s.accept(w, r, msgs...) {
+		return
+	}
+	resp := batchResponse{ServerTimestamp: timestamp(now), Count: len(msgs), Messages: make([]batchAccepted, len(msgs)), Success: true}
+	for i, m := range msgs {
+		resp.Messages[i] = batchAccepted{CorrelationID: m.ID.String(), SenderID: m.SenderID}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// ready says why the instance cannot take messages now, or nil.
+func (s *Server) ready() *Problem {
+	if s.draining.Load() {
+		p := problem(http.StatusServiceUnavailable, ProblemShuttingDown, "Shutting down", "this instance is draining")
+		p.retryAfter = s.cfg.RetryAfter
+		return p
+	}
+	if err := s.cfg.Spool.Ready(); err != nil {
+		return s.appendProblem(err)
+	}
+	return nil
+}
+
+// handleCompatHealth is GET /ServiceAPI/health: 200 with an empty body, as the prototype; 503
+// (problem+json) when this instance cannot take messages, so the Application Gateway routes around it.
+func (s *Server) handleCompatHealth(w http.ResponseWriter, r *http.Request) {
+	if p := s.ready(); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleHealthz is GET /healthz: the process is alive and serving.
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz is GET /readyz: the spool is writable and below capacity, and the instance is
+// not draining.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if p := s.ready(); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Stamp         string      `json:"stamp"`
+	Role          string      `json:"role"`
+	Version       string      `json:"version"`
+	Ready         bool        `json:"ready"`
+	NotReady      string      `json:"notReady,omitempty"`
+	UptimeSeconds float64     `json:"uptimeSeconds"`
+	Spool         spool.Stats `json:"spool"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.cfg.Spool.Stats(r.Context())
+	if err != nil {
+		writeProblem(w, problem(http.StatusServiceUnavailable, ProblemSpoolUnavailable, "Spool unavailable", "listing the spool failed: "+err.Error()))
+		return
+	}
+	out := Status{Stamp: s.cfg.Stamp, Role: s.cfg.Role, Version: s.cfg.Version, Ready: true,
+		UptimeSeconds: s.now().Sub(s.started).Seconds(), Spool: st}
+	if p := s.ready(); p != nil {
+		out.Ready, out.NotReady = false, p.Detail
+	}
+	writeJSON(w, http.StatusOK, out)
+}

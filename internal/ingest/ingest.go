@@ -1,0 +1,272 @@
+// Package ingest provides Bridgehead's HTTP API: the prototype's compatible routes
+// (POST /ServiceAPI/message, GET /ServiceAPI/health), the native batch route (POST /v1/messages),
+// probes, metrics and status.
+//
+// Guarantee: a 2xx is written only after the spool's Append returned nil, that is, once the
+// messages are durable on the spool. Every error is an RFC 9457 problem+json body with a stable
+// type; when the spool cannot take a message (full, unwritable, shutting down) the answer is 503
+// with Retry-After. Nothing on this path waits on a sink.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Spool is what the API needs of the spool.
+type Spool interface {
+	Append(ctx context.Context, msgs ...message.Message) error
+	Ready() error
+	Stats(ctx context.Context) (spool.Stats, error)
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxMessageBytes = 1 << 20 // the Event Hubs Standard tier's event limit
+	DefaultMaxRequestBytes = 16 << 20
+	DefaultMaxProperties   = 32
+	DefaultMaxMessages     = 10_000
+	DefaultRetryAfter      = 5 * time.Second
+)
+
+// Config configures a Server. Spool is required; every other zero field takes its default.
+type Config struct {
+	Spool Spool
+	// Stamp names this deployment stamp; it is recorded in every message.
+	Stamp string
+	// Role and Version are reported by /v1/status.
+	Role, Version string
+	// MaxMessageBytes bounds a message's value plus properties; default 1 MiB.
+	MaxMessageBytes int
+	// MaxRequestBytes bounds a request body; a larger one is refused with 413 without being read
+	// whole. Default 16 MiB.
+	MaxRequestBytes int64
+	// MaxProperties bounds the properties of one message; default 32.
+	MaxProperties int
+	// MaxMessages bounds the messages of one /v1/messages request; default 10,000.
+	MaxMessages int
+	// RetryAfter is what a 503 tells clients to wait; default 5 s.
+	RetryAfter time.Duration
+	// Logger receives request errors; nil means none.
+	Logger *slog.Logger
+	// Registerer receives the API's metrics, and Gatherer serves /metrics; nil means no metrics
+	// (and /metrics answers 404).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP API. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	lim      limits
+	log      *slog.Logger
+	now      func() time.Time
+	started  time.Time
+	draining atomic.Bool
+	metrics  *metrics
+	routes   map[string]route
+}
+
+// route is one path's handlers by method.
+type route struct {
+	name    string // for metrics: a fixed label, never the raw path
+	methods map[string]http.HandlerFunc
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Spool == nil {
+		return nil, errors.New("ingest: Config.Spool is required")
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxProperties == 0 {
+		cfg.MaxProperties = DefaultMaxProperties
+	}
+	if cfg.MaxMessages == 0 {
+		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = DefaultRetryAfter
+	}
+	switch {
+	case cfg.MaxMessageBytes < 0:
+		return nil, errors.New("ingest: MaxMessageBytes must be positive")
+	case cfg.MaxRequestBytes < 0:
+		return nil, errors.New("ingest: MaxRequestBytes must be positive")
+	case cfg.MaxProperties < 0 || cfg.MaxMessages < 0:
+		return nil, errors.New("ingest: MaxProperties and MaxMessages must be positive")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg: cfg,
+		lim: limits{maxMessageBytes: cfg.MaxMessageBytes, maxProperties: cfg.MaxProperties, maxMessages: cfg.MaxMessages},
+		log: log, now: cfg.Now, started: cfg.Now(),
+	}
+	var err error
+	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Spool); err != nil {
+		return nil, err
+	}
+	s.routes = map[string]route{
+		"/serviceapi/message": {"compat_message", map[string]http.HandlerFunc{http.MethodPost: s.handleCompatMessage}},
+		"/serviceapi/health":  {"compat_health", map[string]http.HandlerFunc{http.MethodGet: s.handleCompatHealth}},
+		"/v1/messages":        {"messages", map[string]http.HandlerFunc{http.MethodPost: s.handleMessages}},
+		"/v1/status":          {"status", map[string]http.HandlerFunc{http.MethodGet: s.handleStatus}},
+		"/healthz":            {"healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealthz}},
+		"/readyz":             {"readyz", map[string]http.HandlerFunc{http.MethodGet: s.handleReadyz}},
+	}
+	if cfg.Gatherer != nil {
+		h := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
+		s.routes["/metrics"] = route{"metrics", map[string]http.HandlerFunc{http.MethodGet: h.ServeHTTP}}
+	}
+	return s, nil
+}
+
+// Drain makes /readyz (and the compatible health route) answer 503 from now on, so load
+// balancers stop sending; requests still arriving are served. Call it when SIGTERM arrives.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// ServeHTTP routes r. Paths match case-insensitively and tolerate one trailing slash, as the
+// prototype's ASP.NET routing did (its ingress probes /serviceAPI/health).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if v := recover(); v != nil {
+			// Never a stack trace to the client; the log has it.
+			s.log.Error("handler panic", "path", r.URL.Path, "panic", v)
+			if !sw.wrote {
+				writeProblem(sw, problem(http.StatusInternalServerError, ProblemInternal, "Internal error", "the request failed; it was not accepted"))
+			}
+		}
+	}()
+	p := strings.ToLower(r.URL.Path)
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	rt, ok := s.routes[p]
+	name := rt.name
+	if !ok {
+		name = "other"
+		writeProblem(sw, problem(http.StatusNotFound, ProblemNotFound, "Not found", "no route "+r.URL.Path))
+	} else if h, ok := rt.methods[r.Method]; ok {
+		h(sw, r)
+	} else if r.Method == http.MethodHead && rt.methods[http.MethodGet] != nil {
+		rt.methods[http.MethodGet](sw, r)
+	} else {
+		allow := make([]string, 0, len(rt.methods))
+		for m := range rt.methods {
+			allow = append(allow, m)
+		}
+		sw.Header().Set("Allow", strings.Join(allow, ", "))
+		writeProblem(sw, problem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed, "Method not allowed", r.Method+" is not allowed on "+r.URL.Path))
+	}
+	s.metrics.observeRequest(name, sw.status, time.Since(start))
+}
+
+// statusWriter remembers the status for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// readBody reads a request body of at most MaxRequestBytes. A declared Content-Length over the
+// limit is refused before anything is read.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Problem) {
+	limit := s.cfg.MaxRequestBytes
+	tooLarge := func() *Problem {
+		return problem(http.StatusRequestEntityTooLarge, ProblemTooLarge, "Request too large",
+			"the body exceeds the limit of "+strconv.FormatInt(limit, 10)+" bytes; split it into several requests")
+	}
+	if r.ContentLength > limit {
+		// Do not read it; the server closes the connection rather than drain a huge body.
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge()
+		}
+		return nil, problem(http.StatusBadRequest, ProblemInvalidJSON, "Unreadable body", "reading the body failed: "+err.Error())
+	}
+	return body, nil
+}
+
+// appendProblem maps an Append error to the answer: 503 + Retry-After when the spool cannot take
+// the message now; nothing was acknowledged either way.
+func (s *Server) appendProblem(err error) *Problem {
+	var p *Problem
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		p = problem(http.StatusServiceUnavailable, ProblemSpoolFull, "Spool full",
+			"this stamp's spool is at capacity; the message was not accepted, retry later or send to the other stamp")
+	case errors.Is(err, spool.ErrClosed):
+		p = problem(http.StatusServiceUnavailable, ProblemShuttingDown, "Shutting down",
+			"this instance is shutting down; the message was not accepted, retry")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		p = problem(http.StatusServiceUnavailable, ProblemSpoolUnavailable, "Request ended",
+			"the request ended before the message was durable; it may or may not have been accepted, retry with the same Idempotency-Key")
+	default:
+		p = problem(http.StatusServiceUnavailable, ProblemSpoolUnavailable, "Spool unavailable",
+			"the spool could not store the message; it was not accepted, retry later")
+	}
+	p.retryAfter = s.cfg.RetryAfter
+	s.log.Warn("append failed", "err", err)
+	return p
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// timestamp formats t as .NET did: UTC, ISO 8601, up to 7 fractional digits, trailing zeros
+// dropped, "Z".
+func timestamp(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.9999999Z07:00")
+}

@@ -1,0 +1,100 @@
+package ingest
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the API's Prometheus series. With a nil Registerer they exist but are registered
+// nowhere, so the handlers never check.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	accepted prometheus.Counter
+	commit   *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, sp Spool) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridgehead_http_requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bridgehead_http_request_duration_seconds",
+			Help:    "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"route"}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_ingest_messages_accepted_total",
+			Help: "Messages made durable in the spool and acknowledged with a 2xx.",
+		}),
+		commit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bridgehead_spool_commit_duration_seconds",
+			Help:    "Time from handing messages to the spool until they were durable (or failed), by result.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"result"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.commit, &spoolCollector{sp: sp}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observeRequest(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *metrics) observeCommit(d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.commit.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// spoolCollector reports the spool's content on each scrape, from directory listings.
+type spoolCollector struct{ sp Spool }
+
+var (
+	descSegments = prometheus.NewDesc("bridgehead_spool_segments", "Segments in the spool by state.", []string{"state"}, nil)
+	descMessages = prometheus.NewDesc("bridgehead_spool_messages", "Messages in the spool by state.", []string{"state"}, nil)
+	descBytes    = prometheus.NewDesc("bridgehead_spool_bytes", "Bytes in the spool by state.", []string{"state"}, nil)
+	descOldest   = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest ready or claimed segment.", nil, nil)
+)
+
+func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSegments
+	ch <- descMessages
+	ch <- descBytes
+	ch <- descOldest
+}
+
+func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.sp.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descSegments, err)
+		return
+	}
+	for _, s := range []struct {
+		state string
+		st    spool.StateStats
+	}{{"ready", st.Ready}, {"claimed", st.Claimed}, {"dead", st.Dead}, {"quarantine", st.Quarantine}} {
+		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(s.st.Segments), s.state)
+		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(s.st.Messages), s.state)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.st.Bytes), s.state)
+	}
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, st.OldestAgeSeconds)
+}
