@@ -80,6 +80,7 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 		return ErrClosed
 	}
 	if err := s.capacityLocked(int64(len(recs))); err != nil {
+		s.refusedBytes = int64(len(recs))
 		s.mu.Unlock()
 		return err
 	}

@@ -92,7 +92,8 @@ func (s *Spool) scan() {
 }
 
 // Ready reports whether Append can be expected to succeed: the spool is open, the last scan
-// worked, and capacity remains. It is what a readiness probe asks.
+// worked, and capacity remains (for at least the last append refused for lack of it). It is what
+// a readiness probe asks.
 func (s *Spool) Ready() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -102,7 +103,7 @@ func (s *Spool) Ready() error {
 	if s.scanErr != nil {
 		return fmt.Errorf("%w: %w", ErrUnwritable, s.scanErr)
 	}
-	return s.capacityLocked(0)
+	return s.capacityLocked(s.refusedBytes)
 }
 
 // ReapStats counts what one Reap did.

@@ -1,0 +1,347 @@
+// Package e2e holds end-to-end tests that build the bridgehead binary and drive it as a user
+// would: real processes, real HTTP on 127.0.0.1, real signals.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/google/uuid"
+)
+
+// binary is the bridgehead binary built once for the package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bridgehead-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "bridgehead")
+	build := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/bridgehead")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build bridgehead:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a running `bridgehead serve`.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	dir  string // spool
+	done chan struct{}
+	err  error
+}
+
+// startServe runs `bridgehead serve` on a free port with a fresh spool and extra flags.
+func startServe(t *testing.T, flags ...string) *server {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "spool")
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", "e2e",
+		"--file-path", filepath.Join(t.TempDir(), "delivered.ndjson")}, flags...)
+	cmd := exec.Command(binary, args...)
+	cmd.Stderr = io.Discard
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, dir: dir, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "listening on"); ok {
+				addr <- strings.TrimSpace(rest)
+			}
+		}
+		s.err = cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+	})
+	select {
+	case s.url = <-addr:
+	case <-s.done:
+		t.Fatalf("serve exited before listening: %v", s.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not print its address within 30 s")
+	}
+	return s
+}
+
+func (s *server) post(ctx context.Context, path, body string) (int, http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", s.url+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
+}
+
+func (s *server) get(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := http.Get(s.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (s *server) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *server) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-s.done:
+		if s.err != nil {
+			t.Fatalf("serve exited with %v, want a clean exit", s.err)
+		}
+	case <-time.After(d):
+		t.Fatalf("serve did not exit within %v", d)
+	}
+}
+
+// spooled returns the ids of every message in the spool at dir (read-only).
+func spooled(t *testing.T, dir string) map[uuid.UUID]bool {
+	t.Helper()
+	sp, err := spool.Open(dir, spool.Options{Inspect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uuid.UUID]bool{}
+	for _, st := range spool.States {
+		entries, err := sp.List(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			msgs, err := sp.Read(context.Background(), e)
+			if err != nil {
+				t.Fatalf("read %s: %v", e.Name, err)
+			}
+			for _, m := range msgs {
+				out[m.ID] = true
+			}
+		}
+	}
+	return out
+}
+
+func TestServeAcceptsAndShutsDownCleanly(t *testing.T) {
+	s := startServe(t)
+	code, _, body, err := s.post(context.Background(), "/ServiceAPI/message", `{"senderId":"01","value":"Hello world!"}`)
+	if err != nil || code != 200 {
+		t.Fatalf("POST: %d %s %v", code, body, err)
+	}
+	var got struct {
+		CorrelationID string `json:"correlationId"`
+		Success       bool   `json:"success"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil || !got.Success {
+		t.Fatalf("answer %s: %v", body, err)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/serviceAPI/health"} {
+		if c := s.get(t, p); c != 200 {
+			t.Fatalf("GET %s: %d", p, c)
+		}
+	}
+	s.signal(t, syscall.SIGTERM)
+	s.wait(t, 10*time.Second)
+	if ids := spooled(t, s.dir); !ids[uuid.MustParse(got.CorrelationID)] {
+		t.Fatalf("acknowledged message %s is not in the spool", got.CorrelationID)
+	}
+}
+
+func TestSIGTERMUnderLoadLosesNothingAcknowledged(t *testing.T) {
+	s := startServe(t, "--shutdown-grace", "5s")
+	const clients = 8
+	var mu sync.Mutex
+	acked := map[uuid.UUID]bool{}
+	var refused, transport int
+	var unclear []string
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	started := make(chan struct{}, clients)
+	for c := range clients {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if ctx.Err() != nil {
+					return
+				}
+				code, hdr, body, err := s.post(ctx, "/v1/messages", fmt.Sprintf(`{"senderId":"c%d","value":"m%d"}`, c, i))
+				if i == 0 {
+					started <- struct{}{}
+				}
+				mu.Lock()
+				switch {
+				case err != nil:
+					transport++ // refused or reset once the listener closed: the client knows it failed
+					mu.Unlock()
+					if errors.Is(err, context.Canceled) {
+						return
+					}
+					time.Sleep(time.Millisecond) // a client's own pacing, not a wait on the test
+					continue
+				case code == 200:
+					var r struct{ Messages []struct{ CorrelationID string } }
+					if json.Unmarshal(body, &r) != nil || len(r.Messages) != 1 {
+						unclear = append(unclear, string(body))
+					} else {
+						acked[uuid.MustParse(r.Messages[0].CorrelationID)] = true
+					}
+				case hdr.Get("Content-Type") == "application/problem+json" && code == 503:
+					refused++
+				default:
+					unclear = append(unclear, fmt.Sprintf("%d %s", code, body))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range clients {
+		<-started
+	}
+	// Load for a moment, then SIGTERM while requests are in flight.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n > 200 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.signal(t, syscall.SIGTERM)
+	s.wait(t, 8*time.Second)
+	cancel()
+	wg.Wait()
+
+	if len(unclear) > 0 {
+		t.Fatalf("%d answers were neither a 2xx nor a clear error, e.g. %q", len(unclear), unclear[0])
+	}
+	ids := spooled(t, s.dir)
+	for id := range acked {
+		if !ids[id] {
+			t.Fatalf("message %s got a 2xx but is not in the spool", id)
+		}
+	}
+	t.Logf("SIGTERM under load: %d acknowledged (all in the spool), %d refused with 503, %d transport errors after close; %d messages spooled",
+		len(acked), refused, transport, len(ids))
+}
+
+func TestSpoolFullIs503ThenRecovers(t *testing.T) {
+	s := startServe(t, "--spool-max-bytes", "4KiB")
+	big := strings.Repeat("x", 900)
+	var full bool
+	for i := 0; i < 20 && !full; i++ {
+		code, hdr, body, err := s.post(context.Background(), "/ServiceAPI/message", `{"senderId":"01","value":"`+big+`"}`)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case code == 200:
+		case code == 503:
+			if hdr.Get("Retry-After") == "" || !strings.Contains(string(body), "spool-full") {
+				t.Fatalf("503 without Retry-After or spool-full type: %v %s", hdr, body)
+			}
+			full = true
+		default:
+			t.Fatalf("unexpected %d %s", code, body)
+		}
+	}
+	if !full {
+		t.Fatal("a 4 KiB spool never filled")
+	}
+	if c := s.get(t, "/readyz"); c != 503 {
+		t.Fatalf("/readyz on a full spool: %d, want 503", c)
+	}
+	// Space returns (a forwarder drained it): within a scan interval the API accepts again.
+	sp, err := spool.Open(s.dir, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	for {
+		c, err := sp.Claim(context.Background())
+		if errors.Is(err, spool.ErrEmpty) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Ack(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _, body, err := s.post(context.Background(), "/ServiceAPI/message", `{"senderId":"01","value":"`+big+`"}`)
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused 10 s after the spool was drained: %d %s %v", code, body, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval while waiting for the server's rescan
+	}
+	if c := s.get(t, "/readyz"); c != 200 {
+		t.Fatalf("/readyz after recovery: %d, want 200", c)
+	}
+}
+
+func TestServeRefusesBadConfiguration(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--role", "both"}, "--role"},
+		{[]string{"serve", "--spool-max-bytes", "lots"}, "byte size"},
+		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "--listen"},
+	} {
+		out, err := exec.Command(binary, append(tt.args, "--spool-dir", t.TempDir())...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tt.want) {
+			t.Errorf("%v: err %v, output %q; want a failure naming %q", tt.args, err, out, tt.want)
+		}
+	}
+}
