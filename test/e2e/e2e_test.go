@@ -224,7 +224,9 @@ func TestSIGTERMUnderLoadLosesNothingAcknowledged(t *testing.T) {
 					time.Sleep(time.Millisecond) // a client's own pacing, not a wait on the test
 					continue
 				case code == 200:
-					var r struct{ Messages []struct{ CorrelationID string } }
+					var r struct {
+						Messages []struct{ CorrelationID string }
+					}
 					if json.Unmarshal(body, &r) != nil || len(r.Messages) != 1 {
 						unclear = append(unclear, string(body))
 					} else {
