@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -135,16 +136,6 @@ func newSpoolLsCmd(f *spoolFlags) *cobra.Command {
 	return cmd
 }
 
-// envelope is how `spool show` prints a record: the same field names as the sinks' JSON body.
-type envelope struct {
-	CorrelationID string            `json:"correlationId"`
-	SenderID      string            `json:"senderId"`
-	Value         string            `json:"value"`
-	ReceivedAt    time.Time         `json:"receivedAt"`
-	Stamp         string            `json:"stamp"`
-	Properties    map[string]string `json:"properties,omitempty"`
-}
-
 func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show <segment>",
@@ -170,7 +161,8 @@ func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for _, m := range msgs {
-				if err := enc.Encode(envelope{m.ID.String(), m.SenderID, m.Value, m.ReceivedAt, m.Stamp, m.Properties}); err != nil {
+				// The same JSON envelope the sinks deliver.
+				if err := enc.Encode(sink.NewEnvelope(&m)); err != nil {
 					return err
 				}
 			}

@@ -35,10 +35,9 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem(http.StatusBadRequest, ProblemInvalidJSON, "Invalid JSON", err.Error()))
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if key != "" && !validKey(key) {
-		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
-			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"})
+	key, p := idempotencyKey(r)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	now := s.now()
@@ -54,6 +53,16 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, compatResponse{
 		ServerTimestamp: timestamp(now), SenderID: m.SenderID, CorrelationID: m.ID.String(), Value: m.Value, Success: true,
 	})
+}
+
+// idempotencyKey returns the request's Idempotency-Key header ("" if none), or the problem with it.
+func idempotencyKey(r *http.Request) (string, *Problem) {
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validKey(key) {
+		return "", &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
+			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"}
+	}
+	return key, nil
 }
 
 // accept appends msgs and writes the error answer if that failed.
@@ -91,10 +100,9 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 			"send Content-Type: application/json (an object or an array) or application/x-ndjson (one object per line)"))
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if key != "" && !validKey(key) {
-		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
-			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"})
+	key, p := idempotencyKey(r)
+	if p != nil {
+		writeProblem(w, p)
 		return
 	}
 	body, p := s.readBody(w, r)
