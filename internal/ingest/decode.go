@@ -188,6 +188,44 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// decodeBatchFast decodes a whole /v1/messages body in one pass: the common case of a valid
+// request. Any error sends the caller to splitBatch + decodeOne, which name each problem.
+func decodeBatchFast(body []byte, ndjson bool, max int) ([]inMessage, error) {
+	if !utf8.Valid(body) {
+		return nil, errors.New("body is not valid UTF-8")
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty body")
+	}
+	if !ndjson {
+		if trimmed[0] != '[' {
+			ins := make([]inMessage, 1)
+			return ins, decodeOne(trimmed, &ins[0])
+		}
+		var ins []inMessage
+		if err := json.Unmarshal(trimmed, &ins); err != nil {
+			return nil, err
+		}
+		if len(ins) == 0 || len(ins) > max {
+			return nil, errors.New("message count out of range")
+		}
+		return ins, nil
+	}
+	// NDJSON: one object per line.
+	lines, err := splitBatch(trimmed, true, max)
+	if err != nil {
+		return nil, err
+	}
+	ins := make([]inMessage, len(lines))
+	for k, line := range lines {
+		if err := json.Unmarshal(line, &ins[k]); err != nil {
+			return nil, err
+		}
+	}
+	return ins, nil
+}
+
 // splitBatch splits a /v1/messages body into raw JSON objects: a single object, an array of
 // objects (application/json), or one object per line (application/x-ndjson). At most max
 // objects are returned; more is an error.

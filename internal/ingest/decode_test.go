@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -15,9 +16,28 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("\xff\xfe"), true)
 	lim := limits{maxMessageBytes: 1 << 10, maxProperties: 4, maxMessages: 16}
 	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
+		fast, ferr := decodeBatchFast(body, ndjson, lim.maxMessages)
 		raws, err := splitBatch(body, ndjson, lim.maxMessages)
 		if err != nil {
+			if ferr == nil {
+				t.Fatalf("the fast path accepted a body the careful path refuses: %v", err)
+			}
 			return
+		}
+		if ferr == nil {
+			// The fast path must decode exactly what the careful path decodes.
+			if len(fast) != len(raws) {
+				t.Fatalf("fast path: %d messages, careful path %d", len(fast), len(raws))
+			}
+			for i, raw := range raws {
+				var in inMessage
+				if err := decodeOne(raw, &in); err != nil {
+					t.Fatalf("message %d: fast path accepted, careful path: %v", i, err)
+				}
+				if !reflect.DeepEqual(in, fast[i]) {
+					t.Fatalf("message %d: fast %+v, careful %+v", i, fast[i], in)
+				}
+			}
 		}
 		if len(raws) == 0 || len(raws) > lim.maxMessages {
 			t.Fatalf("%d messages from a body that was accepted", len(raws))

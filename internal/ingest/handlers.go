@@ -110,27 +110,42 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	raws, err := splitBatch(body, ndjson, s.lim.maxMessages)
-	if err != nil {
-		writeProblem(w, problem(http.StatusBadRequest, ProblemInvalidJSON, "Invalid JSON", err.Error()))
+	ins, perr := decodeBatchFast(body, ndjson, s.lim.maxMessages)
+	if perr != nil {
+		// Something is wrong: decode message by message to name each problem by its index.
+		raws, err := splitBatch(body, ndjson, s.lim.maxMessages)
+		if err != nil {
+			writeProblem(w, problem(http.StatusBadRequest, ProblemInvalidJSON, "Invalid JSON", err.Error()))
+			return
+		}
+		ins = make([]inMessage, len(raws))
+		var errs []FieldError
+		for i, raw := range raws {
+			if err := decodeOne(raw, &ins[i]); err != nil {
+				errs = append(errs, FieldError{Index: i, Detail: err.Error()})
+				continue
+			}
+			if _, ferrs := s.lim.build(i, &ins[i], "", s.cfg.Stamp, time.Time{}); ferrs != nil {
+				errs = append(errs, ferrs...)
+			}
+		}
+		if len(errs) == 0 { // the fast path's objection was not about one message
+			errs = []FieldError{{Index: 0, Detail: perr.Error()}}
+		}
+		writeBatchProblem(w, errs, len(raws))
 		return
 	}
 	now := s.now()
-	msgs := make([]message.Message, 0, len(raws))
+	msgs := make([]message.Message, 0, len(ins))
 	var errs []FieldError
-	for i, raw := range raws {
-		var in inMessage
-		if err := decodeOne(raw, &in); err != nil {
-			errs = append(errs, FieldError{Index: i, Detail: err.Error()})
-			continue
-		}
+	for i := range ins {
 		// With one Idempotency-Key for the request, each message's key is "<key>/<index>": a
 		// retried request yields the same ids, message by message.
 		mkey := ""
 		if key != "" {
 			mkey = key + "/" + strconv.Itoa(i)
 		}
-		m, ferrs := s.lim.build(i, &in, mkey, s.cfg.Stamp, now)
+		m, ferrs := s.lim.build(i, &ins[i], mkey, s.cfg.Stamp, now)
 		if ferrs != nil {
 			errs = append(errs, ferrs...)
 			continue
@@ -138,8 +153,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		msgs = append(msgs, m)
 	}
 	if len(errs) > 0 {
-		detail := strconv.Itoa(len(errs)) + " problems in " + strconv.Itoa(len(raws)) + " messages; nothing was accepted"
-		writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid messages", Status: http.StatusBadRequest, Detail: detail, Errors: errs})
+		writeBatchProblem(w, errs, len(ins))
 		return
 	}
 	if !s.accept(w, r, msgs...) {
@@ -150,6 +164,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		resp.Messages[i] = batchAccepted{CorrelationID: m.ID.String(), SenderID: m.SenderID}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func writeBatchProblem(w http.ResponseWriter, errs []FieldError, n int) {
+	detail := strconv.Itoa(len(errs)) + " problems in " + strconv.Itoa(n) + " messages; nothing was accepted"
+	writeProblem(w, &Problem{Type: ProblemInvalidMessage, Title: "Invalid messages", Status: http.StatusBadRequest, Detail: detail, Errors: errs})
 }
 
 // ready says why the instance cannot take messages now, or nil.

@@ -1,0 +1,132 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+)
+
+// nopSpool accepts everything and keeps nothing: the baseline that measures HTTP, JSON and
+// validation alone.
+type nopSpool struct{}
+
+func (nopSpool) Append(context.Context, ...message.Message) error { return nil }
+func (nopSpool) Ready() error                                     { return nil }
+func (nopSpool) Stats(context.Context) (spool.Stats, error)       { return spool.Stats{}, nil }
+
+// BenchmarkAPI drives the API over real TCP on 127.0.0.1 with 64 keep-alive connections, side by
+// side: the durable API (spool on the local disk) and the baseline that decodes, validates and
+// answers the same JSON but persists nothing. route=compat sends one 256-byte message per request
+// to /ServiceAPI/message; route=batch sends 1,000 per request to /v1/messages.
+//
+//	make bench   (go test -run '^$' -bench BenchmarkAPI -benchtime 3s -count 5 ./internal/ingest/)
+func BenchmarkAPI(b *testing.B) {
+	value := strings.Repeat("v", 256)
+	one := []byte(`{"senderId":"bench-01","value":"` + value + `"}`)
+	var batch bytes.Buffer
+	batch.WriteByte('[')
+	for i := range 1000 {
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		fmt.Fprintf(&batch, `{"senderId":"bench-%02d","value":"%s"}`, i%16, value)
+	}
+	batch.WriteByte(']')
+	for _, route := range []struct {
+		name, path string
+		body       []byte
+		per        int
+	}{{"compat", "/ServiceAPI/message", one, 1}, {"batch", "/v1/messages", batch.Bytes(), 1000}} {
+		for _, impl := range []string{"durable", "baseline"} {
+			b.Run(fmt.Sprintf("route=%s/impl=%s/conns=64", route.name, impl), func(b *testing.B) {
+				var sp ingest.Spool = nopSpool{}
+				if impl == "durable" {
+					dir, err := os.MkdirTemp(benchRoot(b), "api-")
+					if err != nil {
+						b.Fatal(err)
+					}
+					s, err := spool.Open(dir, spool.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer s.Close()
+					sp = s
+				}
+				api, err := ingest.New(ingest.Config{Spool: sp, Stamp: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				srv := httptest.NewServer(api)
+				defer srv.Close()
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+				defer client.CloseIdleConnections()
+				var next, failed atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for range 64 {
+					wg.Go(func() {
+						for next.Add(1) <= int64(b.N) {
+							resp, err := client.Post(srv.URL+route.path, "application/json", bytes.NewReader(route.body))
+							if err != nil {
+								failed.Add(1)
+								continue
+							}
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							if resp.StatusCode != 200 {
+								failed.Add(1)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				if f := failed.Load(); f > 0 {
+					b.Fatalf("%d of %d requests failed", f, b.N)
+				}
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+				b.ReportMetric(float64(b.N*route.per)/elapsed.Seconds(), "msgs/s")
+			})
+		}
+	}
+}
+
+var (
+	benchRootOnce sync.Once
+	benchRootDir  string
+)
+
+// benchRoot keeps every benchmark spool until the process ends (see the spool benchmarks: on
+// ext4 without a journal, deleting files slows the next run's file creation).
+func benchRoot(b *testing.B) string {
+	benchRootOnce.Do(func() {
+		var err error
+		if benchRootDir, err = os.MkdirTemp("", "api-bench-"); err != nil {
+			b.Fatal(err)
+		}
+	})
+	return benchRootDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchRootDir != "" {
+		_ = os.RemoveAll(benchRootDir)
+	}
+	os.Exit(code)
+}
