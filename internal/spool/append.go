@@ -160,22 +160,30 @@ func (s *Spool) commit(b *batch) error {
 	buf, base := finishSegment(buf, s.now(), s.writer, b.count)
 	s.wbuf = buf
 	name := segName{segBase: base}
-	var err error
+	// Wait for the file created ahead rather than create one here: two creates at once in tmp/
+	// contend for its lock, and on some file systems spin for it.
+	var sp spareFile
 	select {
-	case sp := <-s.spare:
-		// Let the next file be created once this one has left tmp/: a create and a rename out
-		// of tmp/ both lock tmp/, and the rename is on the callers' critical path.
-		renamed := func() {
-			select {
-			case s.spareUsed <- struct{}{}:
-			default:
-			}
+	case sp = <-s.spare:
+	case <-s.spareDone: // the preparer has stopped (Close): create here
+		sp.err = ErrClosed
+	}
+	// Let the next file be created once this one has left tmp/: a create and a rename out of
+	// tmp/ both lock tmp/, and the rename is on the callers' critical path.
+	next := func() {
+		select {
+		case s.spareUsed <- struct{}{}:
+		default:
 		}
-		err = s.publish(sp.f, sp.path, s.path(dirReady, name.ready()), dirReady, buf, renamed)
-		renamed() // on failure before the rename too
-	default:
+	}
+	var err error
+	if sp.err == nil {
+		err = s.publish(sp.f, sp.path, s.path(dirReady, name.ready()), dirReady, buf, next)
+	} else {
+		// The preparer's create failed: try once more here, so callers get the real error.
 		err = s.writeFile(base.String()+".tmp", s.path(dirReady, name.ready()), dirReady, buf)
 	}
+	next() // on failure before the rename too
 	s.counts.commitNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		s.counts.commitErrors.Add(1)
@@ -193,45 +201,40 @@ func (s *Spool) commit(b *batch) error {
 	return nil
 }
 
-// spareFile is an empty segment file in tmp/, created ahead of need.
+// spareFile is an empty segment file in tmp/, created ahead of need, or the error creating it.
 type spareFile struct {
 	f    fsys.File
 	path string
+	err  error
 }
 
-// prepareSpares keeps one empty tmp/ file ready for the committer. Creating a file is the
-// slowest step of a commit on some file systems (a metadata round trip on NFS; measured at
-// 0.7 ms on this project's ext4 build machines, five times an fsync), and it needs nothing
-// from the batch, so it runs here, off the commit's critical path. Its name carries this
-// writer, so orphan collection leaves it alone while the writer lives.
+// prepareSpares creates, one at a time, the empty tmp/ file the next commit writes. Creating a
+// file is the slowest step of a commit on some file systems (a metadata round trip on NFS; up to
+// several times an fsync on the ext4 of this project's build machines), and it needs nothing
+// from the batch, so it runs here, off the commit's critical path: while the previous commit
+// fsyncs its directory and its callers send their next requests. Its name carries this writer,
+// so orphan collection leaves it alone while the writer lives. A failed create is handed over
+// too: the committer then tries itself and reports the error to its callers.
 func (s *Spool) prepareSpares() {
 	defer s.wg.Done()
-	retry := time.NewTimer(0)
-	defer retry.Stop()
+	defer close(s.spareDone)
 	for {
-		select {
-		case <-s.stop:
-			return
-		case <-retry.C:
-		}
 		path := s.path(dirTmp, tmpName(s.now(), s.writer, "seg"))
 		f, err := s.fs.CreateExcl(path)
 		if err != nil {
-			// The committer creates its own file meanwhile and reports the error to callers.
-			s.log.Warn("creating a spare segment file failed", "err", err)
-			retry.Reset(time.Second)
-			continue
+			s.log.Debug("creating the next segment file failed", "err", err)
 		}
 		select {
-		case s.spare <- spareFile{f: f, path: path}:
+		case s.spare <- spareFile{f: f, path: path, err: err}:
 		case <-s.stop:
-			_ = f.Close()
-			_ = s.fs.Remove(path)
+			if err == nil {
+				_ = f.Close()
+				_ = s.fs.Remove(path)
+			}
 			return
 		}
 		select {
-		case <-s.spareUsed: // the committer renamed it away
-			retry.Reset(0)
+		case <-s.spareUsed: // the committer is done with it
 		case <-s.stop:
 			return
 		}

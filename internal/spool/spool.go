@@ -191,6 +191,7 @@ type Spool struct {
 	kick      chan struct{}  // wakes the committer; capacity 1
 	spare     chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
 	spareUsed chan struct{}  // the committer's word that the spare left tmp/; capacity 1
+	spareDone chan struct{}  // closed when the preparer has stopped
 	stop      chan struct{}  // closed by Close
 	wg        sync.WaitGroup
 	wbuf      []byte     // committer-owned segment buffer
@@ -218,6 +219,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		kick:      make(chan struct{}, 1),
 		spare:     make(chan spareFile),
 		spareUsed: make(chan struct{}, 1),
+		spareDone: make(chan struct{}),
 		stop:      make(chan struct{}),
 	}
 	if opts.Inspect {
