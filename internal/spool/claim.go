@@ -67,6 +67,9 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		}
 		tried[cand.segBase.String()] = true
 		c, err := s.claimOne(cand)
+		s.cacheMu.Lock()
+		delete(s.claiming, cand.segBase.String())
+		s.cacheMu.Unlock()
 		if errors.Is(err, errRaceLost) {
 			continue
 		}
@@ -97,7 +100,7 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
 		var window []int
 		for i, n := range s.cache.names {
-			if n.NotBefore.After(now) || tried[n.segBase.String()] {
+			if n.NotBefore.After(now) || tried[n.segBase.String()] || s.claiming[n.segBase.String()] {
 				continue
 			}
 			window = append(window, i)
@@ -109,6 +112,11 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 			i := window[rand.IntN(len(window))]
 			n := s.cache.names[i]
 			s.cache.names = slices.Delete(s.cache.names, i, i+1)
+			// Until this claim attempt ends, no other goroutine of this process may pick the
+			// segment, even from a fresh listing that still shows it: two claims of one segment
+			// within a millisecond would get the same claimed name, and the second rename's
+			// ENOENT would be taken for a lost reply of the first.
+			s.claiming[n.segBase.String()] = true
 			return n, nil
 		}
 		if *refreshed {

@@ -197,7 +197,10 @@ type Spool struct {
 	wbuf      []byte     // committer-owned segment buffer
 	cacheMu   sync.Mutex // guards cache
 	cache     readyCache // the claim candidates from the last listing of ready/
-	counts    counters   // cumulative counters since Open
+	// claiming holds the segments a goroutine of this process is claiming right now (guarded
+	// by cacheMu).
+	claiming map[string]bool
+	counts   counters // cumulative counters since Open
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -218,6 +221,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		freeBytes: -1,
 		kick:      make(chan struct{}, 1),
 		spare:     make(chan spareFile),
+		claiming:  map[string]bool{},
 		spareUsed: make(chan struct{}, 1),
 		spareDone: make(chan struct{}),
 		stop:      make(chan struct{}),

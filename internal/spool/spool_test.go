@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 	"github.com/google/uuid"
 )
 
@@ -629,5 +630,60 @@ func TestForeignFilesAreIgnored(t *testing.T) {
 	}
 	if st := mustStats(t, s); st.Ready.Segments != 0 {
 		t.Fatalf("foreign files counted: %+v", st)
+	}
+}
+
+// TestConcurrentClaimersInOneProcessNeverShareASegment: goroutines of one process claiming at
+// once, each refreshing the listing on every pick (so a segment one of them is renaming is still
+// listed for the others), never both get it.
+func TestConcurrentClaimersInOneProcessNeverShareASegment(t *testing.T) {
+	ffs := fsys.NewFaulty(fsys.OS{})
+	// A clock that creeps a microsecond a reading gives claims close together the same deadline
+	// millisecond, hence the same claimed name, as real claims within one millisecond have.
+	clk := newFakeClock()
+	creep := func() time.Time { clk.Advance(time.Microsecond); return clk.Now() }
+	s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: creep, ScanInterval: time.Nanosecond})
+	// A slow claim rename keeps each segment listed in ready/ while it is being claimed.
+	ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Delay: 2 * time.Millisecond})
+	ctx := context.Background()
+	var all []uuid.UUID
+	for range 200 {
+		in := msgs(1, 10)
+		if err := s.Append(ctx, in...); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, ids(in)...)
+	}
+	var mu sync.Mutex
+	var got []uuid.UUID
+	var lost int
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				c, err := s.Claim(ctx)
+				if errors.Is(err, spool.ErrEmpty) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Claim: %v", err)
+					return
+				}
+				err = s.Ack(ctx, c)
+				mu.Lock()
+				got = append(got, ids(c.Messages)...)
+				if err != nil {
+					lost++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if lost > 0 || len(got) != len(all) {
+		t.Fatalf("%d deliveries of %d messages, %d acks found the claim gone: a segment was claimed twice", len(got), len(all), lost)
+	}
+	if err := sameSet(got, all); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -51,6 +51,9 @@ type Rule struct {
 	Skip int
 	// Times is how many matching calls fail after Skip; 0 means every one.
 	Times int
+	// Delay is added to each matching call before it runs. With a nil Err the call then runs
+	// normally: a slow operation, not a failed one.
+	Delay time.Duration
 }
 
 // Faulty wraps an FS and injects errors, lost replies, stale listings and latency, and counts
@@ -167,6 +170,12 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 func (f *Faulty) do(op Op, path string, call func() error) error {
 	r := f.enter(op, path)
 	if r == nil {
+		return call()
+	}
+	if r.Delay > 0 {
+		time.Sleep(r.Delay)
+	}
+	if r.Err == nil {
 		return call()
 	}
 	if r.After {
