@@ -67,6 +67,9 @@ type Limits struct {
 	// MaxMessageBytes is the largest single encoded event the destination accepts; a larger one
 	// is Permanent without being sent.
 	MaxMessageBytes int
+	// Body is the body mode the sink encodes events with, so that the forwarder estimates sizes
+	// with EncodedSize(m, Body) as the sink will see them. Empty means BodyEnvelope.
+	Body BodyMode
 }
 
 // All returns a Result slice of n copies of r: for a batch that failed as a whole.

@@ -1,0 +1,437 @@
+// Package kafka provides a sink that produces events to a Kafka topic (or an Event Hubs
+// namespace's Kafka endpoint) with github.com/twmb/franz-go.
+//
+// Guarantees: a message is Delivered only after the broker acknowledged its record with
+// acks=all (RequiredAcks(AllISRAcks)); the producer is idempotent unless disabled. The record
+// key is the sender id (so one sender's messages share a partition and keep their order), the
+// record timestamp is the time the stamp received the message, and the headers carry
+// correlationId, senderId and stamp (then the message's properties). Errors are mapped to
+// Transient or Permanent by one function, classify.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
+)
+
+var _ sink.Sink = (*Sink)(nil)
+
+// Defaults for Config fields left zero.
+const (
+	// DefaultMaxRecordBytes is the largest record batch the producer builds: 1 MiB, Event Hubs'
+	// limit for one event (and Kafka's default message.max.bytes, give or take 12 bytes).
+	DefaultMaxRecordBytes = 1 << 20
+	// DefaultMaxBatchMessages bounds the messages of one Send.
+	DefaultMaxBatchMessages = 10_000
+	// DefaultMaxBatchBytes bounds the estimated bytes of one Send.
+	DefaultMaxBatchBytes = 8 << 20
+	// DefaultClientID names the producer to the brokers.
+	DefaultClientID = "bridgehead"
+	// recordOverhead is what a record batch of one record adds to the record's key, value and
+	// headers (batch header 61 bytes, record varints, header lengths), rounded up generously:
+	// a record larger than MaxRecordBytes − recordOverhead is refused without being sent.
+	recordOverhead = 1024
+)
+
+// SASL mechanisms.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// SASL configures authentication; an empty Mechanism means none.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Event Hubs' Kafka endpoint uses PLAIN
+	// with User "$ConnectionString" and the connection string as Password.
+	Mechanism string
+	User      string
+	Password  string
+}
+
+// Config configures a Kafka sink.
+type Config struct {
+	// Brokers are the seed brokers, host:port. Required.
+	Brokers []string
+	// Topic is the topic (Event Hubs: the event hub) every record goes to. Required.
+	Topic string
+	// TLS enables TLS with this configuration; nil means plaintext.
+	TLS *tls.Config
+	// SASL enables authentication (use it with TLS).
+	SASL SASL
+	// ClientID names the producer to the brokers; default "bridgehead".
+	ClientID string
+	// Body is the record value: the JSON envelope (default) or the raw message value.
+	Body sink.BodyMode
+	// Stamp fills the stamp header of a message that carries none.
+	Stamp string
+	// MaxRecordBytes is the producer's max record batch size (ProducerBatchMaxBytes); a record
+	// within about 1 KiB of it is Permanent without being sent. Default 1 MiB.
+	MaxRecordBytes int
+	// MaxBatchMessages and MaxBatchBytes bound one Send; defaults 10,000 and 8 MiB.
+	MaxBatchMessages int
+	MaxBatchBytes    int
+	// Compression is none (default), gzip, snappy, lz4 or zstd. Event Hubs accepts none and gzip.
+	Compression string
+	// DisableIdempotence turns the idempotent producer off (for brokers that refuse
+	// InitProducerID).
+	DisableIdempotence bool
+	// Logger receives the client's warnings and errors, and loud authentication failures; nil
+	// means no logging.
+	Logger *slog.Logger
+	// Options are extra franz-go client options, applied last (tests, tuning).
+	Options []kgo.Opt
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("kafka sink: Brokers is required")
+	case c.Topic == "":
+		return errors.New("kafka sink: Topic is required")
+	case c.Body != "" && c.Body != sink.BodyEnvelope && c.Body != sink.BodyRaw:
+		return fmt.Errorf("kafka sink: Body %q is not %q or %q", c.Body, sink.BodyEnvelope, sink.BodyRaw)
+	case c.MaxRecordBytes != 0 && (c.MaxRecordBytes < 2*recordOverhead || c.MaxRecordBytes > 1<<30):
+		return fmt.Errorf("kafka sink: MaxRecordBytes %d is outside [%d, 1 GiB]", c.MaxRecordBytes, 2*recordOverhead)
+	case c.MaxBatchMessages < 0:
+		return fmt.Errorf("kafka sink: MaxBatchMessages %d is negative", c.MaxBatchMessages)
+	case c.MaxBatchBytes < 0:
+		return fmt.Errorf("kafka sink: MaxBatchBytes %d is negative", c.MaxBatchBytes)
+	}
+	switch strings.ToUpper(c.SASL.Mechanism) {
+	case "", SASLPlain, SASLScramSHA256, SASLScramSHA512:
+	default:
+		return fmt.Errorf("kafka sink: SASL.Mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASL.Mechanism)
+	}
+	if _, err := codec(c.Compression); err != nil {
+		return err
+	}
+	return nil
+}
+
+func codec(name string) (kgo.CompressionCodec, error) {
+	switch strings.ToLower(name) {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka sink: Compression %q is not none, gzip, snappy, lz4 or zstd", name)
+}
+
+// Sink produces batches to one topic. It is safe for concurrent use (the franz-go client is).
+type Sink struct {
+	cfg Config
+	log *slog.Logger
+	cl  *kgo.Client
+}
+
+// New builds the producer client. It does not connect: a broker that is down at start is
+// retried on each Send.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Body == "" {
+		cfg.Body = sink.BodyEnvelope
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = DefaultClientID
+	}
+	if cfg.MaxRecordBytes == 0 {
+		cfg.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if cfg.MaxBatchMessages == 0 {
+		cfg.MaxBatchMessages = DefaultMaxBatchMessages
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("sink", "kafka", "topic", cfg.Topic)
+	comp, _ := codec(cfg.Compression)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)),
+		kgo.ProducerBatchCompression(comp),
+		// Several Sends are in flight at once, each up to MaxBatchMessages: room for them all
+		// plus the records of Sends that gave up at their deadline but are still in flight.
+		kgo.MaxBufferedRecords(8 * cfg.MaxBatchMessages),
+		kgo.ProducerLinger(0),
+		kgo.WithLogger(slogAdapter{log}),
+	}
+	if cfg.DisableIdempotence {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLS.Clone()))
+	}
+	if m := mechanism(cfg.SASL); m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	opts = append(opts, cfg.Options...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	return &Sink{cfg: cfg, log: log, cl: cl}, nil
+}
+
+func mechanism(c SASL) sasl.Mechanism {
+	switch strings.ToUpper(c.Mechanism) {
+	case SASLPlain:
+		return plain.Auth{User: c.User, Pass: c.Password}.AsMechanism()
+	case SASLScramSHA256:
+		return scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()
+	case SASLScramSHA512:
+		return scram.Auth{User: c.User, Pass: c.Password}.AsSha512Mechanism()
+	}
+	return nil
+}
+
+// Limits reports the batch bounds and the largest record the producer sends.
+func (s *Sink) Limits() sink.Limits {
+	return sink.Limits{
+		MaxBatchMessages: s.cfg.MaxBatchMessages,
+		MaxBatchBytes:    s.cfg.MaxBatchBytes,
+		MaxMessageBytes:  s.cfg.MaxRecordBytes - recordOverhead,
+		Body:             s.cfg.Body,
+	}
+}
+
+// RecordTooLargeError reports a record refused without being sent.
+type RecordTooLargeError struct {
+	Bytes, Limit int
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("record of %d bytes exceeds the %d-byte limit", e.Bytes, e.Limit)
+}
+
+// Unwrap makes a RecordTooLargeError match kerr.MessageTooLarge, as the broker would answer.
+func (e *RecordTooLargeError) Unwrap() error { return kerr.MessageTooLarge }
+
+type produced struct {
+	i   int
+	err error
+}
+
+// Send produces batch and waits for every record's acknowledgement, or for ctx to end: records
+// still unacknowledged then are Transient with ctx's error (they may still reach the topic: a
+// duplicate on retry, never a loss). A record too large for MaxRecordBytes is Permanent without
+// being sent; every other outcome goes through classify.
+func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result {
+	out := make([]sink.Result, len(batch))
+	if len(batch) == 0 {
+		return out
+	}
+	if err := ctx.Err(); err != nil {
+		return sink.All(len(batch), sink.Result{Status: sink.Transient, Err: err})
+	}
+	done := make(chan produced, len(batch)) // buffered: a promise never blocks, even after we return
+	waiting := make([]bool, len(batch))
+	recs := make([]*kgo.Record, len(batch))
+	pending := 0
+	limit := s.cfg.MaxRecordBytes - recordOverhead
+	for i := range batch {
+		rec, err := s.record(&batch[i])
+		if err != nil {
+			out[i] = sink.Result{Status: sink.Permanent, Err: err}
+			continue
+		}
+		if n := recordSize(rec); n > limit {
+			out[i] = sink.Result{Status: sink.Permanent, Err: &RecordTooLargeError{Bytes: n, Limit: limit}}
+			continue
+		}
+		recs[i] = rec
+		waiting[i] = true
+		pending++
+		s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- produced{i, err} })
+	}
+	var tooLarge []int
+	retries := 0
+	for pending > 0 {
+		select {
+		case p := <-done:
+			if p.err != nil && ctx.Err() == nil && retries < len(batch) &&
+				(errors.Is(p.err, context.Canceled) || errors.Is(p.err, context.DeadlineExceeded)) {
+				// Failed by another Send's context: franz-go cancels a partition's whole
+				// buffered batch by its first record's context, so records appended behind a
+				// record whose Send gave up share its fate. Ours is alive: produce it again.
+				retries++
+				s.cl.Produce(ctx, recs[p.i], func(_ *kgo.Record, err error) { done <- produced{p.i, err} })
+				continue
+			}
+			waiting[p.i] = false
+			pending--
+			if errors.Is(p.err, kerr.MessageTooLarge) {
+				tooLarge = append(tooLarge, p.i)
+				continue
+			}
+			out[p.i] = s.result(p.err)
+		case <-ctx.Done():
+			err := fmt.Errorf("kafka sink: no acknowledgement: %w", ctx.Err())
+			for i, w := range waiting {
+				if w {
+					out[i] = sink.Result{Status: sink.Transient, Err: err}
+				}
+			}
+			for _, i := range tooLarge {
+				out[i] = sink.Result{Status: sink.Transient, Err: err}
+			}
+			return out
+		}
+	}
+	s.retryAlone(ctx, recs, tooLarge, out)
+	return out
+}
+
+// retryAlone re-sends, one at a time, the records the broker refused as MESSAGE_TOO_LARGE. The
+// broker judges a whole record batch (all the buffered records of one partition), so a small
+// record may have been refused only for sharing a batch with a large one; alone, it succeeds,
+// and only a record too large by itself is Permanent. (A concurrent Send's records may still share
+// the retry's batch; a record wrongly refused that way is dead-lettered and replayable.)
+func (s *Sink) retryAlone(ctx context.Context, recs []*kgo.Record, idx []int, out []sink.Result) {
+	for _, i := range idx {
+		old := recs[i]
+		r := &kgo.Record{Key: old.Key, Value: old.Value, Headers: old.Headers, Timestamp: old.Timestamp}
+		err := s.cl.ProduceSync(ctx, r).FirstErr()
+		if errors.Is(err, kerr.MessageTooLarge) {
+			err = fmt.Errorf("record of %d bytes: %w", recordSize(recs[i]), err)
+		}
+		out[i] = s.result(err)
+	}
+}
+
+func (s *Sink) result(err error) sink.Result {
+	if err == nil {
+		return sink.Result{Status: sink.Delivered}
+	}
+	st := classify(err)
+	if isAuth(err) {
+		s.log.Error("kafka authentication or authorisation failed: check the credentials and ACLs; messages stay in the spool", "err", err)
+	}
+	return sink.Result{Status: st, Err: fmt.Errorf("kafka: %w", err)}
+}
+
+// classify decides what a produce error means for the message, the one place this sink decides
+// retriability:
+//
+//   - too large (the broker's MESSAGE_TOO_LARGE, franz-go's client-side check, our own
+//     RecordTooLargeError, RECORD_LIST_TOO_LARGE) and INVALID_RECORD are about the message
+//     itself: Permanent, the message goes to dead/ with the error as its reason;
+//   - authentication and authorisation failures are Transient, not Permanent: they are a
+//     configuration problem of the stamp, not of the message, and fixing the credentials must let
+//     delivery resume with nothing dead-lettered (Send logs them loudly);
+//   - a context deadline or cancellation is Transient (the forwarder's lease-bounded deadline);
+//   - errors Kafka marks retriable (kerr.IsRetriable), franz-go's own give-ups (record timeout,
+//     retries exhausted, buffer full, client closed) and network errors are Transient;
+//   - anything else is Transient too: an unknown error is not proof that the message is bad,
+//     and a message that keeps failing still reaches dead/ through the spool's attempt limit.
+func classify(err error) sink.Status {
+	switch {
+	case err == nil:
+		return sink.Delivered
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge),
+		errors.Is(err, kerr.InvalidRecord):
+		return sink.Permanent
+	case isAuth(err):
+		return sink.Transient
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return sink.Transient
+	case kerr.IsRetriable(err):
+		return sink.Transient
+	default:
+		return sink.Transient
+	}
+}
+
+// isAuth reports authentication and authorisation failures.
+func isAuth(err error) bool {
+	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.TopicAuthorizationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) ||
+		errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) ||
+		errors.Is(err, kerr.DelegationTokenAuthorizationFailed)
+}
+
+// record builds m's record: key senderId, value the body, timestamp receivedAt, headers.
+func (s *Sink) record(m *message.Message) (*kgo.Record, error) {
+	body, err := sink.Body(m, s.cfg.Body)
+	if err != nil {
+		return nil, fmt.Errorf("encode body: %w", err)
+	}
+	stamp := m.Stamp
+	if stamp == "" {
+		stamp = s.cfg.Stamp
+	}
+	hs := make([]kgo.RecordHeader, 3, 3+len(m.Properties))
+	hs[0] = kgo.RecordHeader{Key: "correlationId", Value: []byte(m.ID.String())}
+	hs[1] = kgo.RecordHeader{Key: "senderId", Value: []byte(m.SenderID)}
+	hs[2] = kgo.RecordHeader{Key: "stamp", Value: []byte(stamp)}
+	for k, v := range m.Properties {
+		if k == "correlationId" || k == "senderId" || k == "stamp" {
+			continue
+		}
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	ts := m.ReceivedAt
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	return &kgo.Record{Key: []byte(m.SenderID), Value: body, Headers: hs, Timestamp: ts}, nil
+}
+
+// recordSize is the bytes of a record's key, value and headers, as franz-go sizes it.
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// Close closes the client. Records of Sends that gave up at their deadline and are still
+// buffered are failed (they are still in the spool).
+func (s *Sink) Close() error {
+	s.cl.Close()
+	return nil
+}
+
+// slogAdapter forwards franz-go's warnings and errors to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (a slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lv = slog.LevelError
+	}
+	a.l.Log(context.Background(), lv, msg, keyvals...)
+}
