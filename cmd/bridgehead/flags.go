@@ -16,19 +16,37 @@ func envName(flag string) string {
 }
 
 // applyEnv sets every flag of fs that was not given on the command line from its environment
-// variable, if set. Precedence: flag, then environment, then default. A bad value names the variable.
+// variable, if set. Precedence: flag, then environment, then default. A secret flag (annotated
+// secretAnnotation) may instead name a file in BRIDGEHEAD_<FLAG>_FILE, whose content (without a
+// trailing newline) is the value. A bad value names the variable, never a secret's value.
 func applyEnv(fs *pflag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
 		}
-		v, ok := os.LookupEnv(envName(f.Name))
+		_, secret := f.Annotations[secretAnnotation]
+		name := envName(f.Name)
+		v, ok := os.LookupEnv(name)
+		if !ok && secret {
+			if path, fok := os.LookupEnv(name + "_FILE"); fok {
+				b, rerr := os.ReadFile(path)
+				if rerr != nil {
+					err = fmt.Errorf("%s_FILE: %w", name, rerr)
+					return
+				}
+				v, ok, name = strings.TrimRight(string(b), "\r\n"), true, name+"_FILE"
+			}
+		}
 		if !ok {
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {
-			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
+			if secret {
+				err = fmt.Errorf("%s: invalid value", name)
+			} else {
+				err = fmt.Errorf("%s=%q: %w", name, v, serr)
+			}
 		}
 	})
 	return err

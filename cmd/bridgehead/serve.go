@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/forward"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	oklogrun "github.com/oklog/run"
@@ -25,8 +26,9 @@ type serveConfig struct {
 	listen            string
 	role              string
 	spoolDir          string
-	sink              string
-	filePath          string
+	sinks             sinkFlags
+	forwardConc       int
+	retryMaxDelay     time.Duration
 	stamp             string
 	spoolMaxBytes     byteSize
 	spoolMinFreeBytes byteSize
@@ -60,8 +62,9 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; :8080 for all interfaces)")
 	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
 	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
-	f.StringVar(&c.sink, "sink", "file", "where the forwarder delivers: file (kafka and eventhubs arrive with the forwarder)")
-	f.StringVar(&c.filePath, "file-path", "./data/delivered.ndjson", "file sink: the NDJSON file delivered messages are appended to")
+	c.sinks.register(f)
+	f.IntVar(&c.forwardConc, "forward-concurrency", forward.DefaultConcurrency, "forwarder: segments (hence batches) in flight at once")
+	f.DurationVar(&c.retryMaxDelay, "retry-max-delay", forward.DefaultRetryMaxDelay, "forwarder: cap of the exponential backoff between retries")
 	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
 	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
@@ -78,11 +81,8 @@ func (c *serveConfig) validate() error {
 	default:
 		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
 	}
-	if c.sink != "file" {
-		return fmt.Errorf("--sink %q: this build has the file sink only (kafka and eventhubs arrive with the forwarder)", c.sink)
-	}
-	if c.role == "forwarder" {
-		return errors.New("--role forwarder: the forwarder is not in this build yet; run --role api (or all) to accept messages into the spool")
+	if c.forwardConc <= 0 || c.retryMaxDelay <= 0 {
+		return errors.New("--forward-concurrency and --retry-max-delay must be positive")
 	}
 	if c.shutdownGrace <= 0 {
 		return fmt.Errorf("--shutdown-grace %v must be positive", c.shutdownGrace)
@@ -130,13 +130,36 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
 	api, err := ingest.New(ingest.Config{
-		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version,
+		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
 		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 		Logger: log, Registerer: reg, Gatherer: reg,
 	})
 	if err != nil {
 		return err
+	}
+	var fwd *forward.Forwarder
+	delivery := "not here (role api: a forwarder replica delivers)"
+	if runForwarder {
+		snk, where, err := c.sinks.build(ctx, c.stamp, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := snk.Close(); err != nil {
+				log.Error("close sink", "err", err)
+			}
+		}()
+		fwd, err = forward.New(forward.Config{
+			Spool: sp, Sink: snk, Concurrency: c.forwardConc, RetryMaxDelay: c.retryMaxDelay,
+			ShutdownGrace: max(c.shutdownGrace-3*time.Second, c.shutdownGrace/2),
+			Logger:        log, Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		delivery = where
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -152,11 +175,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 
 	absSpool, _ := filepath.Abs(c.spoolDir)
-	absFile, _ := filepath.Abs(c.filePath)
 	fmt.Fprintf(stdout, "bridgehead %s serving role %s as stamp %q\n", version, c.role, c.stamp)
 	fmt.Fprintf(stdout, "  listening on   http://%s\n", ln.Addr())
 	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
-	fmt.Fprintf(stdout, "  delivered to   %s (file sink) once the forwarder arrives; until then messages stay in the spool\n", absFile)
+	fmt.Fprintf(stdout, "  delivering to  %s\n", delivery)
 
 	var g oklogrun.Group
 	{ // the HTTP API
@@ -175,6 +197,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 				_ = srv.Close()
 			}
 		})
+	}
+	if fwd != nil { // the forwarder: on interrupt it stops claiming, finishes or releases its claims
+		fctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return fwd.Run(fctx) }, func(error) { cancel() })
 	}
 	{ // SIGTERM / SIGINT (main cancels ctx on either)
 		done := make(chan struct{})

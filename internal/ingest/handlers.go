@@ -178,6 +178,9 @@ func (s *Server) ready() *Problem {
 		p.retryAfter = s.cfg.RetryAfter
 		return p
 	}
+	if s.cfg.ForwarderOnly {
+		return nil
+	}
 	if err := s.cfg.Spool.Ready(); err != nil {
 		return s.appendProblem(err)
 	}

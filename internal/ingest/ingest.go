@@ -49,6 +49,10 @@ type Config struct {
 	Stamp string
 	// Role and Version are reported by /v1/status.
 	Role, Version string
+	// ForwarderOnly serves probes, metrics and status but no message routes (they answer 404),
+	// for `serve --role forwarder`. Readiness then ignores spool capacity: a full spool is when
+	// a forwarder is needed most.
+	ForwarderOnly bool
 	// MaxMessageBytes bounds a message's value plus properties; default 1 MiB.
 	MaxMessageBytes int
 	// MaxRequestBytes bounds a request body; a larger one is refused with 413 without being read
@@ -140,6 +144,10 @@ func New(cfg Config) (*Server, error) {
 		"/healthz":            {"healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealthz}},
 		"/readyz":             {"readyz", map[string]http.HandlerFunc{http.MethodGet: s.handleReadyz}},
 	}
+	if cfg.ForwarderOnly {
+		delete(s.routes, "/serviceapi/message")
+		delete(s.routes, "/v1/messages")
+	}
 	if cfg.Gatherer != nil {
 		h := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
 		s.routes["/metrics"] = route{"metrics", map[string]http.HandlerFunc{http.MethodGet: h.ServeHTTP}}
@@ -173,7 +181,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := rt.name
 	if !ok {
 		name = "other"
-		writeProblem(sw, problem(http.StatusNotFound, ProblemNotFound, "Not found", "no route "+r.URL.Path))
+		detail := "no route " + r.URL.Path
+		if s.cfg.ForwarderOnly {
+			detail += " (this instance runs the forwarder role only; send messages to the API)"
+		}
+		writeProblem(sw, problem(http.StatusNotFound, ProblemNotFound, "Not found", detail))
 	} else if h, ok := rt.methods[r.Method]; ok {
 		h(sw, r)
 	} else if r.Method == http.MethodHead && rt.methods[http.MethodGet] != nil {

@@ -463,3 +463,15 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 		t.Fatalf("unknown path: %d %+v", r.status, p)
 	}
 }
+
+func TestForwarderOnlyServesNoMessages(t *testing.T) {
+	f := newFixture(t, spool.Options{MaxBytes: 1}, ingest.Config{ForwarderOnly: true})
+	r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
+	if p := decodeProblem(t, r); r.status != 404 || !strings.Contains(p.Detail, "forwarder role") {
+		t.Fatalf("message route on a forwarder: %d %+v", r.status, p)
+	}
+	// A full spool does not make a forwarder unready: draining it is its job.
+	if r := f.do(t, "GET", "/readyz", "", ""); r.status != 200 {
+		t.Fatalf("/readyz: %d %s", r.status, r.body)
+	}
+}

@@ -168,7 +168,7 @@ func spooled(t *testing.T, dir string) map[uuid.UUID]bool {
 }
 
 func TestServeAcceptsAndShutsDownCleanly(t *testing.T) {
-	s := startServe(t)
+	s := startServe(t, "--role", "api") // no forwarder: what was acknowledged stays in the spool
 	code, _, body, err := s.post(context.Background(), "/ServiceAPI/message", `{"senderId":"01","value":"Hello world!"}`)
 	if err != nil || code != 200 {
 		t.Fatalf("POST: %d %s %v", code, body, err)
@@ -192,8 +192,51 @@ func TestServeAcceptsAndShutsDownCleanly(t *testing.T) {
 	}
 }
 
+func TestServeDeliversToTheFileSink(t *testing.T) {
+	delivered := filepath.Join(t.TempDir(), "out", "delivered.ndjson")
+	s := startServe(t, "--file-path", delivered)
+	code, _, body, err := s.post(context.Background(), "/v1/messages", `[{"senderId":"a","value":"one"},{"senderId":"b","value":"two","properties":{"unit":"C"}}]`)
+	if err != nil || code != 200 {
+		t.Fatalf("POST: %d %s %v", code, body, err)
+	}
+	var got struct{ Messages []struct{ CorrelationID string } }
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, m := range got.Messages {
+		want[m.CorrelationID] = true
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(delivered)
+		found := 0
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var env struct {
+				CorrelationID string `json:"correlationId"`
+				Stamp         string `json:"stamp"`
+			}
+			if json.Unmarshal([]byte(line), &env) == nil && want[env.CorrelationID] && env.Stamp == "e2e" {
+				found++
+			}
+		}
+		if found == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s, %d of %d messages in %s:\n%s", found, len(want), delivered, b)
+		}
+		time.Sleep(20 * time.Millisecond) // poll the file the forwarder appends to
+	}
+	s.signal(t, syscall.SIGTERM)
+	s.wait(t, 10*time.Second)
+	if ids := spooled(t, s.dir); len(ids) != 0 {
+		t.Fatalf("%d messages still in the spool after delivery", len(ids))
+	}
+}
+
 func TestSIGTERMUnderLoadLosesNothingAcknowledged(t *testing.T) {
-	s := startServe(t, "--shutdown-grace", "5s")
+	s := startServe(t, "--role", "api", "--shutdown-grace", "5s")
 	const clients = 8
 	var mu sync.Mutex
 	acked := map[uuid.UUID]bool{}
@@ -274,7 +317,7 @@ func TestSIGTERMUnderLoadLosesNothingAcknowledged(t *testing.T) {
 }
 
 func TestSpoolFullIs503ThenRecovers(t *testing.T) {
-	s := startServe(t, "--spool-max-bytes", "4KiB")
+	s := startServe(t, "--role", "api", "--spool-max-bytes", "4KiB")
 	big := strings.Repeat("x", 900)
 	var full bool
 	for i := 0; i < 20 && !full; i++ {
