@@ -199,7 +199,9 @@ func TestServeDeliversToTheFileSink(t *testing.T) {
 	if err != nil || code != 200 {
 		t.Fatalf("POST: %d %s %v", code, body, err)
 	}
-	var got struct{ Messages []struct{ CorrelationID string } }
+	var got struct {
+		Messages []struct{ CorrelationID string }
+	}
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
