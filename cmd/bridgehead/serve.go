@@ -30,6 +30,8 @@ type serveConfig struct {
 	forwardConc       int
 	retryMaxDelay     time.Duration
 	stamp             string
+	spoolLease        time.Duration
+	spoolSkew         time.Duration
 	spoolMaxBytes     byteSize
 	spoolMinFreeBytes byteSize
 	maxMessageBytes   byteSize
@@ -66,6 +68,8 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.IntVar(&c.forwardConc, "forward-concurrency", forward.DefaultConcurrency, "forwarder: segments (hence batches) in flight at once")
 	f.DurationVar(&c.retryMaxDelay, "retry-max-delay", forward.DefaultRetryMaxDelay, "forwarder: cap of the exponential backoff between retries")
 	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
+	f.DurationVar(&c.spoolLease, "spool-lease", spool.DefaultLease, "forwarder: how long a claim lasts unless renewed; a killed forwarder's claims return after lease + 2 × skew allowance")
+	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
 	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
@@ -80,6 +84,9 @@ func (c *serveConfig) validate() error {
 	case "all", "api", "forwarder":
 	default:
 		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
+	}
+	if c.spoolLease <= 0 || c.spoolSkew <= 0 {
+		return errors.New("--spool-lease and --spool-skew-allowance must be positive")
 	}
 	if c.forwardConc <= 0 || c.retryMaxDelay <= 0 {
 		return errors.New("--forward-concurrency and --retry-max-delay must be positive")
@@ -114,10 +121,12 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	sp, err := spool.Open(c.spoolDir, spool.Options{
-		Logger:       log,
-		Instance:     instanceName(),
-		MaxBytes:     int64(c.spoolMaxBytes),
-		MinFreeBytes: int64(c.spoolMinFreeBytes),
+		Logger:        log,
+		Instance:      instanceName(),
+		MaxBytes:      int64(c.spoolMaxBytes),
+		Lease:         c.spoolLease,
+		SkewAllowance: c.spoolSkew,
+		MinFreeBytes:  int64(c.spoolMinFreeBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
