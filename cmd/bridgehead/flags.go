@@ -91,3 +91,23 @@ func parseBytes(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// unknownEnv lists the BRIDGEHEAD_* variables of env that set no flag of fs (nor a secret flag's
+// _FILE): typos, or settings of a newer or older release.
+func unknownEnv(fs *pflag.FlagSet, env []string) []string {
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		known[envName(f.Name)] = true
+		if _, secret := f.Annotations[secretAnnotation]; secret {
+			known[envName(f.Name)+"_FILE"] = true
+		}
+	})
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "BRIDGEHEAD_") && !known[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}

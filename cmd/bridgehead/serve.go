@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
@@ -55,6 +56,9 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := checkEnv(unknownEnv(cmd.Flags(), os.Environ()), cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			return serve(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -226,6 +230,23 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	err = g.Run()
 	log.Info("stopped")
 	return err
+}
+
+// securityEnv are settings of the security issue (#8) that this build does not implement. Running
+// without them would leave a stamp open while its configuration says it is closed, so their
+// presence stops serve instead of being ignored.
+var securityEnv = []string{"BRIDGEHEAD_AUTH", "BRIDGEHEAD_AUTH_FILE", "BRIDGEHEAD_TLS_CERT_FILE", "BRIDGEHEAD_TLS_KEY_FILE", "BRIDGEHEAD_TLS_CLIENT_CA_FILE", "BRIDGEHEAD_TLS_CLIENT_AUTH"}
+
+// checkEnv warns about BRIDGEHEAD_* variables serve does not know, and refuses security settings
+// it cannot honour.
+func checkEnv(unknown []string, stderr io.Writer) error {
+	for _, name := range unknown {
+		if slices.Contains(securityEnv, name) {
+			return fmt.Errorf("%s is set, but this build of bridgehead has no authentication or TLS yet; refusing to serve open while the configuration asks for security", name)
+		}
+		fmt.Fprintf(stderr, "bridgehead serve: warning: %s is set but is not a serve setting; ignored\n", name)
+	}
+	return nil
 }
 
 // instanceName names this process in the spool's heartbeats: the pod name in Kubernetes.

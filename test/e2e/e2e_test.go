@@ -377,6 +377,15 @@ func TestSpoolFullIs503ThenRecovers(t *testing.T) {
 	}
 }
 
+func TestServeRefusesSecuritySettingsItCannotHonour(t *testing.T) {
+	cmd := exec.Command(binary, "serve", "--spool-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "BRIDGEHEAD_AUTH=required")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "BRIDGEHEAD_AUTH") {
+		t.Fatalf("serve with BRIDGEHEAD_AUTH=required: err %v, output %q; want a refusal", err, out)
+	}
+}
+
 func TestServeRefusesBadConfiguration(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -385,6 +394,8 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{[]string{"serve", "--role", "both"}, "--role"},
 		{[]string{"serve", "--spool-max-bytes", "lots"}, "byte size"},
 		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "--listen"},
+		{[]string{"serve", "--sink", "kafka"}, "--kafka-brokers"},
+		{[]string{"serve", "--body", "xml"}, "--body"},
 	} {
 		out, err := exec.Command(binary, append(tt.args, "--spool-dir", t.TempDir())...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tt.want) {
