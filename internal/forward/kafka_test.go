@@ -39,7 +39,12 @@ func mustCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 
 func mustKafkaSink(t testing.TB, c *kfake.Cluster, cfg kafka.Config) *kafka.Sink {
 	t.Helper()
-	cfg.Brokers, cfg.Topic = c.ListenAddrs(), topic
+	return mustKafkaSinkAt(t, c.ListenAddrs(), cfg)
+}
+
+func mustKafkaSinkAt(t testing.TB, brokers []string, cfg kafka.Config) *kafka.Sink {
+	t.Helper()
+	cfg.Brokers, cfg.Topic = brokers, topic
 	cfg.Options = append(cfg.Options,
 		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }),
 		kgo.MetadataMinAge(50*time.Millisecond))
@@ -251,39 +256,52 @@ func (s *countingSink) Send(ctx context.Context, b []message.Message) []sink.Res
 // sink. The fill is not timed.
 //
 //	go test -run '^$' -bench BenchmarkDrain -benchtime 200000x ./internal/forward/
+//
+// broker=process runs kfake in a child process (the test binary re-executed), so the forwarder
+// and the broker do not share a Go runtime; broker=inproc keeps it in the benchmark's process.
 func BenchmarkDrain(b *testing.B) {
-	for _, conc := range []int{4, 8} {
-		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
-			b.StopTimer()
-			sp := mustOpenSpool(b, "", spool.Options{})
-			const perSeg = 1000
-			for left := b.N; left > 0; left -= perSeg {
-				fill(b, sp, 1, min(perSeg, left), 256)
-			}
-			c := mustCluster(b)
-			ks := mustKafkaSink(b, c, kafka.Config{})
-			cs := &countingSink{Sink: ks}
-			f, err := forward.New(forward.Config{Spool: sp, Sink: cs, Concurrency: conc})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			b.StartTimer()
-			startAt := time.Now()
-			go func() { done <- f.Run(ctx) }()
-			tick := time.NewTicker(time.Millisecond)
-			for cs.delivered.Load() < int64(b.N) {
-				<-tick.C
-			}
-			elapsed := time.Since(startAt)
-			b.StopTimer()
-			tick.Stop()
-			cancel()
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-		})
+	for _, where := range []string{"process", "inproc"} {
+		for _, conc := range []int{4, 8} {
+			b.Run(fmt.Sprintf("broker=%s/c=%d", where, conc), func(b *testing.B) {
+				benchmarkDrain(b, where == "process", conc)
+			})
+		}
 	}
+}
+
+func benchmarkDrain(b *testing.B, childBroker bool, conc int) {
+	b.StopTimer()
+	sp := mustOpenSpool(b, "", spool.Options{})
+	const perSeg = 1000
+	for left := b.N; left > 0; left -= perSeg {
+		fill(b, sp, 1, min(perSeg, left), 256)
+	}
+	var ks *kafka.Sink
+	if childBroker {
+		ks = mustKafkaSinkAt(b, startBrokerProcess(b), kafka.Config{})
+	} else {
+		ks = mustKafkaSink(b, mustCluster(b), kafka.Config{})
+	}
+	cs := &countingSink{Sink: ks}
+	f, err := forward.New(forward.Config{Spool: sp, Sink: cs, Concurrency: conc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	b.StartTimer()
+	startAt := time.Now()
+	go func() { done <- f.Run(ctx) }()
+	tick := time.NewTicker(time.Millisecond)
+	for cs.delivered.Load() < int64(b.N) {
+		<-tick.C
+	}
+	elapsed := time.Since(startAt)
+	b.StopTimer()
+	tick.Stop()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 }
