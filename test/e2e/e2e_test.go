@@ -378,7 +378,8 @@ func TestSpoolFullIs503ThenRecovers(t *testing.T) {
 }
 
 func TestServeRefusesSecuritySettingsItCannotHonour(t *testing.T) {
-	cmd := exec.Command(binary, "serve", "--spool-dir", t.TempDir())
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "serve", "--spool-dir", dir, "--file-path", filepath.Join(dir, "out.ndjson"))
 	cmd.Env = append(os.Environ(), "BRIDGEHEAD_AUTH=required")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "BRIDGEHEAD_AUTH") {
@@ -397,7 +398,8 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{[]string{"serve", "--sink", "kafka"}, "--kafka-brokers"},
 		{[]string{"serve", "--body", "xml"}, "--body"},
 	} {
-		out, err := exec.Command(binary, append(tt.args, "--spool-dir", t.TempDir())...).CombinedOutput()
+		dir := t.TempDir()
+		out, err := exec.Command(binary, append(tt.args, "--spool-dir", dir, "--file-path", filepath.Join(dir, "out.ndjson"))...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tt.want) {
 			t.Errorf("%v: err %v, output %q; want a failure naming %q", tt.args, err, out, tt.want)
 		}
