@@ -167,6 +167,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		fwd, err = forward.New(forward.Config{
 			Spool: sp, Sink: snk, Concurrency: c.forwardConc, RetryMaxDelay: c.retryMaxDelay,
 			ShutdownGrace: max(c.shutdownGrace-3*time.Second, c.shutdownGrace/2),
+			// Reap at least twice a lease, so a dead forwarder's claims return about one lease
+			// (plus the skew allowance) after it died.
+			ReapInterval: min(forward.DefaultReapInterval, c.spoolLease/2),
 			Logger:        log, Registerer: reg,
 		})
 		if err != nil {
