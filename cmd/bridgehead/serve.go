@@ -170,7 +170,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			// Reap at least twice a lease, so a dead forwarder's claims return about one lease
 			// (plus the skew allowance) after it died.
 			ReapInterval: min(forward.DefaultReapInterval, c.spoolLease/2),
-			Logger:        log, Registerer: reg,
+			Logger:       log, Registerer: reg,
 		})
 		if err != nil {
 			return err
