@@ -237,6 +237,36 @@ func TestServeDeliversToTheFileSink(t *testing.T) {
 	}
 }
 
+// TestIngestDoesNotWaitOnADeadSink: with the cloud unreachable (a Kafka broker address nobody
+// listens on), the API keeps acknowledging at once and the messages wait in the spool.
+func TestIngestDoesNotWaitOnADeadSink(t *testing.T) {
+	s := startServe(t, "--role", "all", "--sink", "kafka", "--kafka-brokers", "127.0.0.1:1", "--kafka-topic", "t", "--shutdown-grace", "5s")
+	const n = 200
+	start := time.Now()
+	var slowest time.Duration
+	for i := range n {
+		t0 := time.Now()
+		code, _, body, err := s.post(context.Background(), "/ServiceAPI/message", fmt.Sprintf(`{"senderId":"01","value":"m%d"}`, i))
+		if err != nil || code != 200 {
+			t.Fatalf("message %d with the sink down: %d %s %v", i, code, body, err)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	elapsed := time.Since(start)
+	if slowest > 2*time.Second {
+		t.Fatalf("slowest acknowledgement took %v with the sink down: ingest waited on the sink", slowest)
+	}
+	if c := s.get(t, "/readyz"); c != 200 {
+		t.Fatalf("/readyz with the sink down: %d, want 200 (the API can still take messages)", c)
+	}
+	s.signal(t, syscall.SIGTERM)
+	s.wait(t, 30*time.Second)
+	if ids := spooled(t, s.dir); len(ids) != n {
+		t.Fatalf("%d messages in the spool, want all %d waiting for the sink", len(ids), n)
+	}
+	t.Logf("sink down: %d messages acknowledged in %v (slowest %v), all waiting in the spool", n, elapsed.Round(time.Millisecond), slowest.Round(time.Microsecond))
+}
+
 func TestSIGTERMUnderLoadLosesNothingAcknowledged(t *testing.T) {
 	s := startServe(t, "--role", "api", "--shutdown-grace", "5s")
 	const clients = 8
