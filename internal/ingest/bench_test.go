@@ -53,6 +53,7 @@ func BenchmarkAPI(b *testing.B) {
 		for _, impl := range []string{"durable", "baseline"} {
 			b.Run(fmt.Sprintf("route=%s/impl=%s/conns=64", route.name, impl), func(b *testing.B) {
 				var sp ingest.Spool = nopSpool{}
+				var durable *spool.Spool
 				if impl == "durable" {
 					dir, err := os.MkdirTemp(benchRoot(b), "api-")
 					if err != nil {
@@ -63,7 +64,7 @@ func BenchmarkAPI(b *testing.B) {
 						b.Fatal(err)
 					}
 					defer s.Close()
-					sp = s
+					sp, durable = s, s
 				}
 				api, err := ingest.New(ingest.Config{Spool: sp, Stamp: "bench"})
 				if err != nil {
@@ -101,6 +102,10 @@ func BenchmarkAPI(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 				b.ReportMetric(float64(b.N*route.per)/elapsed.Seconds(), "msgs/s")
+				if durable != nil {
+					c := durable.Counters()
+					b.ReportMetric(float64(c.Messages)/float64(max(c.Commits, 1)), "msgs/commit")
+				}
 			})
 		}
 	}
