@@ -37,9 +37,10 @@ fuzz:
 	  done; \
 	done
 
-## bench: the benchmarks behind docs/performance.md (5 interleaved rounds; medians by benchstat).
+## bench: the benchmarks behind docs/performance.md (spool, API vs baseline, forwarder drain; medians by benchstat).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 -timeout 60m ./internal/spool/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 -timeout 60m ./internal/spool/ ./internal/ingest/ | tee bench.out
+	$(GO) test -run '^$$' -bench BenchmarkDrain -benchtime 200000x -count 3 -timeout 30m ./internal/forward/ | tee -a bench.out
 	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg)' bench.out
 
 clean:
