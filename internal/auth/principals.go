@@ -15,6 +15,10 @@
 //
 // This package does no HTTP handling beyond reading the key from a request; the 401/403/429
 // answers belong to the server that uses it.
+//
+// It imports a YAML package, which STYLE.md keeps out of internal/: the principals file is data
+// the server re-reads while it runs (the Watcher), not configuration that cmd fills in once, so
+// its parser lives with the code that reloads it.
 package auth
 
 import (
