@@ -165,6 +165,7 @@ type Client struct {
 	stop      context.CancelFunc
 	done      chan struct{} // closed when the prober returns
 	closing   chan struct{} // closed by Close, ends Sends waiting for an endpoint
+	failovers int64         // tries sent to another endpoint than a Send's previous, failed try
 }
 
 // New returns a client for cfg. It starts no goroutine; call Close when done.
@@ -214,6 +215,7 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 		return nil, err
 	}
 	var last error
+	var prev *endpoint // the endpoint of the previous, failed try
 	for attempt := 0; c.cfg.MaxAttempts < 0 || attempt < c.cfg.MaxAttempts; attempt++ {
 		ep, err := c.pick(ctx)
 		if err != nil {
@@ -222,9 +224,14 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 			}
 			return nil, fmt.Errorf("send %d messages: %w", len(msgs), err)
 		}
+		if prev != nil && prev != ep {
+			c.countFailover()
+		}
+		prev = ep
 		acks, f := c.try(ctx, ep, body, want)
 		if f == nil {
 			c.markHealthy(ep)
+			c.countAcked(ep, len(acks))
 			return acks, nil
 		}
 		if ctx.Err() != nil {
@@ -234,6 +241,7 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 		if !f.retriable {
 			return nil, f.err
 		}
+		c.countFailure(ep)
 		c.markFailed(ep, f.retryAfter)
 		last = f.err
 	}

@@ -16,6 +16,8 @@ type endpoint struct {
 	healthy   bool
 	failures  int       // consecutive failures
 	downUntil time.Time // not tried (by Send or the prober) before this
+	acked     int64     // messages this endpoint acked
+	failed    int64     // tries of Send that failed at this endpoint by its fault
 }
 
 // backoff is how long an endpoint is left alone after its failures-th consecutive failure:

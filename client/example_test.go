@@ -98,3 +98,36 @@ func ExampleCorrelationID() {
 	fmt.Println(client.CorrelationID("plant-a", "reading-42"))
 	// Output: d50684e3-fa31-5722-9e18-244ac7aee995
 }
+
+// A Batcher sends messages that arrive one at a time (lines of a log, readings) in requests of
+// up to a window's worth, with a bounded queue: Add blocks while it is full.
+func ExampleBatcher() {
+	stamp := client.NewFakeStamp()
+	defer stamp.Close()
+	c, err := client.New(client.Config{Endpoints: []string{stamp.URL}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	acked := 0
+	b, err := c.NewBatcher(client.BatcherConfig{
+		Window:  50 * time.Millisecond,                          // a message waits at most this long
+		OnAcked: func(acks []client.Ack) { acked += len(acks) }, // on the batcher's goroutine
+		OnError: func(msgs []client.Message, err error) { log.Printf("%d not acked: %v", len(msgs), err) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, v := range []string{"21.5", "21.7", "21.6"} {
+		if err := b.Add(ctx, client.Message{SenderID: "plant-a", Value: v}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := b.Close(ctx); err != nil { // sends what is queued; results are in after it
+		log.Fatal(err)
+	}
+	fmt.Println(acked, c.Stats().Endpoints[0].Acked)
+	// Output: 3 3
+}

@@ -19,7 +19,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCmd(), newServeCmd(), newSpoolCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newSpoolCmd(), newSendCmd(), newBenchCmd())
 	return root
 }
 

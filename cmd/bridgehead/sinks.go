@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -77,7 +76,7 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (
 			SASL: kafka.SASL{Mechanism: strings.ToUpper(f.kafkaSASLMechanism), User: f.kafkaSASLUser, Password: f.kafkaSASLPassword},
 		}
 		if f.kafkaTLS || f.kafkaCAFile != "" {
-			tc, err := tlsConfig(f.kafkaCAFile)
+			tc, err := tlsConfig("--kafka-ca-file", f.kafkaCAFile)
 			if err != nil {
 				return nil, "", err
 			}
@@ -119,22 +118,23 @@ func splitList(s string) []string {
 	return out
 }
 
-// tlsConfig trusts the system's roots plus, if caFile is set, the certificates in it.
-func tlsConfig(caFile string) (*tls.Config, error) {
+// tlsConfig trusts the system's roots plus, if caFile is set, the certificates in it; errors
+// name flag.
+func tlsConfig(flag, caFile string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile == "" {
 		return tc, nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("--kafka-ca-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("--kafka-ca-file: no PEM certificates in " + caFile)
+		return nil, fmt.Errorf("%s: no PEM certificates in %s", flag, caFile)
 	}
 	tc.RootCAs = pool
 	return tc, nil

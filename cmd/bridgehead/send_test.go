@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/client"
+)
+
+// received is one message as a sendStamp got it.
+type received struct {
+	SenderID, Value, ID string
+	Properties          map[string]string
+}
+
+// sendStamp imitates a stamp's POST /v1/messages (JSON array) and GET /readyz as docs/api.md
+// describes them: all or nothing, 400 invalid-message naming each bad message, correlationIds
+// derived from senderId and id. Its fields are guarded by mu.
+type sendStamp struct {
+	*httptest.Server
+	apiKey string // required as a bearer token when set
+
+	mu   sync.Mutex
+	got  []received
+	acks []string // correlationIds acked, in order
+}
+
+func mustSendStamp(t *testing.T, apiKey string) *sendStamp {
+	t.Helper()
+	s := &sendStamp{apiKey: apiKey}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *sendStamp) received() ([]received, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got), slices.Clone(s.acks)
+}
+
+func sendProblem(w http.ResponseWriter, status int, typ string, errs []client.FieldError) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "https://bridgehead.dev/problems/" + typ, "title": typ, "status": status,
+		"detail": "nothing was accepted", "errors": errs, "success": false,
+	})
+}
+
+func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
+	if s.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.apiKey {
+		sendProblem(w, http.StatusUnauthorized, "unauthorized", nil)
+		return
+	}
+	switch {
+	case r.URL.Path == "/readyz" && r.Method == http.MethodGet:
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+		return
+	case r.URL.Path != "/v1/messages" || r.Method != http.MethodPost:
+		sendProblem(w, http.StatusNotFound, "not-found", nil)
+		return
+	}
+	var in []struct {
+		SenderID   string            `json:"senderId"`
+		Value      string            `json:"value"`
+		Properties map[string]string `json:"properties"`
+		ID         string            `json:"id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in) == 0 {
+		sendProblem(w, http.StatusBadRequest, "invalid-json", nil)
+		return
+	}
+	var errs []client.FieldError
+	type ack struct {
+		CorrelationID string `json:"correlationId"`
+		SenderID      string `json:"senderId"`
+	}
+	out := struct {
+		Count    int   `json:"count"`
+		Messages []ack `json:"messages"`
+		Success  bool  `json:"success"`
+	}{Count: len(in), Success: true}
+	for i, m := range in {
+		if m.SenderID == "" {
+			errs = append(errs, client.FieldError{Index: i, Field: "senderId", Detail: "required"})
+		}
+		if m.Value == "" {
+			errs = append(errs, client.FieldError{Index: i, Field: "value", Detail: "required"})
+		}
+		if m.ID == "" {
+			errs = append(errs, client.FieldError{Index: i, Field: "id", Detail: "this test wants every id set"})
+		}
+		out.Messages = append(out.Messages, ack{CorrelationID: client.CorrelationID(m.SenderID, m.ID), SenderID: m.SenderID})
+	}
+	if len(errs) > 0 {
+		sendProblem(w, http.StatusBadRequest, "invalid-message", errs)
+		return
+	}
+	s.mu.Lock()
+	for i, m := range in {
+		s.got = append(s.got, received{SenderID: m.SenderID, Value: m.Value, ID: m.ID, Properties: m.Properties})
+		s.acks = append(s.acks, out.Messages[i].CorrelationID)
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// runSendCLI runs the CLI with stdin.
+func runSendCLI(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err = run(t.Context(), args, stdin, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func values(got []received) []string {
+	out := make([]string, len(got))
+	for i, m := range got {
+		out[i] = m.SenderID + "/" + m.Value
+	}
+	return out
+}
+
+func TestSendNDJSONFromStdin(t *testing.T) {
+	s := mustSendStamp(t, "")
+	in := `{"senderId":"plant-a","value":"21.5","id":"reading-42","properties":{"unit":"C"}}` + "\n\n" +
+		`{"senderId":"plant-b","value":"7"}` + "\n"
+	stdout, stderr, err := runSendCLI(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	got, acks := s.received()
+	if want := []string{"plant-a/21.5", "plant-b/7"}; !slices.Equal(values(got), want) {
+		t.Fatalf("got %v, want %v", values(got), want)
+	}
+	if got[0].Properties["unit"] != "C" || got[0].ID != "reading-42" {
+		t.Errorf("got %+v, want the id and properties of the input", got[0])
+	}
+	if want := client.CorrelationID("plant-a", "reading-42"); acks[0] != want {
+		t.Errorf("got %v, want %v", acks[0], want)
+	}
+	if want := "sent 2, acked 2, failed 0, failovers 0\n  acked by " + s.URL + ": 2\n"; stdout != want {
+		t.Errorf("got %q, want %q", stdout, want)
+	}
+}
+
+func TestSendPlainLinesFromFiles(t *testing.T) {
+	s := mustSendStamp(t, "")
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	if err := os.WriteFile(f1, []byte("one\r\n\ntwo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f2, []byte(`{"not":"json parsed"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runSendCLI(t, strings.NewReader("stdin is not read"), "send", "--url", s.URL,
+		"--sender-id", "plant-a", "--batch-window", "5ms", f1, f2)
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	got, _ := s.received()
+	if want := []string{"plant-a/one", "plant-a/two", `plant-a/{"not":"json parsed"}`}; !slices.Equal(values(got), want) {
+		t.Errorf("got %v, want %v", values(got), want)
+	}
+}
+
+func TestSendValuesToAckedFile(t *testing.T) {
+	s := mustSendStamp(t, "k3y")
+	dir := t.TempDir()
+	keyFile, ackedFile := filepath.Join(dir, "key"), filepath.Join(dir, "acked.txt")
+	if err := os.WriteFile(keyFile, []byte("k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ackedFile, []byte("earlier\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BRIDGEHEAD_URL", s.URL)
+	_, stderr, err := runSendCLI(t, strings.NewReader("not read\n"), "send", "--sender-id", "plant-a",
+		"--value", "1,5", "--value", "2", "--acked-file", ackedFile, "--api-key-file", keyFile)
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	got, acks := s.received()
+	if want := []string{"plant-a/1,5", "plant-a/2"}; !slices.Equal(values(got), want) {
+		t.Errorf("got %v, want %v", values(got), want)
+	}
+	data, err := os.ReadFile(ackedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "earlier\n" + strings.Join(acks, "\n") + "\n"; string(data) != want {
+		t.Errorf("acked file: got %q, want %q", data, want)
+	}
+}
+
+func TestSendFailsOver(t *testing.T) {
+	s := mustSendStamp(t, "")
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+	stdout, stderr, err := runSendCLI(t, strings.NewReader("a\nb\n"), "send", "--url", downURL+","+s.URL,
+		"--sender-id", "plant-a", "--batch-window", "5ms")
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	if got, _ := s.received(); len(got) != 2 {
+		t.Errorf("second stamp got %d messages, want 2", len(got))
+	}
+	want := "sent 2, acked 2, failed 0, failovers 1\n  acked by " + downURL + ": 0\n  acked by " + s.URL + ": 2\n"
+	if stdout != want {
+		t.Errorf("got %q, want %q", stdout, want)
+	}
+}
+
+func TestSendRefusedExitsNonZero(t *testing.T) {
+	s := mustSendStamp(t, "")
+	in := `{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n"
+	stdout, stderr, err := runSendCLI(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
+	if err == nil || !strings.Contains(err.Error(), "2 messages were not acked") {
+		t.Fatalf("got %v, want an error saying 2 messages were not acked", err)
+	}
+	if !strings.HasPrefix(stdout, "sent 1, acked 0, failed 2,") {
+		t.Errorf("summary: got %q, want sent 1, acked 0, failed 2", stdout)
+	}
+	for _, want := range []string{"stdin:2: not a message", "answered 400 invalid-message"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not say %q", stderr, want)
+		}
+	}
+}
+
+func TestSendBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--batch-window", "0s"}, "--batch-window"},
+		{[]string{"--url", "ftp://x"}, "--url"},
+		{[]string{"--url", " , "}, "--url"},
+		{[]string{"--value", "v"}, "--value needs --sender-id"},
+		{[]string{"--api-key", "a", "--api-key-file", "f"}, "give one"},
+		{[]string{"--ca-file", "/nonexistent"}, "--ca-file"},
+		{[]string{"--no-such-flag"}, "unknown flag"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, _, err := runSendCLI(t, strings.NewReader(""), append([]string{"send"}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSendStreams checks that a line is sent while its input is still open.
+func TestSendStreams(t *testing.T) {
+	s := mustSendStamp(t, "")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- run(t.Context(), []string{"send", "--url", s.URL, "--sender-id", "plant-a", "--batch-window", "10ms"},
+			pr, &stdout, &stderr)
+	}()
+	if _, err := io.WriteString(pw, "first\n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got, _ := s.received(); len(got) == 0; got, _ = s.received() {
+		if time.Now().After(deadline) {
+			t.Fatal("the line did not reach the stamp while the input was open")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("send ended before its input: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr.String())
+	}
+	if want := "sent 1, acked 1, failed 0"; !strings.HasPrefix(stdout.String(), want) {
+		t.Errorf("got %q, want %q", stdout.String(), want)
+	}
+}
+
+func TestSendProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		tty  bool
+		want string
+	}{
+		{false, "sent 3, acked 2, failed 1, 2 msg/s, via http://onprem\n"},
+		{true, "\r\x1b[Ksent 3, acked 2, failed 1, 2 msg/s, via http://onprem"},
+	} {
+		var buf bytes.Buffer
+		st := &sendState{stderr: &buf, tty: tc.tty}
+		st.sent.Store(3)
+		st.acked.Store(2)
+		st.bad.Store(1)
+		ep := "http://onprem"
+		st.lastEndpoint.Store(&ep)
+		st.progress(2)
+		if buf.String() != tc.want {
+			t.Errorf("tty %v: got %q, want %q", tc.tty, buf.String(), tc.want)
+		}
+	}
+}
