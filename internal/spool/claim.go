@@ -65,10 +65,10 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		if err != nil {
 			return nil, err
 		}
-		tried[cand.segBase.String()] = true
+		tried[cand.id] = true
 		c, err := s.claimOne(cand)
 		s.cacheMu.Lock()
-		delete(s.claiming, cand.segBase.String())
+		delete(s.claiming, cand.id)
 		s.cacheMu.Unlock()
 		if errors.Is(err, errRaceLost) {
 			continue
@@ -100,7 +100,7 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
 		var window []int
 		for i, n := range s.cache.names {
-			if n.NotBefore.After(now) || tried[n.segBase.String()] || s.claiming[n.segBase.String()] {
+			if n.NotBefore.After(now) || tried[n.id] || s.claiming[n.id] {
 				continue
 			}
 			window = append(window, i)
@@ -116,7 +116,7 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 			// segment, even from a fresh listing that still shows it: two claims of one segment
 			// within a millisecond would get the same claimed name, and the second rename's
 			// ENOENT would be taken for a lost reply of the first.
-			s.claiming[n.segBase.String()] = true
+			s.claiming[n.id] = true
 			return n, nil
 		}
 		if *refreshed {
@@ -140,7 +140,7 @@ func (s *Spool) refreshCacheLocked(now time.Time) error {
 			names = append(names, n)
 		}
 	}
-	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.segBase.String(), b.segBase.String()) })
+	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.id, b.id) })
 	s.cache = readyCache{names: names, at: now}
 	return nil
 }

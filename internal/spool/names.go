@@ -86,16 +86,20 @@ type segBase struct {
 	Writer  string
 	Count   int
 	Bytes   int64
+
+	id string // the formatted base name
 }
 
 func newBase(created time.Time, writer string, count int, bytes int64) segBase {
-	return segBase{Created: created, Rand: randomPart(), Writer: writer, Count: count, Bytes: bytes}
+	b := segBase{Created: created, Rand: randomPart(), Writer: writer, Count: count, Bytes: bytes}
+	b.id = formatMillis(b.Created) + "-" + b.Rand + "-" + b.Writer + "-" +
+		strconv.FormatInt(int64(b.Count), 16) + "-" + strconv.FormatInt(b.Bytes, 16)
+	return b
 }
 
-func (b segBase) String() string {
-	return formatMillis(b.Created) + "-" + b.Rand + "-" + b.Writer + "-" +
-		strconv.FormatInt(int64(b.Count), 16) + "-" + strconv.FormatInt(b.Bytes, 16)
-}
+// String returns the base name, formatted once when the base was made or parsed: claimers
+// compare and look up thousands of these per listing.
+func (b segBase) String() string { return b.id }
 
 func parseBase(s string) (segBase, bool) {
 	f := strings.Split(s, "-")
@@ -111,7 +115,8 @@ func parseBase(s string) (segBase, bool) {
 	if err1 != nil || err2 != nil || count < 0 || bytes < 0 || f[3] != strconv.FormatInt(count, 16) || f[4] != strconv.FormatInt(bytes, 16) {
 		return segBase{}, false
 	}
-	return segBase{Created: created, Rand: f[1], Writer: f[2], Count: int(count), Bytes: bytes}, true
+	// id is the name as it stands on disk, so every rename names the exact file.
+	return segBase{Created: created, Rand: f[1], Writer: f[2], Count: int(count), Bytes: bytes, id: s}, true
 }
 
 func isB32(s string) bool {
