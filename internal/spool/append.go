@@ -14,9 +14,10 @@ import (
 // records under Spool.mu; the committer takes whole batches and closes done once the segment is
 // durable (or failed), releasing every waiter at once with a single close.
 type batch struct {
-	recs  []byte // framed records, from several appends, in arrival order
-	count int    // messages
-	calls int    // Append calls
+	recs  [][]byte // each append's framed records, in arrival order; the committer joins them
+	size  int      // total bytes in recs
+	count int      // messages
+	calls int      // Append calls
 	done  chan struct{}
 	err   error // set before done is closed
 }
@@ -85,13 +86,14 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 		return err
 	}
 	var b *batch
-	if n := len(s.pending); n > 0 && (len(s.pending[n-1].recs) == 0 || len(s.pending[n-1].recs)+len(recs) <= s.opts.MaxSegmentBytes) {
+	if n := len(s.pending); n > 0 && s.pending[n-1].size+len(recs) <= s.opts.MaxSegmentBytes {
 		b = s.pending[n-1]
 	} else {
 		b = &batch{done: make(chan struct{})}
 		s.pending = append(s.pending, b)
 	}
-	b.recs = append(b.recs, recs...)
+	b.recs = append(b.recs, recs)
+	b.size += len(recs)
 	b.count += len(msgs)
 	s.mu.Unlock()
 
@@ -156,7 +158,9 @@ func (s *Spool) commitPending() {
 func (s *Spool) commit(b *batch) error {
 	start := time.Now()
 	buf := append(s.wbuf[:0], make([]byte, headerSize)...)
-	buf = append(buf, b.recs...)
+	for _, r := range b.recs {
+		buf = append(buf, r...)
+	}
 	buf, base := finishSegment(buf, s.now(), s.writer, b.count)
 	s.wbuf = buf
 	name := segName{segBase: base}
