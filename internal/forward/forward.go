@@ -203,7 +203,6 @@ type Forwarder struct {
 	m       *metrics
 	br      *breaker
 	running atomic.Bool
-	claimMu sync.Mutex // serialises Claim calls (see worker)
 }
 
 // New checks cfg and builds a Forwarder; it starts nothing (see Run).
@@ -310,14 +309,7 @@ func (f *Forwarder) worker(ctx, hard context.Context) {
 		if err := f.waitNotOpen(ctx); err != nil {
 			return
 		}
-		// One Claim at a time per process: spool.Claim is not safe against a twin in the same
-		// process (two goroutines that pick the same ready segment in the same millisecond
-		// compute the same claimed/ name, and the loser's failed rename is "resolved" by the
-		// winner's file: both believe they hold it). Serialising costs little: a claim takes
-		// a whole segment.
-		f.claimMu.Lock()
 		c, err := f.sp.Claim(ctx)
-		f.claimMu.Unlock()
 		switch {
 		case err == nil && c != nil:
 			idle = f.cfg.IdleMinDelay
