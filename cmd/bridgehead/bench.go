@@ -54,9 +54,6 @@ underscores); the API key also by BRIDGEHEAD_API_KEY_FILE.`,
   bridgehead bench --route messages --batch 1000 --concurrency 8`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
 			return bench(cmd, b)
 		},
 	}

@@ -62,9 +62,6 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
   tail -f readings.log | bridgehead send --sender-id plant-a --acked-file acked.txt
   bridgehead send --sender-id plant-a --value 21.5 --value 21.7`,
 		RunE: func(cmd *cobra.Command, files []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
 			return runSend(cmd, f, files)
 		},
 	}

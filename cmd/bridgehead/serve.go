@@ -55,9 +55,6 @@ func newServeCmd() *cobra.Command {
 BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
 			if err := checkEnv(unknownEnv(cmd.Flags(), os.Environ()), cmd.ErrOrStderr()); err != nil {
 				return err
 			}

@@ -28,7 +28,7 @@ func newSpoolCmd() *cobra.Command {
 		Use:   "spool",
 		Short: "Inspect and repair a spool directory (stats, ls, show, requeue, purge, verify)",
 	}
-	stringFlag(cmd.PersistentFlags(), &f.dir, "spool-dir", "SPOOL_DIR", "./data/spool", "spool directory")
+	cmd.PersistentFlags().StringVar(&f.dir, "spool-dir", "./data/spool", "spool directory (env BRIDGEHEAD_SPOOL_DIR)")
 	cmd.AddCommand(
 		newSpoolStatsCmd(&f), newSpoolLsCmd(&f), newSpoolShowCmd(&f),
 		newSpoolRequeueCmd(&f), newSpoolPurgeCmd(&f), newSpoolVerifyCmd(&f),
