@@ -10,7 +10,6 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 // benchFlags is every `bench` setting; flags fill it, env BRIDGEHEAD_<FLAG> overrides defaults.
@@ -132,10 +131,7 @@ func bench(cmd *cobra.Command, b benchFlags) error {
 	if err != nil {
 		return err
 	}
-	tty := false
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tty = true
-	}
+	tty := isTerminal(stderr)
 	switch {
 	case tty:
 		cfg.Progress = func(p loadgen.Progress) { fmt.Fprintf(stderr, "\r\x1b[K%s", p) }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/client"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 // maxLineBytes bounds one input line: a 1 MiB value, JSON-escaped, with its properties.
@@ -194,10 +193,7 @@ func runSend(cmd *cobra.Command, f sendFlags, files []string) (err error) {
 	if err != nil {
 		return err
 	}
-	st := &sendState{stderr: stderr}
-	if fd, ok := stderr.(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
-		st.tty = true
-	}
+	st := &sendState{stderr: stderr, tty: isTerminal(stderr)}
 	var acked *os.File
 	if f.ackedFile != "" {
 		acked, err = os.OpenFile(f.ackedFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

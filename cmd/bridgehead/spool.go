@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 // spoolFlags are the flags every `spool` subcommand shares.
@@ -293,12 +291,13 @@ func newSpoolVerifyCmd(f *spoolFlags) *cobra.Command {
 // elsewhere, nothing for fewer than 100 items.
 func newProgress(w io.Writer, total int, what string) func(done, total int) {
 	var bar *progressbar.ProgressBar
+	tty := isTerminal(w)
 	lastPct := -1
 	return func(done, n int) {
 		if n < 100 {
 			return
 		}
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if tty {
 			if bar == nil {
 				bar = progressbar.NewOptions(n, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 					progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
