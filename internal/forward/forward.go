@@ -48,7 +48,7 @@ type Spool interface {
 	Renew(ctx context.Context, c *spool.Claim) error
 	Settle(ctx context.Context, c *spool.Claim, o spool.Outcome) error
 	Reap(ctx context.Context) (spool.ReapStats, error)
-	Stats(ctx context.Context) (spool.Stats, error)
+	LastStats() spool.Stats
 }
 
 var _ Spool = (*spool.Spool)(nil)
@@ -271,7 +271,7 @@ func (f *Forwarder) maintain(ctx context.Context) {
 		t := time.NewTicker(f.cfg.StatsInterval)
 		defer t.Stop()
 		stats = t.C
-		f.refreshStats(ctx)
+		f.refreshStats()
 	}
 	for {
 		select {
@@ -286,20 +286,14 @@ func (f *Forwarder) maintain(ctx context.Context) {
 				f.log.Info("reaper", "reclaimed", rs.Reclaimed, "dead_lettered", rs.DeadLettered, "orphans", rs.Orphans)
 			}
 		case <-stats:
-			f.refreshStats(ctx)
+			f.refreshStats()
 		}
 	}
 }
 
-func (f *Forwarder) refreshStats(ctx context.Context) {
-	st, err := f.sp.Stats(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			f.log.Warn("spool stats failed", "err", err)
-		}
-		return
-	}
-	f.m.oldestAge.Set(st.OldestAgeSeconds)
+func (f *Forwarder) refreshStats() {
+	// The spool lists itself every ScanInterval anyway; reading that costs no I/O.
+	f.m.oldestAge.Set(f.sp.LastStats().OldestAgeSeconds)
 }
 
 // worker claims one segment at a time and forwards it.

@@ -208,7 +208,9 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func stats(t *testing.T, sp forward.Spool) spool.Stats {
+func stats(t *testing.T, sp interface {
+	Stats(context.Context) (spool.Stats, error)
+}) spool.Stats {
 	t.Helper()
 	st, err := sp.Stats(context.Background())
 	if err != nil {

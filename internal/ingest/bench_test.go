@@ -26,6 +26,7 @@ type nopSpool struct{}
 func (nopSpool) Append(context.Context, ...message.Message) error { return nil }
 func (nopSpool) Ready() error                                     { return nil }
 func (nopSpool) Stats(context.Context) (spool.Stats, error)       { return spool.Stats{}, nil }
+func (nopSpool) LastStats() spool.Stats                           { return spool.Stats{} }
 
 // BenchmarkAPI drives the API over real TCP on 127.0.0.1 with 64 keep-alive connections, side by
 // side: the durable API (spool on the local disk) and the baseline that decodes, validates and

@@ -31,6 +31,9 @@ type Spool interface {
 	Append(ctx context.Context, msgs ...message.Message) error
 	Ready() error
 	Stats(ctx context.Context) (spool.Stats, error)
+	// LastStats is the content as of the spool's last periodic scan: what /metrics reports,
+	// without listing the spool again on every scrape.
+	LastStats() spool.Stats
 }
 
 // Defaults for Config fields left zero.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -437,7 +438,8 @@ func TestProbesAndDrain(t *testing.T) {
 }
 
 func TestStatusMetricsAndNotFound(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{Role: "api", Version: "v9"})
+	// Spool gauges come from the spool's periodic scan: scan often, then wait for one.
+	f := newFixture(t, spool.Options{ScanInterval: 5 * time.Millisecond}, ingest.Config{Role: "api", Version: "v9"})
 	f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
 	r := f.do(t, "GET", "/v1/status", "", "")
 	var st ingest.Status
@@ -447,7 +449,14 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 	if st.Stamp != "onprem" || st.Role != "api" || st.Version != "v9" || !st.Ready || st.Spool.Ready.Messages != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	m := f.do(t, "GET", "/metrics", "", "")
+	var m response
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		m = f.do(t, "GET", "/metrics", "", "")
+		if bytes.Contains(m.body, []byte(`bridgehead_spool_messages{state="ready"} 1`)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval while the spool's next scan comes
+	}
 	for _, want := range []string{
 		`bridgehead_http_requests_total{code="200",route="compat_message"} 1`,
 		`bridgehead_ingest_messages_accepted_total 1`,

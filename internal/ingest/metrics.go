@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"strconv"
 	"time"
 
@@ -63,7 +62,7 @@ func (m *metrics) observeCommit(d time.Duration, err error) {
 	m.commit.WithLabelValues(result).Observe(d.Seconds())
 }
 
-// spoolCollector reports the spool's content on each scrape, from directory listings.
+// spoolCollector reports the spool's content as of its last scan (every second by default).
 type spoolCollector struct{ sp Spool }
 
 var (
@@ -81,13 +80,7 @@ func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := c.sp.Stats(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descSegments, err)
-		return
-	}
+	st := c.sp.LastStats()
 	for _, s := range []struct {
 		state string
 		st    spool.StateStats

@@ -82,6 +82,7 @@ func (s *Spool) scan() {
 		return
 	}
 	s.usedBytes = used
+	s.lastStats = st
 	if ferr != nil {
 		s.scanErr = ferr
 		s.freeBytes = -1
@@ -89,6 +90,15 @@ func (s *Spool) scan() {
 	}
 	s.scanErr = nil
 	s.freeBytes = int64(min(info.FreeBytes, 1<<62))
+}
+
+// LastStats returns the spool's content as of the last scan (at Open and every ScanInterval):
+// for metrics and gauges, which should not list the directories again each time they are read
+// (a READDIR per state on a network share). A spool opened with Inspect never scans: zero.
+func (s *Spool) LastStats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastStats
 }
 
 // Ready reports whether Append can be expected to succeed: the spool is open, the last scan

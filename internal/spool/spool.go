@@ -184,6 +184,7 @@ type Spool struct {
 	usedBytes    int64 // bytes in the spool at the last scan plus what this process added since
 	freeBytes    int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
 	scanErr      error // the last scan's error, reported by Ready
+	lastStats    Stats // the last successful scan\'s listing, for LastStats
 	// refusedBytes is the size of the last append refused for capacity: Ready stays false until
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
