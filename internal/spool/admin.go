@@ -108,8 +108,13 @@ type Entry struct {
 
 // List returns the segments in state, oldest first.
 func (s *Spool) List(ctx context.Context, state State) ([]Entry, error) {
-	return s.list(state)
+	out, err := s.list(state)
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
 }
+
+// list returns the segments in state in directory order: Stats (run by the periodic scan every
+// second), Find and Purge need no order.
 
 func (s *Spool) list(state State) ([]Entry, error) {
 	names, err := s.fs.ReadDir(s.path(string(state)))
@@ -128,7 +133,6 @@ func (s *Spool) list(state State) ([]Entry, error) {
 			NotBefore: n.NotBefore, Owner: n.Owner, Deadline: n.Deadline,
 		})
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -265,7 +269,7 @@ type Damage struct {
 func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (checked int, damaged []Damage, err error) {
 	var all []Entry
 	for _, st := range States {
-		entries, err := s.list(st)
+		entries, err := s.List(ctx, st)
 		if err != nil {
 			return 0, nil, err
 		}
