@@ -28,10 +28,11 @@ type breaker struct {
 	log   *slog.Logger
 	gauge prometheus.Gauge
 
-	mu       sync.Mutex
-	openedAt time.Time
-	changed  chan struct{}
-	lastErr  error
+	mu        sync.Mutex
+	openedAt  time.Time
+	changed   chan struct{}
+	lastErr   error
+	lastErrAt time.Time
 }
 
 func newBreaker(threshold int, probe time.Duration, log *slog.Logger, gauge prometheus.Gauge) *breaker {
@@ -89,7 +90,7 @@ func (b *breaker) allow() (func(error), error) {
 	return func(err error) {
 		if err != nil && !errors.Is(err, errExcluded) {
 			b.mu.Lock()
-			b.lastErr = err
+			b.lastErr, b.lastErrAt = err, time.Now()
 			b.mu.Unlock()
 		}
 		done(err)
@@ -97,6 +98,13 @@ func (b *breaker) allow() (func(error), error) {
 }
 
 func (b *breaker) state() gobreaker.State { return b.cb.State() }
+
+// last returns the last failed send's error and when it happened (nil and zero if none).
+func (b *breaker) last() (error, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastErr, b.lastErrAt
+}
 
 // watch returns a channel closed at the next state change and when the next probe is due (the
 // zero time if the breaker has never opened).

@@ -87,6 +87,8 @@ type Config struct {
 	Spool Spool
 	// Sink is the destination. Required. The forwarder does not close it.
 	Sink sink.Sink
+	// SinkName names the sink's kind in Status (for example "kafka"); optional.
+	SinkName string
 	// Concurrency is how many segments, hence batches, are in flight at once
 	// (--forward-concurrency); default 4.
 	Concurrency int

@@ -657,3 +657,40 @@ func TestRunTwice(t *testing.T) {
 		t.Error("second Run: got nil, want an error")
 	}
 }
+
+func TestStatusReportsTotalsBreakerAndLatency(t *testing.T) {
+	sp := mustOpenSpool(t, "", spool.Options{})
+	all := fill(t, sp, 2, 5, 16)
+	var calls atomic.Int64
+	fs := &fakeSink{}
+	fs.send = func(ctx context.Context, b []message.Message) []sink.Result {
+		if calls.Add(1) == 1 {
+			return sink.All(len(b), sink.Result{Status: sink.Transient, Err: errors.New("broker unreachable")})
+		}
+		return make([]sink.Result, len(b))
+	}
+	f, err := forward.New(forward.Config{Spool: sp, Sink: fs, SinkName: "fake", Concurrency: 1,
+		RetryInitialDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Status(); st.Breaker != "closed" || st.DeliveredTotal != 0 || st.LastError != "" || st.SendLatencySeconds.P99 != 0 {
+		t.Fatalf("status before any send: %+v", st)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, 10*time.Second, "all delivered", func() bool { return fs.all(all) })
+	eventually(t, 5*time.Second, "status counts them", func() bool { return f.Status().DeliveredTotal == uint64(len(all)) })
+	st := f.Status()
+	if st.Sink != "fake" || st.Breaker != "closed" || st.RetriedTotal == 0 {
+		t.Errorf("status %+v: want sink fake, breaker closed, retries counted", st)
+	}
+	if st.LastError != "broker unreachable" || st.LastErrorAt == nil {
+		t.Errorf("last error %q at %v, want the sink's error and its time", st.LastError, st.LastErrorAt)
+	}
+	if p := st.SendLatencySeconds; p.P50 <= 0 || p.P99 < p.P50 {
+		t.Errorf("latency %+v: want 0 < p50 <= p99", p)
+	}
+}

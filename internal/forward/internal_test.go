@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -207,5 +209,30 @@ func TestBreakerTransitions(t *testing.T) {
 				t.Fatalf("the log does not say why the breaker opened:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+func TestQuantileInterpolatesWithinBucket(t *testing.T) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h", Buckets: []float64{1, 2, 4}})
+	for _, v := range []float64{0.5, 1.5, 1.5, 3} {
+		h.Observe(v)
+	}
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ q, want float64 }{
+		{0.25, 1},    // rank 1: the end of the first bucket
+		{0.5, 1.5},   // rank 2: half way through (1, 2]
+		{0.75, 2},    // rank 3: the end of (1, 2]
+		{0.99, 3.92}, // rank 3.96 of 4: 96 % through (2, 4]
+	} {
+		if got := quantile(tc.q, m.Histogram); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	var empty dto.Histogram
+	if got := quantile(0.5, &empty); got != 0 {
+		t.Errorf("quantile of no observations = %v, want 0", got)
 	}
 }
