@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,7 @@ type serveConfig struct {
 	maxRequestBytes   byteSize
 	shutdownGrace     time.Duration
 	logLevel          string
+	peerURL           string
 }
 
 func newServeCmd() *cobra.Command {
@@ -77,6 +79,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time allowed for in-flight requests before exit")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&c.peerURL, "peer-url", "", "base URL of the other stamp, whose status the console shows beside this one's (e.g. https://cloud.example.com)")
 	return cmd
 }
 
@@ -100,6 +103,11 @@ func (c *serveConfig) validate() error {
 	}
 	if c.stamp == "" {
 		return errors.New("--stamp must not be empty")
+	}
+	if c.peerURL != "" {
+		if u, err := url.Parse(c.peerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--peer-url %q: want an http or https base URL", c.peerURL)
+		}
 	}
 	return nil
 }
@@ -141,14 +149,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
-	api, err := ingest.New(ingest.Config{
-		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
-		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
-		Logger: log, Registerer: reg, Gatherer: reg,
-	})
-	if err != nil {
-		return err
-	}
 	var fwd *forward.Forwarder
 	delivery := "not here (role api: a forwarder replica delivers)"
 	if runForwarder {
@@ -162,7 +162,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			}
 		}()
 		fwd, err = forward.New(forward.Config{
-			Spool: sp, Sink: snk, Concurrency: c.forwardConc, RetryMaxDelay: c.retryMaxDelay,
+			Spool: sp, Sink: snk, SinkName: c.sinks.kind, Concurrency: c.forwardConc, RetryMaxDelay: c.retryMaxDelay,
 			ShutdownGrace: max(c.shutdownGrace-3*time.Second, c.shutdownGrace/2),
 			// Reap at least twice a lease, so a dead forwarder's claims return about one lease
 			// (plus the skew allowance) after it died.
@@ -173,6 +173,19 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		delivery = where
+	}
+	apiCfg := ingest.Config{
+		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
+		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
+		Logger: log, Registerer: reg, Gatherer: reg,
+		DeadLetters: sp, PeerURL: c.peerURL,
+	}
+	if fwd != nil {
+		apiCfg.ForwardStatus = func() any { return fwd.Status() }
+	}
+	api, err := ingest.New(apiCfg)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -176,11 +175,11 @@ func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 // formatReason renders a reason file ("<RFC 3339 time>\n<reason>\n") as one line that starts with
 // the reason itself, so `show` does not present the time as the reason.
 func formatReason(body string) string {
-	at, reason, ok := strings.Cut(body, "\n")
-	if _, err := time.Parse(time.RFC3339, at); !ok || err != nil {
-		return "reason: " + strings.ReplaceAll(body, "\n", " ")
+	at, reason := spool.SplitReason(body)
+	if at.IsZero() {
+		return "reason: " + reason
 	}
-	return fmt.Sprintf("reason: %s (since %s)", strings.ReplaceAll(strings.TrimSpace(reason), "\n", " "), at)
+	return fmt.Sprintf("reason: %s (since %s)", reason, at.Format(time.RFC3339))
 }
 
 func newSpoolRequeueCmd(f *spoolFlags) *cobra.Command {

@@ -75,6 +75,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.
 		return false
 	}
 	s.metrics.accepted.Add(float64(len(msgs)))
+	s.accepted.Add(uint64(len(msgs)))
 	return true
 }
 
@@ -214,13 +215,23 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 
 // Status is the body of GET /v1/status.
 type Status struct {
-	Stamp         string      `json:"stamp"`
-	Role          string      `json:"role"`
-	Version       string      `json:"version"`
-	Ready         bool        `json:"ready"`
-	NotReady      string      `json:"notReady,omitempty"`
-	UptimeSeconds float64     `json:"uptimeSeconds"`
-	Spool         spool.Stats `json:"spool"`
+	Stamp         string  `json:"stamp"`
+	Role          string  `json:"role"`
+	Version       string  `json:"version"`
+	Ready         bool    `json:"ready"`
+	NotReady      string  `json:"notReady,omitempty"`
+	UptimeSeconds float64 `json:"uptimeSeconds"`
+	// PeerURL is the other stamp, whose status /v1/peer/status relays.
+	PeerURL string       `json:"peerUrl,omitempty"`
+	Spool   spool.Stats  `json:"spool"`
+	Ingest  IngestStatus `json:"ingest"`
+	// Forward is the forwarder's status (forward.Status) when this process runs one.
+	Forward any `json:"forward,omitempty"`
+}
+
+// IngestStatus counts what this process's API accepted since it started.
+type IngestStatus struct {
+	AcceptedTotal uint64 `json:"acceptedTotal"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -230,7 +241,11 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := Status{Stamp: s.cfg.Stamp, Role: s.cfg.Role, Version: s.cfg.Version, Ready: true,
-		UptimeSeconds: s.now().Sub(s.started).Seconds(), Spool: st}
+		UptimeSeconds: s.now().Sub(s.started).Seconds(), PeerURL: s.cfg.PeerURL, Spool: st,
+		Ingest: IngestStatus{AcceptedTotal: s.accepted.Load()}}
+	if s.cfg.ForwardStatus != nil {
+		out.Forward = s.cfg.ForwardStatus()
+	}
 	if p := s.ready(); p != nil {
 		out.Ready, out.NotReady = false, p.Detail
 	}

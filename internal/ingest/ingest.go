@@ -43,6 +43,7 @@ const (
 	DefaultMaxProperties   = 32
 	DefaultMaxMessages     = 10_000
 	DefaultRetryAfter      = 5 * time.Second
+	DefaultPeerTimeout     = 2 * time.Second
 )
 
 // Config configures a Server. Spool is required; every other zero field takes its default.
@@ -75,6 +76,22 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// DeadLetters serves the dead-letter routes (list, show, requeue); nil means they answer 404.
+	DeadLetters DeadLetters
+	// ForwardStatus, if set, is reported as "forward" by /v1/status (the forwarder's Status).
+	ForwardStatus func() any
+	// Console serves GET / and /assets/… (the embedded web console); nil means they answer 404.
+	Console http.Handler
+	// PeerURL is the other stamp's base URL; /v1/peer/status relays its /v1/status so the
+	// console shows both stamps. "" means no peer (404).
+	PeerURL string
+	// PeerClient fetches the peer's status (TLS settings for a secured peer); nil means a
+	// default client. PeerAPIKey, if set, is sent as X-Api-Key.
+	PeerClient *http.Client
+	PeerAPIKey string
+	// PeerTimeout bounds one peer status fetch; default 2 s.
+	PeerTimeout time.Duration
 }
 
 // Server is the HTTP API. It is safe for concurrent use.
@@ -85,6 +102,7 @@ type Server struct {
 	now      func() time.Time
 	started  time.Time
 	draining atomic.Bool
+	accepted atomic.Uint64 // messages accepted, for /v1/status
 	metrics  *metrics
 	routes   map[string]route
 }
@@ -126,6 +144,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.PeerTimeout == 0 {
+		cfg.PeerTimeout = DefaultPeerTimeout
+	}
+	if cfg.PeerClient == nil {
+		cfg.PeerClient = &http.Client{}
+	}
+	cfg.PeerURL = strings.TrimSuffix(cfg.PeerURL, "/")
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,6 +171,15 @@ func New(cfg Config) (*Server, error) {
 		"/v1/status":          {"status", map[string]http.HandlerFunc{http.MethodGet: s.handleStatus}},
 		"/healthz":            {"healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealthz}},
 		"/readyz":             {"readyz", map[string]http.HandlerFunc{http.MethodGet: s.handleReadyz}},
+	}
+	if cfg.DeadLetters != nil {
+		s.routes["/v1/dead-letters"] = route{"dead_letters", map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetters}}
+		s.routes["/v1/dead-letters/requeue-all"] = route{"dead_letters_requeue", map[string]http.HandlerFunc{http.MethodPost: s.handleRequeueAll}}
+		s.routes[deadLetterPrefix+"{id}"] = route{"dead_letter", map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetter}}
+		s.routes[deadLetterPrefix+"{id}/requeue"] = route{"dead_letters_requeue", map[string]http.HandlerFunc{http.MethodPost: s.handleRequeue}}
+	}
+	if cfg.PeerURL != "" {
+		s.routes["/v1/peer/status"] = route{"peer_status", map[string]http.HandlerFunc{http.MethodGet: s.handlePeerStatus}}
 	}
 	if cfg.ForwarderOnly {
 		delete(s.routes, "/serviceapi/message")
@@ -180,7 +214,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(p) > 1 {
 		p = strings.TrimSuffix(p, "/")
 	}
-	rt, ok := s.routes[p]
+	rt, ok := s.match(p, r)
 	name := rt.name
 	if !ok {
 		name = "other"
@@ -202,6 +236,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(sw, problem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed, "Method not allowed", r.Method+" is not allowed on "+r.URL.Path))
 	}
 	s.metrics.observeRequest(name, sw.status, time.Since(start))
+}
+
+// deadLetterPrefix starts the routes of one dead letter: {id} and {id}/requeue.
+const deadLetterPrefix = "/v1/dead-letters/"
+
+// match finds the route of the lower-cased path p. Besides the fixed paths it knows the one
+// dead letter's routes (setting r's "id" path value) and the console's / and /assets/….
+func (s *Server) match(p string, r *http.Request) (route, bool) {
+	if rt, ok := s.routes[p]; ok {
+		return rt, true
+	}
+	if id, ok := strings.CutPrefix(p, deadLetterPrefix); ok && s.cfg.DeadLetters != nil {
+		key := "{id}"
+		if i, ok := strings.CutSuffix(id, "/requeue"); ok {
+			id, key = i, "{id}/requeue"
+		}
+		if id != "" && !strings.Contains(id, "/") {
+			r.SetPathValue("id", id)
+			return s.routes[deadLetterPrefix+key], true
+		}
+	}
+	if s.cfg.Console != nil && (p == "/" || strings.HasPrefix(p, "/assets/")) {
+		return route{"console", map[string]http.HandlerFunc{http.MethodGet: s.cfg.Console.ServeHTTP}}, true
+	}
+	return route{}, false
 }
 
 // statusWriter remembers the status for metrics.

@@ -34,6 +34,12 @@ func newFixture(t *testing.T, sopts spool.Options, cfg ingest.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
+	return serveFixture(t, sp, cfg)
+}
+
+// serveFixture serves an API built from cfg on sp.
+func serveFixture(t *testing.T, sp *spool.Spool, cfg ingest.Config) *fixture {
+	t.Helper()
 	cfg.Spool = sp
 	if cfg.Stamp == "" {
 		cfg.Stamp = "onprem"

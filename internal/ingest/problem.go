@@ -22,6 +22,7 @@ const (
 	ProblemSpoolUnavailable = ProblemBase + "spool-unavailable"
 	ProblemShuttingDown     = ProblemBase + "shutting-down"
 	ProblemInternal         = ProblemBase + "internal"
+	ProblemPeerUnreachable  = ProblemBase + "peer-unreachable"
 )
 
 // Problem is an RFC 9457 problem details body.

@@ -174,6 +174,18 @@ func (s *Spool) Reason(ctx context.Context, e Entry) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
+// SplitReason splits the body of a reason file (as Reason returns it: the RFC 3339 time the
+// segment was set aside, a newline, the reason) into that time and the reason. A body in another
+// shape is all reason, with the zero time.
+func SplitReason(body string) (time.Time, string) {
+	at, reason, ok := strings.Cut(body, "\n")
+	t, err := time.Parse(time.RFC3339, at)
+	if !ok || err != nil {
+		return time.Time{}, strings.ReplaceAll(strings.TrimSpace(body), "\n", " ")
+	}
+	return t, strings.ReplaceAll(strings.TrimSpace(reason), "\n", " ")
+}
+
 // Read decodes a segment's records. With damage it returns the intact records and a
 // *CorruptionError.
 func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
