@@ -216,8 +216,3 @@ func (s *Server) handlePeerStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(body)
 }
-
-// principalName names who made r for the audit log: the authenticated principal, or "anonymous".
-func principalName(r *http.Request) string {
-	return "anonymous"
-}

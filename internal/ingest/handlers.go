@@ -67,6 +67,10 @@ func idempotencyKey(r *http.Request) (string, *Problem) {
 
 // accept appends msgs and writes the error answer if that failed.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.Message) bool {
+	if p := s.mayAccept(r, msgs); p != nil {
+		writeProblem(w, p)
+		return false
+	}
 	start := time.Now()
 	err := s.cfg.Spool.Append(r.Context(), msgs...)
 	s.metrics.observeCommit(time.Since(start), err)

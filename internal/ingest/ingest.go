@@ -14,12 +14,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +94,23 @@ type Config struct {
 	PeerAPIKey string
 	// PeerTimeout bounds one peer status fetch; default 2 s.
 	PeerTimeout time.Duration
+
+	// AuthMode is how credentials are treated (--auth); AuthOff by default.
+	AuthMode AuthMode
+	// Principals returns the principals in force (an auth.Watcher's Current); required unless
+	// AuthMode is AuthOff.
+	Principals func() *auth.Principals
+	// MetricsAuth makes /metrics, /v1/status and /v1/peer/status need credentials (any role)
+	// unless AuthMode is AuthOff (--metrics-auth).
+	MetricsAuth bool
+	// RateLimit is how many messages a second one client may send: per principal, or per
+	// client IP without one (--rate-limit); 0 means no limit. RateBurst is the bucket (the
+	// largest request that can pass at once); default max(1, RateLimit).
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins are the origins allowed to call the message routes from a browser ("*" any);
+	// empty means no CORS headers.
+	CORSOrigins []string
 }
 
 // Server is the HTTP API. It is safe for concurrent use.
@@ -101,6 +120,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	started  time.Time
+	limiter  *limiters // nil without a rate limit
 	draining atomic.Bool
 	accepted atomic.Uint64 // messages accepted, for /v1/status
 	metrics  *metrics
@@ -110,6 +130,7 @@ type Server struct {
 // route is one path's handlers by method.
 type route struct {
 	name    string // for metrics: a fixed label, never the raw path
+	access  access
 	methods map[string]http.HandlerFunc
 }
 
@@ -144,6 +165,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	switch {
+	case cfg.AuthMode != AuthOff && cfg.Principals == nil:
+		return nil, errors.New("ingest: Principals is required when AuthMode is not AuthOff")
+	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
+		return nil, errors.New("ingest: RateLimit and RateBurst must not be negative")
+	}
+	if cfg.RateLimit > 0 && cfg.RateBurst == 0 {
+		cfg.RateBurst = max(1, int(math.Ceil(cfg.RateLimit)))
+	}
 	if cfg.PeerTimeout == 0 {
 		cfg.PeerTimeout = DefaultPeerTimeout
 	}
@@ -160,26 +190,29 @@ func New(cfg Config) (*Server, error) {
 		lim: limits{maxMessageBytes: cfg.MaxMessageBytes, maxProperties: cfg.MaxProperties, maxMessages: cfg.MaxMessages},
 		log: log, now: cfg.Now, started: cfg.Now(),
 	}
+	if cfg.RateLimit > 0 {
+		s.limiter = newLimiters(cfg.RateLimit, cfg.RateBurst)
+	}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Spool); err != nil {
 		return nil, err
 	}
 	s.routes = map[string]route{
-		"/serviceapi/message": {"compat_message", map[string]http.HandlerFunc{http.MethodPost: s.handleCompatMessage}},
-		"/serviceapi/health":  {"compat_health", map[string]http.HandlerFunc{http.MethodGet: s.handleCompatHealth}},
-		"/v1/messages":        {"messages", map[string]http.HandlerFunc{http.MethodPost: s.handleMessages}},
-		"/v1/status":          {"status", map[string]http.HandlerFunc{http.MethodGet: s.handleStatus}},
-		"/healthz":            {"healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealthz}},
-		"/readyz":             {"readyz", map[string]http.HandlerFunc{http.MethodGet: s.handleReadyz}},
+		"/serviceapi/message": {"compat_message", accessSend, map[string]http.HandlerFunc{http.MethodPost: s.handleCompatMessage}},
+		"/serviceapi/health":  {"compat_health", accessOpen, map[string]http.HandlerFunc{http.MethodGet: s.handleCompatHealth}},
+		"/v1/messages":        {"messages", accessSend, map[string]http.HandlerFunc{http.MethodPost: s.handleMessages}},
+		"/v1/status":          {"status", accessRead, map[string]http.HandlerFunc{http.MethodGet: s.handleStatus}},
+		"/healthz":            {"healthz", accessOpen, map[string]http.HandlerFunc{http.MethodGet: s.handleHealthz}},
+		"/readyz":             {"readyz", accessOpen, map[string]http.HandlerFunc{http.MethodGet: s.handleReadyz}},
 	}
 	if cfg.DeadLetters != nil {
-		s.routes["/v1/dead-letters"] = route{"dead_letters", map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetters}}
-		s.routes["/v1/dead-letters/requeue-all"] = route{"dead_letters_requeue", map[string]http.HandlerFunc{http.MethodPost: s.handleRequeueAll}}
-		s.routes[deadLetterPrefix+"{id}"] = route{"dead_letter", map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetter}}
-		s.routes[deadLetterPrefix+"{id}/requeue"] = route{"dead_letters_requeue", map[string]http.HandlerFunc{http.MethodPost: s.handleRequeue}}
+		s.routes["/v1/dead-letters"] = route{"dead_letters", accessAdmin, map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetters}}
+		s.routes["/v1/dead-letters/requeue-all"] = route{"dead_letters_requeue", accessAdmin, map[string]http.HandlerFunc{http.MethodPost: s.handleRequeueAll}}
+		s.routes[deadLetterPrefix+"{id}"] = route{"dead_letter", accessAdmin, map[string]http.HandlerFunc{http.MethodGet: s.handleDeadLetter}}
+		s.routes[deadLetterPrefix+"{id}/requeue"] = route{"dead_letters_requeue", accessAdmin, map[string]http.HandlerFunc{http.MethodPost: s.handleRequeue}}
 	}
 	if cfg.PeerURL != "" {
-		s.routes["/v1/peer/status"] = route{"peer_status", map[string]http.HandlerFunc{http.MethodGet: s.handlePeerStatus}}
+		s.routes["/v1/peer/status"] = route{"peer_status", accessRead, map[string]http.HandlerFunc{http.MethodGet: s.handlePeerStatus}}
 	}
 	if cfg.ForwarderOnly {
 		delete(s.routes, "/serviceapi/message")
@@ -187,7 +220,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Gatherer != nil {
 		h := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})
-		s.routes["/metrics"] = route{"metrics", map[string]http.HandlerFunc{http.MethodGet: h.ServeHTTP}}
+		s.routes["/metrics"] = route{"metrics", accessRead, map[string]http.HandlerFunc{http.MethodGet: h.ServeHTTP}}
 	}
 	return s, nil
 }
@@ -223,10 +256,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			detail += " (this instance runs the forwarder role only; send messages to the API)"
 		}
 		writeProblem(sw, problem(http.StatusNotFound, ProblemNotFound, "Not found", detail))
-	} else if h, ok := rt.methods[r.Method]; ok {
-		h(sw, r)
-	} else if r.Method == http.MethodHead && rt.methods[http.MethodGet] != nil {
-		rt.methods[http.MethodGet](sw, r)
+	} else if rt.access == accessSend && s.preflight(sw, r) {
+		// a CORS preflight, answered
+	} else if h := rt.handler(r.Method); h != nil {
+		if rt.access == accessSend {
+			s.corsHeaders(sw, r)
+		}
+		if r, p := s.guard(r, rt.access); p != nil {
+			writeProblem(sw, p)
+		} else {
+			h(sw, r)
+		}
 	} else {
 		allow := make([]string, 0, len(rt.methods))
 		for m := range rt.methods {
@@ -236,6 +276,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(sw, problem(http.StatusMethodNotAllowed, ProblemMethodNotAllowed, "Method not allowed", r.Method+" is not allowed on "+r.URL.Path))
 	}
 	s.metrics.observeRequest(name, sw.status, time.Since(start))
+}
+
+// handler returns the route's handler for method (GET's for HEAD), or nil.
+func (rt route) handler(method string) http.HandlerFunc {
+	if h, ok := rt.methods[method]; ok {
+		return h
+	}
+	if method == http.MethodHead {
+		return rt.methods[http.MethodGet]
+	}
+	return nil
 }
 
 // deadLetterPrefix starts the routes of one dead letter: {id} and {id}/requeue.
@@ -258,7 +309,7 @@ func (s *Server) match(p string, r *http.Request) (route, bool) {
 		}
 	}
 	if s.cfg.Console != nil && (p == "/" || strings.HasPrefix(p, "/assets/")) {
-		return route{"console", map[string]http.HandlerFunc{http.MethodGet: s.cfg.Console.ServeHTTP}}, true
+		return route{"console", accessOpen, map[string]http.HandlerFunc{http.MethodGet: s.cfg.Console.ServeHTTP}}, true
 	}
 	return route{}, false
 }

@@ -15,6 +15,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	accepted prometheus.Counter
 	commit   *prometheus.HistogramVec
+
+	authFailures *prometheus.CounterVec
+	rateLimited  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, sp Spool) (*metrics, error) {
@@ -37,11 +40,19 @@ func newMetrics(reg prometheus.Registerer, sp Spool) (*metrics, error) {
 			Help:    "Time from handing messages to the spool until they were durable (or failed), by result.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"result"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridgehead_http_auth_failures_total",
+			Help: "Requests refused by authentication or authorization, by reason: missing (401), invalid_key (401), forbidden (403).",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_ingest_rate_limited_messages_total",
+			Help: "Messages refused with 429 because their client was over --rate-limit.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.commit, &spoolCollector{sp: sp}} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.accepted, m.commit, m.authFailures, m.rateLimited, &spoolCollector{sp: sp}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

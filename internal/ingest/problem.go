@@ -23,6 +23,9 @@ const (
 	ProblemShuttingDown     = ProblemBase + "shutting-down"
 	ProblemInternal         = ProblemBase + "internal"
 	ProblemPeerUnreachable  = ProblemBase + "peer-unreachable"
+	ProblemUnauthorized     = ProblemBase + "unauthorized"
+	ProblemForbidden        = ProblemBase + "forbidden"
+	ProblemRateLimited      = ProblemBase + "rate-limited"
 )
 
 // Problem is an RFC 9457 problem details body.
@@ -36,7 +39,8 @@ type Problem struct {
 	// Success is always false: the prototype's clients read a "success" member.
 	Success bool `json:"success"`
 
-	retryAfter time.Duration
+	retryAfter   time.Duration
+	authenticate string // WWW-Authenticate of a 401
 }
 
 // FieldError is one problem with one message of a request.
@@ -53,6 +57,9 @@ func writeProblem(w http.ResponseWriter, p *Problem) {
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
+	if p.authenticate != "" {
+		h.Set("WWW-Authenticate", p.authenticate)
+	}
 	if p.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
 	}

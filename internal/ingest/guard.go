@@ -1,0 +1,265 @@
+package ingest
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/auth"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"golang.org/x/time/rate"
+)
+
+// AuthMode is how the API treats credentials (--auth).
+type AuthMode int
+
+const (
+	// AuthOff ignores credentials: everyone may do everything (the laptop default).
+	AuthOff AuthMode = iota
+	// AuthOptional checks credentials that are presented (a bad key is 401; a key binds its
+	// senderIds) but also accepts messages without any; admin routes need an admin.
+	AuthOptional
+	// AuthRequired refuses every message and admin request without valid credentials.
+	AuthRequired
+)
+
+// ParseAuthMode parses "off", "optional" or "required".
+func ParseAuthMode(s string) (AuthMode, error) {
+	switch s {
+	case "off":
+		return AuthOff, nil
+	case "optional":
+		return AuthOptional, nil
+	case "required":
+		return AuthRequired, nil
+	}
+	return AuthOff, fmt.Errorf("auth mode %q: want required, optional or off", s)
+}
+
+// access is what a route asks of its caller.
+type access int
+
+const (
+	accessOpen  access = iota // probes and the console's static files: never authenticated
+	accessRead                // metrics and status: a principal when MetricsAuth is set
+	accessSend                // message routes: a principal when AuthRequired; senderIds bound
+	accessAdmin               // what changes the spool: an admin principal unless AuthOff
+)
+
+type principalKey struct{}
+
+// principal returns the principal that authenticated r, or nil.
+func principal(r *http.Request) *auth.Principal {
+	p, _ := r.Context().Value(principalKey{}).(*auth.Principal)
+	return p
+}
+
+// principalName names who made r for the audit log: the principal, or "anonymous".
+func principalName(r *http.Request) string {
+	if p := principal(r); p != nil {
+		return p.Name
+	}
+	return "anonymous"
+}
+
+// authenticate identifies r's client: by API key (Authorization: Bearer or X-Api-Key), else by
+// a verified TLS client certificate bound in the principals file. A presented key that matches
+// nobody is a 401 even when auth is optional: a client that means to authenticate must learn
+// that its key is wrong, not be served anonymously.
+func (s *Server) authenticate(r *http.Request) (*auth.Principal, *Problem) {
+	ps := s.cfg.Principals()
+	if key, ok := auth.KeyFromRequest(r); ok {
+		if p, ok := ps.ByKey(key); ok {
+			return p, nil
+		}
+		s.metrics.authFailures.WithLabelValues("invalid_key").Inc()
+		return nil, s.unauthorized(`error="invalid_token"`, "the API key presented is not valid (unknown or revoked)")
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		for _, id := range certIdentities(r.TLS.VerifiedChains[0][0]) {
+			if p, ok := ps.ByCertSubject(id); ok {
+				return p, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// guard authenticates r as route access a needs and returns r with its principal, or the problem.
+func (s *Server) guard(r *http.Request, a access) (*http.Request, *Problem) {
+	if s.cfg.AuthMode == AuthOff || a == accessOpen {
+		return r, nil
+	}
+	p, prob := s.authenticate(r)
+	if prob != nil {
+		return r, prob
+	}
+	if p == nil {
+		if a == accessAdmin || (a == accessSend && s.cfg.AuthMode == AuthRequired) || (a == accessRead && s.cfg.MetricsAuth) {
+			s.metrics.authFailures.WithLabelValues("missing").Inc()
+			return r, s.unauthorized("", "this route needs credentials: an API key (Authorization: Bearer <key> or X-Api-Key) or a client certificate")
+		}
+		return r, nil
+	}
+	if a == accessAdmin && !p.IsAdmin() {
+		s.metrics.authFailures.WithLabelValues("forbidden").Inc()
+		return r, problem(http.StatusForbidden, ProblemForbidden, "Forbidden", "principal "+p.Name+" does not have the admin role this route needs")
+	}
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), nil
+}
+
+func (s *Server) unauthorized(params, detail string) *Problem {
+	p := problem(http.StatusUnauthorized, ProblemUnauthorized, "Unauthorized", detail)
+	p.authenticate = `Bearer realm="bridgehead"`
+	if params != "" {
+		p.authenticate += ", " + params
+	}
+	return p
+}
+
+// mayAccept checks msgs against r's principal and rate limit: a principal may send only as its
+// senderIds (one foreign senderId refuses the whole request), and a client only so many messages
+// a second. It returns the problem that refuses them, or nil.
+func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *Problem {
+	p := principal(r)
+	if p != nil {
+		var errs []FieldError
+		for i := range msgs {
+			if !p.MaySendAs(msgs[i].SenderID) {
+				errs = append(errs, FieldError{Index: i, Field: "senderId",
+					Detail: fmt.Sprintf("principal %s may not send as senderId %q", p.Name, msgs[i].SenderID)})
+			}
+		}
+		if errs != nil {
+			s.metrics.authFailures.WithLabelValues("forbidden").Inc()
+			detail := errs[0].Detail
+			if len(msgs) > 1 {
+				detail = fmt.Sprintf("%s (%d of %d messages); nothing was accepted", detail, len(errs), len(msgs))
+			}
+			return &Problem{Type: ProblemForbidden, Title: "Forbidden", Status: http.StatusForbidden, Detail: detail, Errors: errs}
+		}
+	}
+	if s.limiter == nil {
+		return nil
+	}
+	key := "ip:" + clientIP(r)
+	if p != nil {
+		key = "principal:" + p.Name
+	}
+	wait, ok := s.limiter.take(key, len(msgs), time.Now())
+	if wait == 0 {
+		return nil
+	}
+	s.metrics.rateLimited.Add(float64(len(msgs)))
+	who := strings.TrimPrefix(strings.TrimPrefix(key, "principal:"), "ip:")
+	detail := fmt.Sprintf("%s is over its rate of %g messages/s (burst %d); nothing was accepted, retry after %s",
+		who, s.limiter.limit, s.limiter.burst, wait.Round(time.Millisecond))
+	if !ok {
+		detail = fmt.Sprintf("a request of %d messages exceeds the burst of %d; split it", len(msgs), s.limiter.burst)
+	}
+	prob := problem(http.StatusTooManyRequests, ProblemRateLimited, "Too many requests", detail)
+	prob.retryAfter = wait
+	return prob
+}
+
+// clientIP is the address r came from. X-Forwarded-For is not trusted: behind a proxy every
+// client shares the proxy's bucket, so deployments that need per-client limits use keys.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// limiters are token buckets by client, created on first use and dropped once full again (a
+// full bucket is the same as a new one), so idle clients cost nothing. mu guards buckets.
+type limiters struct {
+	limit rate.Limit
+	burst int
+
+	mu        sync.Mutex
+	buckets   map[string]*rate.Limiter
+	lastSweep time.Time
+}
+
+// limiterSweepInterval is how often full buckets are dropped.
+const limiterSweepInterval = time.Minute
+
+func newLimiters(perSecond float64, burst int) *limiters {
+	return &limiters{limit: rate.Limit(perSecond), burst: burst, buckets: map[string]*rate.Limiter{}}
+}
+
+// take takes n tokens from key's bucket at now. It returns 0 when they were taken, else how long
+// until they would be there (nothing is taken); ok is false when n exceeds the burst and never fits.
+func (l *limiters) take(key string, n int, now time.Time) (wait time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) > limiterSweepInterval {
+		for k, b := range l.buckets {
+			if b.TokensAt(now) >= float64(l.burst) {
+				delete(l.buckets, k)
+			}
+		}
+		l.lastSweep = now
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = rate.NewLimiter(l.limit, l.burst)
+		l.buckets[key] = b
+	}
+	if n > l.burst {
+		// Never fits: say when a full burst would be there, so a client that splits the request
+		// knows when to send.
+		return max(time.Second, time.Duration(math.Ceil(float64(l.burst)/float64(l.limit)*float64(time.Second)))), false
+	}
+	res := b.ReserveN(now, n)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d, true
+	}
+	return 0, true
+}
+
+// corsHeaders adds CORS headers for an allowed Origin to a message route's answer; it reports
+// whether the origin is allowed.
+func (s *Server) corsHeaders(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(s.cfg.CORSOrigins) == 0 {
+		return false
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	for _, o := range s.cfg.CORSOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Expose-Headers", "Retry-After")
+			return true
+		}
+	}
+	return false
+}
+
+// preflight answers a CORS preflight (OPTIONS with Access-Control-Request-Method) on a message
+// route: 204 with what the browser may send, when the origin is allowed.
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" || !s.corsHeaders(w, r) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Api-Key, Idempotency-Key")
+	h.Set("Access-Control-Max-Age", strconv.Itoa(int((10 * time.Minute).Seconds())))
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// certIdentities is the names a verified client certificate may be bound to.
+func certIdentities(c *x509.Certificate) []string { return []string{c.Subject.String()} }
