@@ -4,22 +4,27 @@ PKGS      ?= ./...
 FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+# staticcheck, pinned; its configuration is staticcheck.conf.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test vet fmt-check fuzz bench tools clean
+.PHONY: all build test vet lint fmt-check fuzz bench tools clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -o bin/bridgehead ./cmd/bridgehead
 
-## test: vet, gofmt check and the whole suite under the race detector.
-test: tools vet fmt-check
+## test: vet, staticcheck, gofmt check and the whole suite under the race detector.
+test: tools vet lint fmt-check
 	$(GO) test -race -count=1 -timeout 14m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
+
+lint:
+	$(STATICCHECK) $(PKGS)
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

@@ -46,7 +46,7 @@ type BatcherConfig struct {
 func (c *BatcherConfig) validate() error {
 	switch {
 	case c.Window < 0:
-		return fmt.Errorf("Window: %v is negative", c.Window)
+		return fmt.Errorf("field Window: %v is negative", c.Window)
 	case c.MaxMessages < 0 || c.MaxMessages > 10000:
 		return fmt.Errorf("MaxMessages: %d is not in 1-10000", c.MaxMessages)
 	case c.MaxBytes < 0:

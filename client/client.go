@@ -82,25 +82,25 @@ type Config struct {
 
 func (c *Config) validate() error {
 	if len(c.Endpoints) == 0 {
-		return errors.New("Endpoints: at least one is required")
+		return errors.New("field Endpoints: at least one is required")
 	}
 	for i, e := range c.Endpoints {
 		u, err := url.Parse(e)
 		if err != nil {
-			return fmt.Errorf("Endpoints[%d]: %w", i, err)
+			return fmt.Errorf("field Endpoints[%d]: %w", i, err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("Endpoints[%d]: %q is not an http(s) URL with a host", i, e)
+			return fmt.Errorf("field Endpoints[%d]: %q is not an http(s) URL with a host", i, e)
 		}
 	}
 	if c.HTTPClient != nil && c.TLSConfig != nil {
-		return errors.New("TLSConfig: set it on HTTPClient's transport when HTTPClient is set")
+		return errors.New("field TLSConfig: set it on HTTPClient's transport when HTTPClient is set")
 	}
 	if c.Timeout < 0 || c.BackoffMin < 0 || c.BackoffMax < 0 {
-		return errors.New("Timeout, BackoffMin, BackoffMax: must not be negative")
+		return errors.New("field Timeout, BackoffMin, BackoffMax: must not be negative")
 	}
 	if c.BackoffMax != 0 && c.BackoffMin > c.BackoffMax {
-		return fmt.Errorf("BackoffMin: %v is above BackoffMax %v", c.BackoffMin, c.BackoffMax)
+		return fmt.Errorf("field BackoffMin: %v is above BackoffMax %v", c.BackoffMin, c.BackoffMax)
 	}
 	return nil
 }

@@ -100,10 +100,10 @@ func (b *breaker) allow() (func(error), error) {
 func (b *breaker) state() gobreaker.State { return b.cb.State() }
 
 // last returns the last failed send's error and when it happened (nil and zero if none).
-func (b *breaker) last() (error, time.Time) {
+func (b *breaker) last() (time.Time, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.lastErr, b.lastErrAt
+	return b.lastErrAt, b.lastErr
 }
 
 // watch returns a channel closed at the next state change and when the next probe is due (the

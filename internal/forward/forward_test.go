@@ -150,7 +150,7 @@ func fill(t testing.TB, sp *spool.Spool, segments, perSeg, size int) []message.M
 
 // start runs a forwarder built from cfg until the returned stop is called (or the test ends);
 // stop returns Run's error and how long Run took to return after the cancel.
-func start(t *testing.T, cfg forward.Config) (stop func() (error, time.Duration)) {
+func start(t *testing.T, cfg forward.Config) (stop func() (time.Duration, error)) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -165,7 +165,7 @@ func start(t *testing.T, cfg forward.Config) (stop func() (error, time.Duration)
 	var once sync.Once
 	var runErr error
 	var took time.Duration
-	stop = func() (error, time.Duration) {
+	stop = func() (time.Duration, error) {
 		once.Do(func() {
 			at := time.Now()
 			cancel()
@@ -176,7 +176,7 @@ func start(t *testing.T, cfg forward.Config) (stop func() (error, time.Duration)
 			}
 			took = time.Since(at)
 		})
-		return runErr, took
+		return took, runErr
 	}
 	t.Cleanup(func() { _, _ = stop() })
 	return stop
@@ -234,7 +234,7 @@ func TestDrain(t *testing.T) {
 		st := stats(t, sp)
 		return st.Ready.Segments+st.Claimed.Segments == 0
 	})
-	if err, _ := stop(); err != nil {
+	if _, err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	for _, m := range all {
@@ -486,7 +486,7 @@ func TestShutdown(t *testing.T) {
 		stop := start(t, forward.Config{Spool: sp, Sink: fs, Concurrency: 2, ShutdownGrace: 200 * time.Millisecond})
 		<-entered
 		<-entered
-		err, took := stop()
+		took, err := stop()
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}

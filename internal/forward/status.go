@@ -42,7 +42,7 @@ func (f *Forwarder) Status() Status {
 		DeadLetteredTotal: counterValue(f.m.deadLettered),
 		Breaker:           f.br.state().String(),
 	}
-	if err, at := f.br.last(); err != nil {
+	if at, err := f.br.last(); err != nil {
 		st.LastError, st.LastErrorAt = err.Error(), &at
 	}
 	var m dto.Metric

@@ -17,7 +17,6 @@ type batch struct {
 	recs  [][]byte // each append's framed records, in arrival order; the committer joins them
 	size  int      // total bytes in recs
 	count int      // messages
-	calls int      // Append calls
 	done  chan struct{}
 	err   error // set before done is closed
 }

@@ -177,14 +177,13 @@ type Spool struct {
 	writer string // this incarnation's id: in segment names, claims and hb/
 	netFS  bool   // NFS/SMB: a directory fsync may answer EINVAL
 
-	mu           sync.Mutex
-	closed       bool
-	pending      []*batch
-	pendingCalls int   // Append calls in pending
-	usedBytes    int64 // bytes in the spool at the last scan plus what this process added since
-	freeBytes    int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
-	scanErr      error // the last scan's error, reported by Ready
-	lastStats    Stats // the last successful scan\'s listing, for LastStats
+	mu        sync.Mutex
+	closed    bool
+	pending   []*batch
+	usedBytes int64 // bytes in the spool at the last scan plus what this process added since
+	freeBytes int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
+	scanErr   error // the last scan's error, reported by Ready
+	lastStats Stats // the last successful scan\'s listing, for LastStats
 	// refusedBytes is the size of the last append refused for capacity: Ready stays false until
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
