@@ -1,27 +1,16 @@
 package main
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/bridgehead-dev/bridgehead/deploy"
 )
-
-// pendingFlags are set by the Kustomize stamps for the security issue (#8), not landed yet. They
-// are the only manifest settings allowed to be missing, and the test fails once serve defines
-// one of them, so this list cannot outlive its reason.
-var pendingFlags = []string{"auth", "auth-file", "tls-cert-file", "tls-key-file"}
 
 // TestManifestsUseRealServeFlags renders both stamps and checks that every flag a bridgehead
 // container is given (as an argument or a BRIDGEHEAD_* variable) is a flag of `serve`: the
 // manifests cannot drift from the code.
 func TestManifestsUseRealServeFlags(t *testing.T) {
 	flags := newServeCmd().Flags()
-	for _, p := range pendingFlags {
-		if flags.Lookup(p) != nil {
-			t.Errorf("serve now defines --%s: remove it from pendingFlags", p)
-		}
-	}
 	for _, stamp := range deploy.Stamps {
 		cs, err := deploy.ServeContainers(deploy.OverlayDir("../../deploy", stamp))
 		if err != nil {
@@ -39,12 +28,11 @@ func TestManifestsUseRealServeFlags(t *testing.T) {
 			}
 			for _, s := range c.Settings {
 				known := flags.Lookup(s.Flag) != nil || (s.FileFlag != "" && flags.Lookup(s.FileFlag) != nil)
-				pending := slices.Contains(pendingFlags, s.Flag) || slices.Contains(pendingFlags, s.FileFlag)
-				if s.Short || (!known && !pending) {
+				if s.Short || !known {
 					t.Errorf("%s %s: %s sets --%s, which is not a flag of bridgehead serve", stamp, c.Workload, s.Source, s.Flag)
 					continue
 				}
-				if known && s.HasValue && s.FileFlag == "" {
+				if s.HasValue && s.FileFlag == "" {
 					if err := flags.Lookup(s.Flag).Value.Set(s.Value); err != nil {
 						t.Errorf("%s %s: --%s=%q is refused by serve: %v", stamp, c.Workload, s.Flag, s.Value, err)
 					}

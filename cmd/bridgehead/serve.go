@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
@@ -41,6 +41,7 @@ type serveConfig struct {
 	shutdownGrace     time.Duration
 	logLevel          string
 	peerURL           string
+	security          securityFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -79,6 +80,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time allowed for in-flight requests before exit")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	c.security.register(f)
 	f.StringVar(&c.peerURL, "peer-url", "", "base URL of the other stamp, whose status the console shows beside this one's (e.g. https://cloud.example.com)")
 	return cmd
 }
@@ -103,6 +105,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.stamp == "" {
 		return errors.New("--stamp must not be empty")
+	}
+	if err := c.security.validate(); err != nil {
+		return err
 	}
 	if c.peerURL != "" {
 		if u, err := url.Parse(c.peerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -183,6 +188,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if fwd != nil {
 		apiCfg.ForwardStatus = func() any { return fwd.Status() }
 	}
+	sec, err := c.security.build(&apiCfg, log)
+	if err != nil {
+		return err
+	}
 	api, err := ingest.New(apiCfg)
 	if err != nil {
 		return err
@@ -193,16 +202,21 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: c.security.readHeaderTimeout,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	scheme := "http"
+	if sec.tls != nil {
+		srv.TLSConfig = sec.tls.TLSConfig()
+		ln, scheme = tls.NewListener(ln, srv.TLSConfig), "https"
+	}
 	absSpool, _ := filepath.Abs(c.spoolDir)
 	fmt.Fprintf(stdout, "bridgehead %s serving role %s as stamp %q\n", version, c.role, c.stamp)
-	fmt.Fprintf(stdout, "  listening on   http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "  listening on   %s://%s\n", scheme, ln.Addr())
 	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
 	fmt.Fprintf(stdout, "  delivering to  %s\n", delivery)
 
@@ -223,6 +237,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 				_ = srv.Close()
 			}
 		})
+	}
+	if sec.tls != nil { // the TLS pair and client CAs: reloaded when the files change
+		tctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return sec.tls.Run(tctx) }, func(error) { cancel() })
+	}
+	if sec.watcher != nil { // the principals file: reloaded when it changes
+		wctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return sec.watcher.Run(wctx) }, func(error) { cancel() })
 	}
 	if fwd != nil { // the forwarder: on interrupt it stops claiming, finishes or releases its claims
 		fctx, cancel := context.WithCancel(context.Background())
@@ -245,18 +267,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	return err
 }
 
-// securityEnv are settings of the security issue (#8) that this build does not implement. Running
-// without them would leave a stamp open while its configuration says it is closed, so their
-// presence stops serve instead of being ignored.
-var securityEnv = []string{"BRIDGEHEAD_AUTH", "BRIDGEHEAD_AUTH_FILE", "BRIDGEHEAD_TLS_CERT_FILE", "BRIDGEHEAD_TLS_KEY_FILE", "BRIDGEHEAD_TLS_CLIENT_CA_FILE", "BRIDGEHEAD_TLS_CLIENT_AUTH"}
-
-// checkEnv warns about BRIDGEHEAD_* variables serve does not know, and refuses security settings
-// it cannot honour.
+// checkEnv warns about BRIDGEHEAD_* variables serve does not know.
 func checkEnv(unknown []string, stderr io.Writer) error {
 	for _, name := range unknown {
-		if slices.Contains(securityEnv, name) {
-			return fmt.Errorf("%s is set, but this build of bridgehead has no authentication or TLS yet; refusing to serve open while the configuration asks for security", name)
-		}
 		fmt.Fprintf(stderr, "bridgehead serve: warning: %s is set but is not a serve setting; ignored\n", name)
 	}
 	return nil

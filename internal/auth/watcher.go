@@ -3,12 +3,12 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/filewatch"
 )
 
 // DefaultWatchInterval is the poll interval NewWatcher uses when given zero or less (10 s). The
@@ -16,11 +16,12 @@ import (
 const DefaultWatchInterval = 10 * time.Second
 
 // Watcher keeps the principals loaded from one file current. It polls the file's identity
-// (device, inode, size, modification time, with symlinks followed) rather than using inotify,
-// because Kubernetes replaces a secret volume's files by swapping a `..data` symlink, which
-// inotify on the file's old path does not report. When the identity changes (or the mtime is too
-// recent to trust, see racyWindow) the file is read; new bytes that parse replace the current set,
-// bytes that do not are logged once and the old set kept. Rewriting the same bytes logs nothing.
+// (a filewatch.ID: device, inode, size, modification time, with symlinks followed) rather than
+// using inotify, because Kubernetes replaces a secret volume's files by swapping a `..data`
+// symlink, which inotify on the file's old path does not report. When the identity changes (or
+// the mtime is too recent to trust, see filewatch.RacyWindow) the file is read; new bytes that
+// parse replace the current set, bytes that do not are logged once and the old set kept.
+// Rewriting the same bytes logs nothing.
 //
 // Current may be called from any goroutine (the set is an atomic pointer). The poll state is
 // owned by the goroutine running Run, which must be called at most once.
@@ -32,39 +33,10 @@ type Watcher struct {
 	cur atomic.Pointer[Principals]
 
 	// Owned by Run's goroutine (set once by NewWatcher before Run starts).
-	seen    fileID            // identity last looked at, loaded or not
+	seen    filewatch.ID      // identity last looked at, loaded or not
 	seenSum [sha256.Size]byte // hash of the bytes last read, loaded or not
 	content [sha256.Size]byte // hash of the content now in force
 	failed  bool              // whether the last look failed (to log a recovery)
-}
-
-// fileID is what tells one version of the file from the next: the file itself (device and
-// inode, compared with os.SameFile), its size and modification time. The zero fileID stands for
-// "could not stat", missing for "does not exist".
-type fileID struct {
-	fi      os.FileInfo
-	missing bool
-}
-
-func (a fileID) same(b fileID) bool {
-	switch {
-	case a.missing || b.missing:
-		return a.missing == b.missing
-	case a.fi == nil || b.fi == nil:
-		return a.fi == nil && b.fi == nil
-	}
-	return os.SameFile(a.fi, b.fi) && a.fi.Size() == b.fi.Size() && a.fi.ModTime().Equal(b.fi.ModTime())
-}
-
-// racyWindow is how recent a modification time must be for an unchanged identity not to be
-// trusted. File systems keep mtime in coarse ticks (a few ms on Linux, 2 s on FAT), so a file
-// rewritten in place at the same size within one tick keeps its identity; like git's "racily
-// clean" index entries, such a file is read again (and compared by content) until its mtime is
-// older than this.
-const racyWindow = 2 * time.Second
-
-func (a fileID) racy(now time.Time) bool {
-	return a.fi != nil && now.Sub(a.fi.ModTime()) < racyWindow
 }
 
 // NewWatcher loads the principals file at path and returns a Watcher holding it; a file that
@@ -79,7 +51,7 @@ func NewWatcher(path string, interval time.Duration, logger *slog.Logger) (*Watc
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{path: path, interval: interval, logger: logger}
-	id, err := statFile(path)
+	id, err := filewatch.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("watch principals %s: %w", path, err)
 	}
@@ -117,19 +89,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // poll looks at the file once and reloads it if its identity changed.
 func (w *Watcher) poll() {
-	id, err := statFile(w.path)
+	id, err := filewatch.Stat(w.path)
 	if err != nil {
-		if !id.same(w.seen) { // log once until the file can be looked at again
+		if !id.Same(w.seen) { // log once until the file can be looked at again
 			w.logger.Error("auth file: stat failed; keeping the current principals", "path", w.path, "err", err)
 		}
 		w.seen, w.seenSum, w.failed = id, [sha256.Size]byte{}, true
 		return
 	}
-	if id.same(w.seen) && !id.racy(time.Now()) {
+	if id.Same(w.seen) && !id.Racy(time.Now()) {
 		return
 	}
 	w.seen = id
-	if id.missing {
+	if len(id.Missing()) > 0 {
 		w.logger.Error("auth file: missing; keeping the current principals", "path", w.path)
 		w.seenSum, w.failed = [sha256.Size]byte{}, true
 		return
@@ -138,7 +110,7 @@ func (w *Watcher) poll() {
 	if err != nil {
 		// Vanished between stat and open, or unreadable: try again on the next poll.
 		w.logger.Error("auth file: unreadable; keeping the current principals", "path", w.path, "err", err)
-		w.seen, w.seenSum, w.failed = fileID{}, [sha256.Size]byte{}, true
+		w.seen, w.seenSum, w.failed = filewatch.ID{}, [sha256.Size]byte{}, true
 		return
 	}
 	sum := sha256.Sum256(data)
@@ -162,17 +134,4 @@ func (w *Watcher) poll() {
 	w.content, w.failed = sum, false
 	w.cur.Store(ps)
 	w.logger.Info("auth file: reloaded", "path", w.path, "principals", ps.Len())
-}
-
-// statFile returns the identity of the file path resolves to. A missing file is not an error
-// (it may be mid-replacement); it is reported as missing.
-func statFile(path string) (fileID, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fileID{missing: true}, nil
-	}
-	if err != nil {
-		return fileID{}, err
-	}
-	return fileID{fi: fi}, nil
 }

@@ -73,36 +73,7 @@ func BenchmarkAPI(b *testing.B) {
 				}
 				srv := httptest.NewServer(api)
 				defer srv.Close()
-				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-				defer client.CloseIdleConnections()
-				var next, failed atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for range 64 {
-					wg.Go(func() {
-						for next.Add(1) <= int64(b.N) {
-							resp, err := client.Post(srv.URL+route.path, "application/json", bytes.NewReader(route.body))
-							if err != nil {
-								failed.Add(1)
-								continue
-							}
-							_, _ = io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-							if resp.StatusCode != 200 {
-								failed.Add(1)
-							}
-						}
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				b.StopTimer()
-				if f := failed.Load(); f > 0 {
-					b.Fatalf("%d of %d requests failed", f, b.N)
-				}
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-				b.ReportMetric(float64(b.N*route.per)/elapsed.Seconds(), "msgs/s")
+				drive(b, srv.Client(), srv.URL+route.path, route.body, route.per, nil)
 				if durable != nil {
 					c := durable.Counters()
 					b.ReportMetric(float64(c.Messages)/float64(max(c.Commits, 1)), "msgs/commit")
@@ -110,6 +81,49 @@ func BenchmarkAPI(b *testing.B) {
 			})
 		}
 	}
+}
+
+// drive posts body to url from 64 goroutines over 64 keep-alive connections until b.N requests
+// were answered, and reports req/s and msgs/s (per messages a request). header, if set, is added
+// to every request.
+func drive(b *testing.B, base *http.Client, url string, body []byte, per int, header http.Header) {
+	tr := base.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = 64, 64
+	client := &http.Client{Transport: tr}
+	defer client.CloseIdleConnections()
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 64 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				for k, v := range header {
+					req.Header[k] = v
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d requests failed", f, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(b.N*per)/elapsed.Seconds(), "msgs/s")
 }
 
 var (

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"math"
 	"net"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
 	"golang.org/x/time/rate"
 )
 
@@ -83,7 +83,7 @@ func (s *Server) authenticate(r *http.Request) (*auth.Principal, *Problem) {
 		return nil, s.unauthorized(`error="invalid_token"`, "the API key presented is not valid (unknown or revoked)")
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		for _, id := range certIdentities(r.TLS.VerifiedChains[0][0]) {
+		for _, id := range tlsconf.Identities(r.TLS.VerifiedChains[0][0]) {
 			if p, ok := ps.ByCertSubject(id); ok {
 				return p, nil
 			}
@@ -260,6 +260,3 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) bool {
 	w.WriteHeader(http.StatusNoContent)
 	return true
 }
-
-// certIdentities is the names a verified client certificate may be bound to.
-func certIdentities(c *x509.Certificate) []string { return []string{c.Subject.String()} }

@@ -56,6 +56,12 @@ type server struct {
 // startServe runs `bridgehead serve` on a free port with a fresh spool and extra flags.
 func startServe(t *testing.T, flags ...string) *server {
 	t.Helper()
+	return startServeLogging(t, nil, flags...)
+}
+
+// startServeLogging is startServe that also copies serve's log (stderr) to logs.
+func startServeLogging(t *testing.T, logs io.Writer, flags ...string) *server {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "spool")
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", "e2e",
 		"--file-path", filepath.Join(t.TempDir(), "delivered.ndjson")}, flags...)
@@ -63,6 +69,9 @@ func startServe(t *testing.T, flags ...string) *server {
 	cmd.Stderr = io.Discard
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
+	}
+	if logs != nil {
+		cmd.Stderr = io.MultiWriter(cmd.Stderr, logs)
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -407,13 +416,15 @@ func TestSpoolFullIs503ThenRecovers(t *testing.T) {
 	}
 }
 
-func TestServeRefusesSecuritySettingsItCannotHonour(t *testing.T) {
+func TestServeRefusesAuthWithoutPrincipals(t *testing.T) {
+	// The Kustomize base sets BRIDGEHEAD_AUTH=required; without the principals file the stamp
+	// must not start open.
 	dir := t.TempDir()
 	cmd := exec.Command(binary, "serve", "--spool-dir", dir, "--file-path", filepath.Join(dir, "out.ndjson"))
 	cmd.Env = append(os.Environ(), "BRIDGEHEAD_AUTH=required")
 	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "BRIDGEHEAD_AUTH") {
-		t.Fatalf("serve with BRIDGEHEAD_AUTH=required: err %v, output %q; want a refusal", err, out)
+	if err == nil || !strings.Contains(string(out), "--auth-file") {
+		t.Fatalf("serve with BRIDGEHEAD_AUTH=required and no principals: err %v, output %q; want a refusal naming --auth-file", err, out)
 	}
 }
 
@@ -427,6 +438,12 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "--listen"},
 		{[]string{"serve", "--sink", "kafka"}, "--kafka-brokers"},
 		{[]string{"serve", "--body", "xml"}, "--body"},
+		{[]string{"serve", "--auth", "sometimes"}, "--auth"},
+		{[]string{"serve", "--auth", "required", "--auth-file", "/nonexistent/auth.yaml"}, "/nonexistent/auth.yaml"},
+		{[]string{"serve", "--tls-cert-file", "/nonexistent/tls.crt"}, "--tls-key-file"},
+		{[]string{"serve", "--tls-client-auth", "require"}, "--tls-cert-file"},
+		{[]string{"serve", "--rate-burst", "10"}, "--rate-limit"},
+		{[]string{"serve", "--cors-origins", "tester.example"}, "--cors-origins"},
 	} {
 		dir := t.TempDir()
 		out, err := exec.Command(binary, append(tt.args, "--spool-dir", dir, "--file-path", filepath.Join(dir, "out.ndjson"))...).CombinedOutput()
