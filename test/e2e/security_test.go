@@ -183,6 +183,18 @@ func TestSecuredStamp(t *testing.T) {
 		}
 		securityEventually(t, 5*time.Second, "the limit recovers", func() bool { return postKey(t, c, s.url, keyB, one) == 200 })
 	})
+	t.Run("oversized headers refused", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", s.url+"/healthz", nil)
+		req.Header.Set("X-Padding", strings.Repeat("p", 100<<10))
+		resp, err := c.Do(req)
+		if err != nil {
+			return // cut off before an answer: refused too
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("100 KiB of headers: %d, want 431", resp.StatusCode)
+		}
+	})
 	t.Run("slow-loris cut off while others are served", func(t *testing.T) {
 		conn, err := tls.Dial("tcp", strings.TrimPrefix(s.url, "https://"), &tls.Config{RootCAs: ca.Pool()})
 		if err != nil {
