@@ -32,6 +32,9 @@ type sendFlags struct {
 	apiKeyFile string
 	caFile     string
 	timeout    time.Duration
+	// maxAttempts bounds the tries of one request across the stamps: 0 is the client's default
+	// (3 per stamp), -1 means until interrupted.
+	maxAttempts int
 }
 
 func newSendCmd() *cobra.Command {
@@ -55,7 +58,11 @@ flight and the queue is full).
 
 Progress goes to stderr: one line rewritten in place on a terminal, plain lines (at most one
 a second) otherwise. The summary (sent, acked per endpoint, failed, failovers) goes to
-stdout. Exit status 1 when any message was not acked. Every flag can also be set by
+stdout. Exit status 1 when any message was not acked.
+
+A request is tried up to --max-attempts times across the stamps (default 3 per stamp) before
+its messages count as failed; with --max-attempts -1 it is tried until a stamp acks it or
+send is interrupted, and reading pauses meanwhile. Every flag can also be set by
 BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KEY_FILE.`,
 		Example: `  bridgehead send --url https://onprem:8443,https://cloud.example readings.ndjson
   tail -f readings.log | bridgehead send --sender-id plant-a --acked-file acked.txt
@@ -74,6 +81,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 	fs.StringVar(&f.apiKeyFile, "api-key-file", "", "file holding the API key")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates to trust for https stamps (default: the system's)")
 	fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "per try at one stamp, from sending to the end of the answer")
+	fs.IntVar(&f.maxAttempts, "max-attempts", 0, "tries of one request across the stamps before its messages count as failed (0: 3 per stamp; -1: until acked or interrupted)")
 	_ = fs.SetAnnotation("api-key", secretAnnotation, []string{"true"})
 	return cmd
 }
@@ -97,12 +105,14 @@ func (f sendFlags) clientConfig(cmd *cobra.Command) (client.Config, error) {
 		return client.Config{}, fmt.Errorf("--batch-window %v: must be positive", f.window)
 	case f.timeout <= 0:
 		return client.Config{}, fmt.Errorf("--timeout %v: must be positive", f.timeout)
+	case f.maxAttempts < -1:
+		return client.Config{}, fmt.Errorf("--max-attempts %d: must be positive, 0 (3 per stamp) or -1 (until acked)", f.maxAttempts)
 	case len(f.values) > 0 && f.senderID == "":
 		return client.Config{}, errors.New("--value needs --sender-id")
 	case cmd.Flags().Changed("api-key") && cmd.Flags().Changed("api-key-file"):
 		return client.Config{}, errors.New("--api-key and --api-key-file: give one")
 	}
-	cfg := client.Config{Endpoints: endpoints, APIKey: f.apiKey, Timeout: f.timeout}
+	cfg := client.Config{Endpoints: endpoints, APIKey: f.apiKey, Timeout: f.timeout, MaxAttempts: f.maxAttempts}
 	if f.apiKey == "" && f.apiKeyFile != "" {
 		key, err := os.ReadFile(f.apiKeyFile)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,6 +254,7 @@ func TestSendBadFlags(t *testing.T) {
 		{[]string{"--value", "v"}, "--value needs --sender-id"},
 		{[]string{"--api-key", "a", "--api-key-file", "f"}, "give one"},
 		{[]string{"--ca-file", "/nonexistent"}, "--ca-file"},
+		{[]string{"--max-attempts", "-2"}, "--max-attempts"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -262,6 +264,61 @@ func TestSendBadFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failingStamp answers 503 (spool full) to the first failures POSTs and is s for the rest;
+// posts counts the POSTs it got.
+type failingStamp struct {
+	*httptest.Server
+	posts atomic.Int64
+}
+
+func mustFailingStamp(t *testing.T, s *sendStamp, failures int64) *failingStamp {
+	t.Helper()
+	f := &failingStamp{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && f.posts.Add(1) <= failures {
+			sendProblem(w, http.StatusServiceUnavailable, "spool-full", nil)
+			return
+		}
+		s.serve(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// TestSendMaxAttempts checks that --max-attempts bounds the tries of a request across the
+// stamps, and that -1 keeps trying past the default of 3 per stamp.
+func TestSendMaxAttempts(t *testing.T) {
+	t.Run("bounded", func(t *testing.T) {
+		first, second := mustFailingStamp(t, mustSendStamp(t, ""), 1<<30), mustFailingStamp(t, mustSendStamp(t, ""), 1<<30)
+		stdout, stderr, err := runSendCLI(t, strings.NewReader("a\n"), "send", "--url", first.URL+","+second.URL,
+			"--sender-id", "plant-a", "--batch-window", "5ms", "--max-attempts", "1")
+		if err == nil || !strings.Contains(err.Error(), "1 messages were not acked") {
+			t.Fatalf("got %v, want an error saying 1 message was not acked", err)
+		}
+		if got := first.posts.Load() + second.posts.Load(); got != 1 {
+			t.Errorf("got %d tries, want 1", got)
+		}
+		if !strings.HasPrefix(stdout, "sent 1, acked 0, failed 1,") || !strings.Contains(stderr, "1 attempts failed") {
+			t.Errorf("got stdout %q, stderr %q; want 1 failed after 1 attempt", stdout, stderr)
+		}
+	})
+	t.Run("until acked", func(t *testing.T) {
+		s := mustSendStamp(t, "")
+		f := mustFailingStamp(t, s, 3) // the default, 3 tries for one stamp, would give up
+		stdout, stderr, err := runSendCLI(t, strings.NewReader("a\n"), "send", "--url", f.URL,
+			"--sender-id", "plant-a", "--batch-window", "5ms", "--max-attempts", "-1")
+		if err != nil {
+			t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+		}
+		if got := f.posts.Load(); got != 4 {
+			t.Errorf("got %d tries, want 4", got)
+		}
+		if got, _ := s.received(); len(got) != 1 || !strings.HasPrefix(stdout, "sent 1, acked 1, failed 0") {
+			t.Errorf("got %d messages and %q, want 1 acked", len(got), stdout)
+		}
+	})
 }
 
 // TestSendStreams checks that a line is sent while its input is still open.

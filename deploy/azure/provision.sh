@@ -5,7 +5,8 @@
 #   policy, storage account + file share (the cloud spool), AKS with the ACR attached, workload
 #   identity and the Application Gateway ingress add-on, a managed identity federated with the
 #   forwarder's ServiceAccount, and the Flux extension + configuration on the AKS cluster and on
-#   the Arc-connected on-prem cluster (AKS hybrid).
+#   the Arc-connected on-prem cluster (AKS hybrid); with ONPREM_HOST, a Traffic Manager profile
+#   (priority routing, probing each stamp's /readyz over HTTPS) for clients that cannot fail over.
 # Then it writes each stamp's cluster values and secrets with deploy/stamp-config.sh.
 # See docs/deploy.md for the order of the steps and what comes before (AKS hybrid, Arc, NFS).
 set -euo pipefail
@@ -22,8 +23,9 @@ Usage: deploy/azure/provision.sh [--dry-run] [--stamp all|cloud|onprem] [--teard
   --stamp S     cloud: Azure resources + AKS; onprem: shared resources + the Arc cluster's Flux
                 configuration and pull token; all (default): both
   --teardown    delete the Flux configurations, the ACR pull token and the resource group
-                (the Event Hubs namespace, the storage account WITH THE CLOUD SPOOL, ACR and
-                AKS); the Arc-connected on-prem cluster itself is left alone. Needs --yes.
+                (the Event Hubs namespace, the storage account WITH THE CLOUD SPOOL, ACR, AKS
+                and the Traffic Manager profile); the Arc-connected on-prem cluster itself is
+                left alone. Needs --yes.
   --yes         confirm --teardown
   -h, --help    this text
 
@@ -43,6 +45,13 @@ Settings (environment variables, defaults in brackets):
   GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]
   AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
   TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
+  ONPREM_HOST []  the on-prem API's host name as the internet reaches it (port 443). When set, a
+                  Traffic Manager profile answers TRAFFIC_MANAGER_DNS_NAME.trafficmanager.net
+                  with ONPREM_HOST (priority 1) while its /readyz answers 200 over HTTPS, else
+                  with API_HOST (priority 2); see docs/failover.md
+  TRAFFIC_MANAGER_NAME [$PREFIX-tm]  TRAFFIC_MANAGER_DNS_NAME [$PREFIX] (globally unique)
+  TRAFFIC_MANAGER_TTL [30]  seconds resolvers may cache an answer: a failover reaches a client
+                            up to this long after Traffic Manager noticed it
 EOF
 }
 
@@ -102,6 +111,10 @@ GIT_BRANCH="${GIT_BRANCH:-main}"
 AUTH_FILE="${AUTH_FILE:-}"
 TLS_CERT_FILE="${TLS_CERT_FILE:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-}"
+ONPREM_HOST="${ONPREM_HOST:-}"
+TRAFFIC_MANAGER_NAME="${TRAFFIC_MANAGER_NAME:-$PREFIX-tm}"
+TRAFFIC_MANAGER_DNS_NAME="${TRAFFIC_MANAGER_DNS_NAME:-$PREFIX}"
+TRAFFIC_MANAGER_TTL="${TRAFFIC_MANAGER_TTL:-30}"
 
 # Fixed names the manifests rely on.
 K8S_NAMESPACE=bridgehead
@@ -157,7 +170,8 @@ shared() {
   run az extension add --name connectedk8s --upgrade --yes
   local ns
   for ns in Microsoft.ContainerService Microsoft.ContainerRegistry Microsoft.EventHub Microsoft.Storage \
-    Microsoft.ManagedIdentity Microsoft.Kubernetes Microsoft.KubernetesConfiguration Microsoft.ExtendedLocation; do
+    Microsoft.ManagedIdentity Microsoft.Kubernetes Microsoft.KubernetesConfiguration Microsoft.ExtendedLocation \
+    Microsoft.Network; do
     run az provider register --namespace "$ns" --wait
   done
 
@@ -284,6 +298,36 @@ onprem() {
   fi
 }
 
+# traffic_manager creates the DNS failover for clients that know one host name only: a profile
+# with priority routing whose probes ask each stamp's /readyz over HTTPS (on 503, a refused
+# connection or a timeout the stamp is degraded), an external endpoint for on-prem (priority 1)
+# and one for the cloud stamp's ingress (priority 2). Fast probing (every 10 s, 5 s timeout) and
+# 2 tolerated failures: Traffic Manager stops answering with a dead stamp 20-35 s after it died,
+# and resolvers follow within the TTL. docs/failover.md explains the trade-offs.
+traffic_manager() {
+  if [ -z "$ONPREM_HOST" ]; then
+    step "ONPREM_HOST is not set: no Traffic Manager profile (clients fail over themselves; docs/failover.md)"
+    return 0
+  fi
+  step "Traffic Manager profile $TRAFFIC_MANAGER_NAME: $TRAFFIC_MANAGER_DNS_NAME.trafficmanager.net answers $ONPREM_HOST, or $API_HOST while on-prem is not ready"
+  # An existing profile is left as it is: change its settings with az network traffic-manager profile update.
+  exists az network traffic-manager profile show --name "$TRAFFIC_MANAGER_NAME" --resource-group "$RESOURCE_GROUP" ||
+    run az network traffic-manager profile create --name "$TRAFFIC_MANAGER_NAME" --resource-group "$RESOURCE_GROUP" \
+      --routing-method Priority --unique-dns-name "$TRAFFIC_MANAGER_DNS_NAME" --ttl "$TRAFFIC_MANAGER_TTL" \
+      --protocol HTTPS --port 443 --path /readyz --interval 10 --timeout 5 --max-failures 2 \
+      --tags app=bridgehead
+  local name target priority
+  for name in onprem cloud; do
+    target="$ONPREM_HOST" priority=1
+    [ "$name" = onprem ] || target="$API_HOST" priority=2
+    exists az network traffic-manager endpoint show --name "$name" --profile-name "$TRAFFIC_MANAGER_NAME" \
+      --resource-group "$RESOURCE_GROUP" --type externalEndpoints ||
+      run az network traffic-manager endpoint create --name "$name" --profile-name "$TRAFFIC_MANAGER_NAME" \
+        --resource-group "$RESOURCE_GROUP" --type externalEndpoints --target "$target" --priority "$priority" \
+        --endpoint-status Enabled
+  done
+}
+
 # assign_role PRINCIPAL ROLE SCOPE grants ROLE unless it is already granted.
 assign_role() {
   local principal="$1" role="$2" scope="$3" existing
@@ -306,4 +350,5 @@ case "$STAMP" in
     onprem
     ;;
 esac
+traffic_manager
 step "Done. Flux now syncs deploy/flux/clusters/<stamp>; watch with: kubectl get kustomizations --all-namespaces"
