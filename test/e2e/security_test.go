@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -154,6 +155,25 @@ func TestSecuredStamp(t *testing.T) {
 		securityEventually(t, 10*time.Second, "the broken file is reported", func() bool { return strings.Contains(logs.String(), "keeping the current principals") })
 		if got := postKey(t, c, s.url, keyB, one); got != 200 {
 			t.Errorf("after a broken file: %d, want 200 (the old set stays)", got)
+		}
+	})
+	t.Run("bridgehead send speaks to the secured stamp", func(t *testing.T) {
+		dir := t.TempDir()
+		keyFile, caFile := filepath.Join(dir, "key.txt"), filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(keyFile, []byte(keyB+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(binary, "send", "--url", s.url, "--api-key-file", keyFile, "--ca-file", caFile,
+			"--sender-id", "01", "--value", "a", "--value", "b").CombinedOutput()
+		if err != nil {
+			t.Fatalf("send with key and CA: %v\n%s", err, out)
+		}
+		out, err = exec.Command(binary, "send", "--url", s.url, "--ca-file", caFile, "--sender-id", "01", "--value", "a").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "401") {
+			t.Errorf("send without a key: err %v, output %s; want a failure naming 401", err, out)
 		}
 	})
 	t.Run("certificate rotation by symlink swap", func(t *testing.T) {
