@@ -4,9 +4,12 @@ set -euo pipefail
 
 need_apt=()
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)   # -race needs cgo
+# The console's browser test (test/e2e/console_test.go) drives Debian's headless chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "install-tools: apt-get install ${need_apt[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi

@@ -17,6 +17,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/web"
 	oklogrun "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -183,7 +184,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
 		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 		Logger: log, Registerer: reg, Gatherer: reg,
-		DeadLetters: sp, PeerURL: c.peerURL,
+		DeadLetters: sp, PeerURL: c.peerURL, Console: web.Handler(),
 	}
 	if fwd != nil {
 		apiCfg.ForwardStatus = func() any { return fwd.Status() }
