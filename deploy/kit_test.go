@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -13,9 +15,11 @@ import (
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The deploy directory is the package directory; the repository root is its parent.
@@ -79,7 +83,7 @@ func renderStamps() (map[string]*stamp, error) {
 		if s.raw, err = Render(path); err != nil {
 			return nil, fmt.Errorf("stamp %s: Flux path %s: %w", name, s.kustomization.Spec.Path, err)
 		}
-		s.vars, err = clusterVars(name, s.kustomization)
+		s.vars, err = clusterVars(name, s.kustomization, stampConfigArgs[name])
 		if err != nil {
 			return nil, err
 		}
@@ -92,9 +96,9 @@ func renderStamps() (map[string]*stamp, error) {
 }
 
 // clusterVars is what Flux substitutes on a stamp: the Kustomization's postBuild.substitute,
-// and for each substituteFrom ConfigMap the keys deploy/stamp-config.sh writes into it (read
-// from its --dry-run), with sample values.
-func clusterVars(name string, k *kustomizev1.Kustomization) (map[string]string, error) {
+// and for each substituteFrom ConfigMap the keys deploy/stamp-config.sh writes into it when
+// run with args (read from its --dry-run), with sample values.
+func clusterVars(name string, k *kustomizev1.Kustomization, args []string) (map[string]string, error) {
 	vars := map[string]string{}
 	if k.Spec.PostBuild == nil {
 		return vars, nil
@@ -103,7 +107,7 @@ func clusterVars(name string, k *kustomizev1.Kustomization) (map[string]string, 
 		if ref.Kind != "ConfigMap" || ref.Name != clusterVarsConfigMap {
 			return nil, fmt.Errorf("stamp %s: substituteFrom %s/%s: only the %s ConfigMap is written by deploy/stamp-config.sh", name, ref.Kind, ref.Name, clusterVarsConfigMap)
 		}
-		keys, err := stampConfigKeys(name)
+		keys, err := stampConfigKeys(args)
 		if err != nil {
 			return nil, err
 		}
@@ -585,6 +589,8 @@ func checkExposure(t *testing.T, name string, s *stamp, ts typedStamp) {
 		if class != "azure-application-gateway" {
 			t.Errorf("ingress class %q, want azure-application-gateway", class)
 		}
+		// The stamp's own name and the Traffic Manager name its clients fail over with.
+		checkIngressHosts(t, s.objs, svc, s.vars["API_HOST"], s.vars["FAILOVER_HOST"])
 		fwd := ts.deployments["bridgehead-forwarder"]
 		if fwd.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
 			t.Error("cloud forwarder pods do not use workload identity")
@@ -609,6 +615,153 @@ func checkExposure(t *testing.T, name string, s *stamp, ts typedStamp) {
 				}
 			}
 		}
+	}
+}
+
+// checkIngressHosts checks that the Ingress of objs answers exactly the host names want (in
+// any order, repeats allowed): a rule for each that sends every path to the API Service svc,
+// all rules alike, and each name in a TLS entry that names a Secret. No host may be empty (a
+// rule without a host answers any name; the API server rejects an empty TLS host) or other
+// than a DNS name.
+func checkIngressHosts(t *testing.T, objs []*unstructured.Unstructured, svc *corev1.Service, want ...string) {
+	t.Helper()
+	var ing *networkingv1.Ingress
+	for _, o := range objs {
+		if o.GetKind() != "Ingress" {
+			continue
+		}
+		obj, err := decodeStrict(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ing != nil {
+			t.Fatalf("more than one Ingress: %s and %s", ing.Name, o.GetName())
+		}
+		ing = obj.(*networkingv1.Ingress)
+	}
+	if ing == nil {
+		t.Fatal("no Ingress")
+	}
+	validHost := func(what, h string) bool {
+		t.Helper()
+		if h == "" {
+			t.Errorf("Ingress %s: %s with an empty host", ing.Name, what)
+			return false
+		}
+		if errs := validation.IsDNS1123Subdomain(h); len(errs) > 0 || net.ParseIP(h) != nil {
+			t.Errorf("Ingress %s: %s host %q is not a DNS name: %v", ing.Name, what, h, errs)
+			return false
+		}
+		return true
+	}
+
+	rules := map[string]bool{}
+	for i, r := range ing.Spec.Rules {
+		if !validHost(fmt.Sprintf("rule %d", i), r.Host) {
+			continue
+		}
+		rules[r.Host] = true
+		if r.HTTP == nil || len(r.HTTP.Paths) != 1 {
+			t.Errorf("Ingress %s: rule %s: want one path, got %+v", ing.Name, r.Host, r.IngressRuleValue)
+			continue
+		}
+		p := r.HTTP.Paths[0]
+		if p.Path != "/" || p.PathType == nil || *p.PathType != networkingv1.PathTypePrefix {
+			t.Errorf("Ingress %s: rule %s: path %q (%v), want / Prefix: every request", ing.Name, r.Host, p.Path, p.PathType)
+		}
+		b := p.Backend.Service
+		if b == nil || b.Name != svc.Name || !slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool {
+			return (b.Port.Name != "" && sp.Name == b.Port.Name) || (b.Port.Number != 0 && sp.Port == b.Port.Number)
+		}) {
+			t.Errorf("Ingress %s: rule %s: backend %+v is not a port of Service %s", ing.Name, r.Host, p.Backend, svc.Name)
+		}
+		if !reflect.DeepEqual(r.IngressRuleValue, ing.Spec.Rules[0].IngressRuleValue) {
+			t.Errorf("Ingress %s: rule %s routes unlike rule %s: every name must reach the same API", ing.Name, r.Host, ing.Spec.Rules[0].Host)
+		}
+	}
+	tls := map[string]bool{}
+	for i, e := range ing.Spec.TLS {
+		if e.SecretName == "" {
+			t.Errorf("Ingress %s: TLS entry %d names no Secret", ing.Name, i)
+		}
+		for _, h := range e.Hosts {
+			if validHost(fmt.Sprintf("TLS entry %d", i), h) {
+				tls[h] = true
+			}
+		}
+	}
+	for _, h := range want {
+		if !rules[h] {
+			t.Errorf("Ingress %s has no rule for %s: requests for it get the gateway's 404 (rules for %v)", ing.Name, h, mapKeys(rules))
+		}
+		if !tls[h] {
+			t.Errorf("Ingress %s has no TLS entry for %s: the gateway has no certificate for it (TLS hosts %v)", ing.Name, h, mapKeys(tls))
+		}
+	}
+	for h := range rules {
+		if !slices.Contains(want, h) {
+			t.Errorf("Ingress %s answers %s, which is none of %v", ing.Name, h, want)
+		}
+	}
+	for h := range tls {
+		if !slices.Contains(want, h) {
+			t.Errorf("Ingress %s has a TLS entry for %s, which is none of %v", ing.Name, h, want)
+		}
+	}
+}
+
+// TestCloudIngressFailoverHost renders the cloud stamp as Flux would with the values
+// stamp-config.sh writes with and without --failover-host, and with a cluster-vars ConfigMap
+// written before the option existed (no FAILOVER_HOST key): the ingress must answer the
+// Traffic Manager name when one is given, and only the stamp's own name, with no empty host,
+// when none is.
+func TestCloudIngressFailoverHost(t *testing.T) {
+	s := loadStamps(t)["cloud"]
+	svc := typedObjects(t, s.objs).services["bridgehead-api"]
+	if svc == nil {
+		t.Fatal("no bridgehead-api Service")
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		drop     string // a key the ConfigMap lacks
+		wantVar  string // FAILOVER_HOST as written, "" for none
+		wantHost []string
+	}{
+		{"with --failover-host", stampConfigArgs["cloud"], "", sampleFailoverHost, []string{sampleAPIHost, sampleFailoverHost}},
+		{"without --failover-host", stampConfigNoFailover, "", sampleAPIHost, []string{sampleAPIHost}},
+		{"ConfigMap without FAILOVER_HOST", stampConfigNoFailover, "FAILOVER_HOST", "", []string{sampleAPIHost}},
+	}
+	if !slices.Contains(stampConfigArgs["cloud"], "--failover-host") || slices.Contains(stampConfigNoFailover, "--failover-host") {
+		t.Fatal("the sample arguments do not differ by --failover-host")
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars, err := clusterVars("cloud", s.kustomization, tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := vars["FAILOVER_HOST"]; tt.drop == "" && (!ok || got != tt.wantVar) {
+				t.Errorf("stamp-config.sh %v writes FAILOVER_HOST=%q (set %v), want %q", tt.args, got, ok, tt.wantVar)
+			}
+			if tt.drop != "" {
+				delete(vars, tt.drop)
+			}
+			objs, err := Substitute(s.raw, vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range objs {
+				if _, err := decodeStrict(o); err != nil {
+					t.Error(err)
+				}
+				data, _ := o.MarshalJSON()
+				if vs := Variables(data); len(vs) > 0 {
+					t.Errorf("%s: unsubstituted %v", objectID(o), vs)
+				}
+			}
+			checkIngressHosts(t, objs, svc, tt.wantHost...)
+		})
 	}
 }
 

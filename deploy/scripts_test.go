@@ -193,6 +193,7 @@ var provisionEnv = []string{
 	"ARC_CLUSTER_NAME=hci-aks", "ARC_RESOURCE_GROUP=hci-rg", "ONPREM_CONTEXT=hci-aks",
 	"NFS_SERVER=nfs.example.internal", "AUTH_FILE=auth.yaml",
 	"TLS_CERT_FILE=tls.crt", "TLS_KEY_FILE=tls.key", "ONPREM_HOST=onprem.example.com",
+	"FAILOVER_HOST=ingest.example.com",
 }
 
 var (
@@ -289,6 +290,10 @@ func TestProvisionDryRunCoversTheSeed(t *testing.T) {
 // /readyz over HTTPS on 443, on-prem (priority 1) before the cloud stamp's ingress (priority
 // 2), both external endpoints; without ONPREM_HOST, no profile.
 func TestProvisionTrafficManager(t *testing.T) {
+	// The cloud ingress must answer the name clients reach through Traffic Manager.
+	if out := provisionDryRun(t); !strings.Contains(out, "--from-literal=FAILOVER_HOST=ingest.example.com") {
+		t.Error("FAILOVER_HOST is not passed on to the cloud stamp's cluster values")
+	}
 	calls := azCalls(t, provisionDryRun(t))
 	var profiles, endpoints []azCall
 	for _, c := range calls {
@@ -556,41 +561,55 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// stampConfigArgs are sample arguments of deploy/stamp-config.sh per stamp.
+// stampConfigArgs are sample arguments of deploy/stamp-config.sh per stamp: the stamps the
+// tests render (loadStamps) are configured with these. The cloud stamp's include the
+// Traffic Manager name (--failover-host); stampConfigNoFailover are the same without it.
 var stampConfigArgs = map[string][]string{
 	"onprem": {"--stamp", "onprem", "--acr-login-server", "bridgeheadacr.azurecr.io", "--nfs-server", "192.0.2.10",
 		"--eventhubs-connection-string-file", "-", "--auth-file", "auth.yaml", "--tls-cert-file", "tls.crt", "--tls-key-file", "tls.key"},
-	"cloud": {"--stamp", "cloud", "--acr-login-server", "bridgeheadacr.azurecr.io", "--eventhubs-namespace", "bridgehead-ehns",
-		"--resource-group", "bridgehead-rg", "--storage-account", "bridgeheadspool", "--file-share", "spool",
-		"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", "api.example.com", "--auth-file", "auth.yaml"},
+	"cloud": append(slices.Clone(stampConfigNoFailover), "--failover-host", sampleFailoverHost),
 }
+
+// sampleAPIHost and sampleFailoverHost are the cloud stamp's sample host names.
+const (
+	sampleAPIHost      = "api.example.com"
+	sampleFailoverHost = "ingest.example.com"
+)
+
+// stampConfigNoFailover are the cloud stamp's sample arguments without --failover-host.
+var stampConfigNoFailover = []string{"--stamp", "cloud", "--acr-login-server", "bridgeheadacr.azurecr.io", "--eventhubs-namespace", "bridgehead-ehns",
+	"--resource-group", "bridgehead-rg", "--storage-account", "bridgeheadspool", "--file-share", "spool",
+	"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", sampleAPIHost, "--auth-file", "auth.yaml"}
 
 var (
 	stampConfigMu  sync.Mutex
 	stampConfigOut = map[string]string{}
 )
 
-func stampConfigDryRun(stamp string) (string, error) {
+// stampConfigDryRun runs deploy/stamp-config.sh --dry-run with args (once per distinct args)
+// and returns its standard output.
+func stampConfigDryRun(args []string) (string, error) {
 	stampConfigMu.Lock()
 	defer stampConfigMu.Unlock()
-	if out, ok := stampConfigOut[stamp]; ok {
+	key := strings.Join(args, "\x00")
+	if out, ok := stampConfigOut[key]; ok {
 		return out, nil
 	}
-	cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, "stamp-config.sh"), "--dry-run"}, stampConfigArgs[stamp]...)...)
+	cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, "stamp-config.sh"), "--dry-run"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("stamp-config.sh --dry-run --stamp %s: %v\n%s", stamp, err, stderr.String())
+		return "", fmt.Errorf("stamp-config.sh --dry-run %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	stampConfigOut[stamp] = stdout.String()
+	stampConfigOut[key] = stdout.String()
 	return stdout.String(), nil
 }
 
-// stampConfigKeys returns the keys (with the sample values) that deploy/stamp-config.sh
-// writes into the cluster-vars ConfigMap of a stamp, read from its dry run.
-func stampConfigKeys(stamp string) (map[string]string, error) {
-	out, err := stampConfigDryRun(stamp)
+// stampConfigKeys returns the keys (with the sample values) that deploy/stamp-config.sh, run
+// with args, writes into the cluster-vars ConfigMap, read from its dry run.
+func stampConfigKeys(args []string) (map[string]string, error) {
+	out, err := stampConfigDryRun(args)
 	if err != nil {
 		return nil, err
 	}
@@ -611,7 +630,7 @@ func stampConfigKeys(stamp string) (map[string]string, error) {
 		}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("stamp-config.sh --stamp %s writes no %s", stamp, clusterVarsConfigMap)
+		return nil, fmt.Errorf("stamp-config.sh %s writes no %s", strings.Join(args, " "), clusterVarsConfigMap)
 	}
 	return keys, nil
 }
@@ -621,7 +640,7 @@ func stampConfigKeys(stamp string) (map[string]string, error) {
 func TestStampConfigWritesWhatTheStampNeeds(t *testing.T) {
 	stamps := loadStamps(t)
 	for _, name := range Stamps {
-		out, err := stampConfigDryRun(name)
+		out, err := stampConfigDryRun(stampConfigArgs[name])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -645,6 +664,40 @@ func TestStampConfigWritesWhatTheStampNeeds(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestStampConfigRefusesBadHosts checks deploy/stamp-config.sh refuses what would make an
+// Ingress the API server rejects, or a name the ingress cannot answer: an --api-host or
+// --failover-host that is not a lowercase DNS name, and --failover-host for the on-prem stamp
+// (its certificate is the operator's, docs/failover.md).
+func TestStampConfigRefusesBadHosts(t *testing.T) {
+	with := func(base []string, flag, value string) []string {
+		args := slices.Clone(base)
+		if i := slices.Index(args, flag); i >= 0 {
+			args[i+1] = value
+			return args
+		}
+		return append(args, flag, value)
+	}
+	var cases [][]string
+	for _, h := range []string{"Ingest.example.com", "192.0.2.1", "*.example.com", "-ingest.example.com", "ingest..example.com",
+		"ingest.example.com.", "ingest_1.example.com", strings.Repeat("a", 64) + ".example.com", "ingest example.com"} {
+		cases = append(cases, with(stampConfigNoFailover, "--failover-host", h), with(stampConfigNoFailover, "--api-host", h))
+	}
+	cases = append(cases, with(stampConfigArgs["onprem"], "--failover-host", sampleFailoverHost))
+	for _, args := range cases {
+		cmd := exec.Command("bash", append([]string{filepath.Join(deployDir, "stamp-config.sh"), "--dry-run"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "error: ") {
+			t.Errorf("stamp-config.sh %v: err %v, output %q; want a refusal", args, err, out)
+		}
+	}
+	// A name of 253 characters in labels of 63 is a DNS name.
+	long := strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("b", 61)
+	if _, err := stampConfigDryRun(with(stampConfigNoFailover, "--failover-host", long)); err != nil {
+		t.Errorf("a %d-character name: %v", len(long), err)
 	}
 }
 

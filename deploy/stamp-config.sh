@@ -31,6 +31,9 @@ Cloud (--stamp cloud):
   --resource-group RG --storage-account NAME --file-share NAME   the spool share (required)
   --client-id ID                the forwarder's workload identity client id (required)
   --api-host HOST               public host name of the Application Gateway ingress (required)
+  --failover-host HOST          the name clients of the Traffic Manager profile use (a CNAME to
+                                <profile>.trafficmanager.net, docs/failover.md): the ingress
+                                answers it too. Give it on every run [the --api-host value]
 EOF
 }
 
@@ -50,6 +53,20 @@ STORAGE_ACCOUNT=""
 FILE_SHARE=""
 CLIENT_ID=""
 API_HOST=""
+FAILOVER_HOST=""
+
+# is_host NAME succeeds when NAME can be an Ingress host: a lowercase DNS name (RFC 1123
+# subdomain, at most 253 characters, labels of at most 63), not an IPv4 address.
+is_host() {
+  local label labels
+  [ "${#1}" -le 253 ] || return 1
+  [[ "$1" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ ]] || return 1
+  [[ ! "$1" =~ ^[0-9.]+$ ]] || return 1
+  IFS=. read -r -a labels <<<"$1"
+  for label in "${labels[@]}"; do
+    [ "${#label}" -le 63 ] || return 1
+  done
+}
 
 while [ "$#" -gt 0 ]; do
   opt="$1"
@@ -83,6 +100,7 @@ while [ "$#" -gt 0 ]; do
     --file-share) FILE_SHARE="$val" ;;
     --client-id) CLIENT_ID="$val" ;;
     --api-host) API_HOST="$val" ;;
+    --failover-host) FAILOVER_HOST="$val" ;;
     *)
       usage >&2
       die "unknown argument: $opt"
@@ -100,6 +118,8 @@ vars=(--from-literal="ACR_LOGIN_SERVER=$ACR_LOGIN_SERVER" --from-literal="EVENTH
 case "$STAMP" in
   onprem)
     [ -n "$NFS_SERVER" ] || die "--nfs-server is required for the onprem stamp"
+    [ -z "$FAILOVER_HOST" ] ||
+      die "--failover-host is for the cloud stamp; on-prem, list the name in the certificate of --tls-cert-file (docs/failover.md)"
     case "$NFS_PATH" in /*) ;; *) die "--nfs-path must be absolute" ;; esac
     vars+=(--from-literal="NFS_SERVER=$NFS_SERVER" --from-literal="NFS_PATH=$NFS_PATH")
     ;;
@@ -108,12 +128,21 @@ case "$STAMP" in
       "storage-account:$STORAGE_ACCOUNT" "file-share:$FILE_SHARE" "client-id:$CLIENT_ID" "api-host:$API_HOST"; do
       [ -n "${pair#*:}" ] || die "--${pair%%:*} is required for the cloud stamp"
     done
+    is_host "$API_HOST" || die "--api-host $API_HOST is not a lowercase DNS name (no IP address, no wildcard)"
+    if [ -z "$FAILOVER_HOST" ]; then
+      # Always written, so that the ConfigMap says what the ingress answers and a run without
+      # the option takes a failover name away again.
+      FAILOVER_HOST="$API_HOST"
+      log "note: no --failover-host: the ingress answers $API_HOST only (docs/failover.md)"
+    fi
+    is_host "$FAILOVER_HOST" || die "--failover-host $FAILOVER_HOST is not a lowercase DNS name (no IP address, no wildcard)"
     vars+=(--from-literal="EVENTHUBS_NAMESPACE=$EVENTHUBS_NAMESPACE"
       --from-literal="RESOURCE_GROUP=$RESOURCE_GROUP"
       --from-literal="STORAGE_ACCOUNT=$STORAGE_ACCOUNT"
       --from-literal="FILE_SHARE=$FILE_SHARE"
       --from-literal="WORKLOAD_IDENTITY_CLIENT_ID=$CLIENT_ID"
-      --from-literal="API_HOST=$API_HOST")
+      --from-literal="API_HOST=$API_HOST"
+      --from-literal="FAILOVER_HOST=$FAILOVER_HOST")
     ;;
   *) die "--stamp must be onprem or cloud" ;;
 esac

@@ -52,6 +52,8 @@ Settings (environment variables, defaults in brackets):
   TRAFFIC_MANAGER_NAME [$PREFIX-tm]  TRAFFIC_MANAGER_DNS_NAME [$PREFIX] (globally unique)
   TRAFFIC_MANAGER_TTL [30]  seconds resolvers may cache an answer: a failover reaches a client
                             up to this long after Traffic Manager noticed it
+  FAILOVER_HOST []  the name clients use through Traffic Manager (a CNAME to it); the cloud
+                    ingress answers it as well as API_HOST (stamp-config.sh --failover-host)
 EOF
 }
 
@@ -115,6 +117,7 @@ ONPREM_HOST="${ONPREM_HOST:-}"
 TRAFFIC_MANAGER_NAME="${TRAFFIC_MANAGER_NAME:-$PREFIX-tm}"
 TRAFFIC_MANAGER_DNS_NAME="${TRAFFIC_MANAGER_DNS_NAME:-$PREFIX}"
 TRAFFIC_MANAGER_TTL="${TRAFFIC_MANAGER_TTL:-30}"
+FAILOVER_HOST="${FAILOVER_HOST:-}"
 
 # Fixed names the manifests rely on.
 K8S_NAMESPACE=bridgehead
@@ -245,7 +248,7 @@ cloud() {
   local args=(--stamp cloud --context "$AKS_NAME" --acr-login-server "$ACR_LOGIN_SERVER"
     --eventhubs-namespace "$EVENTHUBS_NAMESPACE" --eventhub-name "$EVENTHUB_NAME"
     --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE"
-    --client-id "$client_id" --api-host "$API_HOST")
+    --client-id "$client_id" --api-host "$API_HOST" --failover-host "$FAILOVER_HOST")
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
   "$here/../stamp-config.sh" "${args[@]}"
 }
