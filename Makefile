@@ -42,11 +42,19 @@ fuzz:
 	  done; \
 	done
 
-## bench: the benchmarks behind docs/performance.md (spool, API vs baseline, forwarder drain; medians by benchstat).
+## bench: the benchmarks behind docs/performance.md (spool, API vs baseline, security costs,
+## forwarder drain; medians by benchstat). ROUNDS rounds of -count 1, so that the variants of a
+## comparison alternate in time instead of running back to back (-count N would repeat each
+## variant N times in a row, and these machines drift over minutes).
+ROUNDS ?= 5
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 5 -timeout 60m ./internal/spool/ ./internal/ingest/ | tee bench.out
+	rm -f bench.out
+	for i in $$(seq $(ROUNDS)); do \
+	  $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 60m ./internal/spool/ ./internal/ingest/ | tee -a bench.out || exit 1; \
+	done
 	$(GO) test -run '^$$' -bench BenchmarkDrain -benchtime 200000x -count 3 -timeout 30m ./internal/forward/ | tee -a bench.out
-	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg)' bench.out
+	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg OR cpu-µs/req)' bench.out
+	$(BENCHSTAT) -col /sec -filter '.name:(Security OR Guard)' bench.out
 
 clean:
 	rm -rf bin data bench.out

@@ -3,6 +3,8 @@ package ingest_test
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,7 +91,7 @@ func BenchmarkSecurity(b *testing.B) {
 					// As serve does: the reloader's config on a TLS listener.
 					ln, url = tls.NewListener(ln, reloader.TLSConfig()), "https://"+ln.Addr().String()
 				}
-				srv := &http.Server{Handler: api}
+				srv := &http.Server{Handler: api, ErrorLog: log.New(io.Discard, "", 0)} // not the handshakes cut by Close
 				go func() { _ = srv.Serve(ln) }()
 				defer srv.Close()
 				tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}
