@@ -1,35 +1,17 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 )
-
-// syncBuffer is a log sink safe for the Run goroutine and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // secretVolume mimics a Kubernetes secret volume: the file the server is given is a symlink
 // through `..data`, itself a symlink to a timestamped directory; an update writes a new
@@ -101,9 +83,9 @@ func keyFile(entries ...[2]string) string {
 	return sb.String()
 }
 
-func mustNewWatcher(t *testing.T, path string, interval time.Duration) (*Watcher, *syncBuffer) {
+func mustNewWatcher(t *testing.T, path string, interval time.Duration) (*Watcher, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	w, err := NewWatcher(path, interval, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("NewWatcher: %v", err)

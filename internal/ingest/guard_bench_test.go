@@ -35,18 +35,7 @@ import (
 //	go test -run '^$' -bench BenchmarkSecurity -benchtime 3s -count 5 ./internal/ingest/
 func BenchmarkSecurity(b *testing.B) {
 	body := []byte(`{"senderId":"bench-01","value":"` + strings.Repeat("v", 256) + `"}`)
-	key, _ := auth.NewKey()
-	var file strings.Builder
-	file.WriteString("principals:\n")
-	for i := range 99 {
-		other, _ := auth.NewKey()
-		fmt.Fprintf(&file, "  - name: p%02d\n    keySha256: %s\n    senders: [\"x-%02d\"]\n", i, auth.HashKey(other), i)
-	}
-	fmt.Fprintf(&file, "  - name: bench\n    keySha256: %s\n    senders: [\"bench-*\"]\n", auth.HashKey(key))
-	ps, err := auth.Parse([]byte(file.String()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, ps := benchPrincipals(b)
 	ca := tlstest.NewCA(b, "bench CA")
 	dir := b.TempDir()
 	certPEM, keyPEM := ca.Issue(b, tlstest.IssueOptions{CommonName: "bench"})
@@ -115,18 +104,7 @@ func BenchmarkSecurity(b *testing.B) {
 //	go test -run '^$' -bench BenchmarkGuard -count 10 ./internal/ingest/
 func BenchmarkGuard(b *testing.B) {
 	body := `{"senderId":"bench-01","value":"` + strings.Repeat("v", 256) + `"}`
-	key, _ := auth.NewKey()
-	var file strings.Builder
-	file.WriteString("principals:\n")
-	for i := range 99 {
-		other, _ := auth.NewKey()
-		fmt.Fprintf(&file, "  - name: p%02d\n    keySha256: %s\n    senders: [\"x-%02d\"]\n", i, auth.HashKey(other), i)
-	}
-	fmt.Fprintf(&file, "  - name: bench\n    keySha256: %s\n    senders: [\"bench-*\"]\n", auth.HashKey(key))
-	ps, err := auth.Parse([]byte(file.String()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, ps := benchPrincipals(b)
 	for _, sec := range []string{"off", "auth+rate"} {
 		b.Run("sec="+sec, func(b *testing.B) {
 			cfg := ingest.Config{Spool: nopSpool{}, Stamp: "bench"}
@@ -151,4 +129,22 @@ func BenchmarkGuard(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchPrincipals returns 100 principals, and the key of the one that may send as bench-*: the
+// last in the file, so a key check compares it with every other hash first.
+func benchPrincipals(b *testing.B) (string, *auth.Principals) {
+	key, _ := auth.NewKey()
+	var file strings.Builder
+	file.WriteString("principals:\n")
+	for i := range 99 {
+		other, _ := auth.NewKey()
+		fmt.Fprintf(&file, "  - name: p%02d\n    keySha256: %s\n    senders: [\"x-%02d\"]\n", i, auth.HashKey(other), i)
+	}
+	fmt.Fprintf(&file, "  - name: bench\n    keySha256: %s\n    senders: [\"bench-*\"]\n", auth.HashKey(key))
+	ps, err := auth.Parse([]byte(file.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key, ps
 }

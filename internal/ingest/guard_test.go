@@ -1,16 +1,15 @@
 package ingest_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
@@ -41,28 +40,10 @@ func testPrincipals(t *testing.T) func() *auth.Principals {
 	return func() *auth.Principals { return ps }
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
 
 func TestAuthRequiredKeys(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	sp := newFixture(t, spool.Options{}, ingest.Config{}).sp
 	f := serveFixture(t, sp, ingest.Config{AuthMode: ingest.AuthRequired, Principals: testPrincipals(t), DeadLetters: sp,
 		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

@@ -2,7 +2,6 @@ package tlsconf_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,39 +19,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
 )
 
 const interval = 20 * time.Millisecond
 
-// syncBuffer is a log sink safe for the Run goroutine and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // mustNew builds a Reloader logging into the returned buffer, and checks when the test ends that
 // no log line carries key material: neither PEM armour nor a line of any key the test made.
-func mustNew(t *testing.T, opts tlsconf.Options, keys ...[]byte) (*tlsconf.Reloader, *syncBuffer) {
+func mustNew(t *testing.T, opts tlsconf.Options, keys ...[]byte) (*tlsconf.Reloader, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	r, err := tlsconf.New(opts)
 	if err != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -13,31 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
 )
-
-// lockedBuffer collects a process's log safely while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // principalsFile writes a principals file with the given keys as senders of "01".
 func principalsFile(t *testing.T, path string, keys map[string]string, extra string) {
@@ -115,7 +96,7 @@ func TestSecuredStamp(t *testing.T) {
 	authFile := filepath.Join(t.TempDir(), "auth.yaml")
 	const keyA, keyB = "supplier-a-key-e2e-0123456789abcdef", "supplier-b-key-e2e-0123456789abcdef"
 	principalsFile(t, authFile, map[string]string{"supplier-a": keyA}, "")
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	s := startServeLogging(t, &logs, "--auth", "required", "--auth-file", authFile, "--reload-interval", "100ms",
 		"--tls-cert-file", secret.CertFile(), "--tls-key-file", secret.KeyFile(),
 		"--rate-limit", "20", "--rate-burst", "10", "--read-header-timeout", "1s", "--role", "api")

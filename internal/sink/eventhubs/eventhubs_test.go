@@ -1,7 +1,6 @@
 package eventhubs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,34 +18,17 @@ import (
 	"github.com/Azure/go-amqp"
 	"github.com/google/uuid"
 
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
 )
 
-// syncBuffer is a log destination safe for the sink's concurrent sends.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // mustNewSink builds a sink against srv (emulator-style connection string) and closes it at the
 // end of the test. edit may adjust the config.
-func mustNewSink(t *testing.T, srv *amqptest.Server, edit func(*Config)) (*Sink, *syncBuffer) {
+func mustNewSink(t *testing.T, srv *amqptest.Server, edit func(*Config)) (*Sink, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg := Config{
 		ConnectionString: srv.ConnectionString("hub"),
 		Stamp:            "cloud",

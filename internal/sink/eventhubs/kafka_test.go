@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
@@ -118,7 +119,7 @@ func TestKafkaTransportWrongPasswordIsTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	const timeout = time.Second
 	s, err := New(context.Background(), Config{
 		ConnectionString: goodCS,
