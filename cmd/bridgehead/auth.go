@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func newAuthCmd() *cobra.Command {
@@ -45,10 +48,18 @@ The key is read from stdin so that it stays out of shell history and process lis
   bridgehead auth hash < key.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if isTerminal(cmd.ErrOrStderr()) && isTerminalReader(cmd.InOrStdin()) {
-				fmt.Fprint(cmd.ErrOrStderr(), "API key (then Enter): ")
+			in := cmd.InOrStdin()
+			if f, ok := in.(*os.File); ok && isTerminalReader(f) {
+				// Typed by a person: do not echo the key onto the screen.
+				fmt.Fprint(cmd.ErrOrStderr(), "API key (not shown, then Enter): ")
+				b, err := term.ReadPassword(int(f.Fd()))
+				fmt.Fprintln(cmd.ErrOrStderr())
+				if err != nil {
+					return fmt.Errorf("read the key from the terminal: %w", err)
+				}
+				in = bytes.NewReader(b)
 			}
-			key, err := readKey(cmd.InOrStdin())
+			key, err := readKey(in)
 			if err != nil {
 				return err
 			}

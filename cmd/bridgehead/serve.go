@@ -42,6 +42,8 @@ type serveConfig struct {
 	shutdownGrace     time.Duration
 	logLevel          string
 	peerURL           string
+	peerAPIKey        string
+	peerCAFile        string
 	security          securityFlags
 }
 
@@ -82,6 +84,9 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time allowed for in-flight requests before exit")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	c.security.register(f)
+	f.StringVar(&c.peerAPIKey, "peer-api-key", "", "API key this stamp presents to the peer's /v1/status (when the peer runs --metrics-auth)")
+	_ = f.SetAnnotation("peer-api-key", secretAnnotation, []string{"true"})
+	f.StringVar(&c.peerCAFile, "peer-ca-file", "", "PEM CA certificates to trust for an https --peer-url (default: the system's)")
 	f.StringVar(&c.peerURL, "peer-url", "", "base URL of the other stamp, whose status the console shows beside this one's (e.g. https://cloud.example.com)")
 	return cmd
 }
@@ -109,6 +114,9 @@ func (c *serveConfig) validate() error {
 	}
 	if err := c.security.validate(); err != nil {
 		return err
+	}
+	if c.peerURL == "" && (c.peerAPIKey != "" || c.peerCAFile != "") {
+		return errors.New("--peer-api-key and --peer-ca-file need --peer-url")
 	}
 	if c.peerURL != "" {
 		if u, err := url.Parse(c.peerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -184,7 +192,14 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
 		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 		Logger: log, Registerer: reg, Gatherer: reg,
-		DeadLetters: sp, PeerURL: c.peerURL, Console: web.Handler(),
+		DeadLetters: sp, PeerURL: c.peerURL, PeerAPIKey: c.peerAPIKey, Console: web.Handler(),
+	}
+	if c.peerCAFile != "" {
+		tc, err := tlsConfig("--peer-ca-file", c.peerCAFile)
+		if err != nil {
+			return err
+		}
+		apiCfg.PeerClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	}
 	if fwd != nil {
 		apiCfg.ForwardStatus = func() any { return fwd.Status() }

@@ -99,7 +99,7 @@ func TestSecuredStamp(t *testing.T) {
 	var logs logbuf.Buffer
 	s := startServeLogging(t, &logs, "--auth", "required", "--auth-file", authFile, "--reload-interval", "100ms",
 		"--tls-cert-file", secret.CertFile(), "--tls-key-file", secret.KeyFile(),
-		"--rate-limit", "20", "--rate-burst", "10", "--read-header-timeout", "1s", "--role", "api")
+		"--rate-limit", "20", "--rate-burst", "10", "--read-header-timeout", "1s", "--role", "api", "--metrics-auth")
 	if !strings.HasPrefix(s.url, "https://") {
 		t.Fatalf("serve prints %s, want an https:// address with TLS on", s.url)
 	}
@@ -123,6 +123,18 @@ func TestSecuredStamp(t *testing.T) {
 		} {
 			if got := postKey(t, c, s.url, tc.key, tc.body); got != tc.want {
 				t.Errorf("key %.12q body %s: %d, want %d", tc.key, tc.body, got, tc.want)
+			}
+		}
+	})
+	t.Run("probes open, metrics and status closed", func(t *testing.T) {
+		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/ServiceAPI/health": 200, "/metrics": 401, "/v1/status": 401} {
+			resp, err := c.Get(s.url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s without a key: %d, want %d", path, resp.StatusCode, want)
 			}
 		}
 	})
@@ -155,6 +167,32 @@ func TestSecuredStamp(t *testing.T) {
 		out, err = exec.Command(binary, "send", "--url", s.url, "--ca-file", caFile, "--sender-id", "01", "--value", "a").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "401") {
 			t.Errorf("send without a key: err %v, output %s; want a failure naming 401", err, out)
+		}
+	})
+	t.Run("a peer stamp shows this one's status over TLS with a key", func(t *testing.T) {
+		caFile := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(caFile, ca.PEM(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		peer := startServe(t, "--role", "api", "--peer-url", s.url, "--peer-ca-file", caFile, "--peer-api-key", keyB)
+		resp, err := http.Get(peer.url + "/v1/peer/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"stamp":"e2e"`) {
+			t.Errorf("peer status: %d %s, want the secured stamp's status", resp.StatusCode, body)
+		}
+		keyless := startServe(t, "--role", "api", "--peer-url", s.url, "--peer-ca-file", caFile)
+		resp, err = http.Get(keyless.url + "/v1/peer/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 502 || !strings.Contains(string(body), "401") {
+			t.Errorf("peer status without the key: %d %s, want 502 naming the peer's 401", resp.StatusCode, body)
 		}
 	})
 	t.Run("certificate rotation by symlink swap", func(t *testing.T) {
