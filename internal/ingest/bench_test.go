@@ -160,6 +160,9 @@ func benchRoot(b *testing.B) string {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(serverChildEnv); spec != "" {
+		os.Exit(runServerChild(spec))
+	}
 	code := m.Run()
 	if benchRootDir != "" {
 		_ = os.RemoveAll(benchRootDir)
