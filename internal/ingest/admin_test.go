@@ -134,6 +134,9 @@ func TestPeerStatusRelayed(t *testing.T) {
 	if r.status != 200 || string(r.body) != `{"stamp":"cloud","ready":true}` {
 		t.Fatalf("peer status: %d %s", r.status, r.body)
 	}
+	if r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Errorf("the relayed body is served with %v; want JSON, nosniff", r.header)
+	}
 	if r := f.do(t, "GET", "/v1/status", "", ""); !strings.Contains(string(r.body), `"peerUrl":"`+peer.URL+`"`) {
 		t.Errorf("status %s does not name the peer", r.body)
 	}

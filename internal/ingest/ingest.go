@@ -233,6 +233,8 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // prototype's ASP.NET routing did (its ingress probes /serviceAPI/health).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Every answer is JSON (or the console's own files): never let a browser sniff it as HTML.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if v := recover(); v != nil {
