@@ -90,7 +90,7 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgs, err := s.cfg.DeadLetters.Read(r.Context(), e)
-	if err != nil && len(msgs) == 0 {
+	if err != nil && !errors.Is(err, spool.ErrCorrupt) {
 		writeProblem(w, s.spoolProblem("reading "+e.ID, err))
 		return
 	}
@@ -103,7 +103,7 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 		Messages []deadLetterEntry `json:"messages"`
 	}{ID: e.ID, Created: e.Created, DeadAt: at, Reason: reason, Messages: make([]deadLetterEntry, 0, len(msgs))}
 	if err != nil {
-		body.Damaged = err.Error() // the intact records are shown; verify names the damage
+		body.Damaged = err.Error() // damaged on disk: the intact records are shown
 	}
 	for _, m := range msgs {
 		body.Messages = append(body.Messages, deadLetterEntry{CorrelationID: m.ID.String(), SenderID: m.SenderID,

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
 // deadLetter spools one message from the API and dead-letters its segment with reason.
@@ -161,5 +165,59 @@ func TestConsoleServedAtRootAndAssets(t *testing.T) {
 	}
 	if r := f.do(t, "POST", "/", "", ""); r.status != 405 {
 		t.Errorf("POST /: %d, want 405", r.status)
+	}
+}
+
+func TestDeadLetterRoutesWhenTheSpoolFails(t *testing.T) {
+	ffs := fsys.NewFaulty(fsys.OS{})
+	sp := newFixture(t, spool.Options{FS: ffs}, ingest.Config{}).sp
+	f := serveFixture(t, sp, ingest.Config{DeadLetters: sp})
+	id := f.deadLetter(t, "poison", "rejected")
+
+	ffs.Inject(fsys.Rule{Op: fsys.OpReadDir, Match: "/dead", Err: syscall.EIO})
+	assert503(t, f.do(t, "GET", "/v1/dead-letters", "", ""), ingest.ProblemSpoolUnavailable)
+	assert503(t, f.do(t, "POST", "/v1/dead-letters/requeue-all", "", ""), ingest.ProblemSpoolUnavailable)
+	ffs.Reset()
+
+	// A requeue whose rename fails leaves the dead letter where it was, and says so.
+	ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/dead/", Err: syscall.EIO})
+	assert503(t, f.do(t, "POST", "/v1/dead-letters/"+id+"/requeue", "", ""), ingest.ProblemSpoolUnavailable)
+	ffs.Reset()
+	if r := f.do(t, "GET", "/v1/dead-letters/"+id, "", ""); r.status != 200 {
+		t.Errorf("after a failed requeue: %d %s, want the dead letter still there", r.status, r.body)
+	}
+	// Unreadable: nothing to show, so the answer is the spool's trouble, not an empty list.
+	ffs.Inject(fsys.Rule{Op: fsys.OpRead, Match: "/dead/", Err: syscall.EIO})
+	assert503(t, f.do(t, "GET", "/v1/dead-letters/"+id, "", ""), ingest.ProblemSpoolUnavailable)
+	ffs.Reset()
+}
+
+func TestDamagedDeadLetterIsShownWithItsDamage(t *testing.T) {
+	sp := newFixture(t, spool.Options{}, ingest.Config{}).sp
+	f := serveFixture(t, sp, ingest.Config{DeadLetters: sp})
+	id := f.deadLetter(t, "poison", "rejected")
+	e, err := sp.Find(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(sp.Dir(), string(e.State), e.Name)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff // flip a byte inside the record
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := f.do(t, "GET", "/v1/dead-letters/"+id, "", "")
+	var body struct {
+		Damaged  string            `json:"damaged"`
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(r.body, &body); r.status != 200 || err != nil {
+		t.Fatalf("damaged dead letter: %d %s, want 200 naming the damage", r.status, r.body)
+	}
+	if body.Damaged == "" || body.Messages == nil {
+		t.Errorf("damaged dead letter: %s, want damaged set and messages [] (none intact)", r.body)
 	}
 }
