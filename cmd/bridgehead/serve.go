@@ -233,6 +233,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	absSpool, _ := filepath.Abs(c.spoolDir)
 	fmt.Fprintf(stdout, "bridgehead %s serving role %s as stamp %q\n", version, c.role, c.stamp)
 	fmt.Fprintf(stdout, "  listening on   %s://%s\n", scheme, ln.Addr())
+	fmt.Fprintf(stdout, "  console        %s://%s/\n", scheme, ln.Addr())
 	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
 	fmt.Fprintf(stdout, "  delivering to  %s\n", delivery)
 
