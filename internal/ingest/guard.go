@@ -79,7 +79,7 @@ func (s *Server) authenticate(r *http.Request) (*auth.Principal, *Problem) {
 		if p, ok := ps.ByKey(key); ok {
 			return p, nil
 		}
-		s.metrics.authFailures.WithLabelValues("invalid_key").Inc()
+		s.refused(r, "invalid_key", "")
 		return nil, s.unauthorized(`error="invalid_token"`, "the API key presented is not valid (unknown or revoked)")
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
@@ -103,16 +103,28 @@ func (s *Server) guard(r *http.Request, a access) (*http.Request, *Problem) {
 	}
 	if p == nil {
 		if a == accessAdmin || (a == accessSend && s.cfg.AuthMode == AuthRequired) || (a == accessRead && s.cfg.MetricsAuth) {
-			s.metrics.authFailures.WithLabelValues("missing").Inc()
+			s.refused(r, "missing", "")
 			return r, s.unauthorized("", "this route needs credentials: an API key (Authorization: Bearer <key> or X-Api-Key) or a client certificate")
 		}
 		return r, nil
 	}
 	if a == accessAdmin && !p.IsAdmin() {
-		s.metrics.authFailures.WithLabelValues("forbidden").Inc()
+		s.refused(r, "forbidden", p.Name)
 		return r, problem(http.StatusForbidden, ProblemForbidden, "Forbidden", "principal "+p.Name+" does not have the admin role this route needs")
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), nil
+}
+
+// refused counts a request refused by authentication or authorization, and logs it for the
+// audit trail: at most one line a second per reason, so that a client hammering with a bad key
+// cannot flood the log (the metric counts every one). The line names the client's address, the
+// route and the principal (for a 403), never a key.
+func (s *Server) refused(r *http.Request, reason, principal string) {
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	s.refusedLog[reason].Do(func() {
+		s.log.Warn("request refused", "reason", reason, "remote", clientIP(r), "method", r.Method,
+			"path", r.URL.Path, "principal", principal, "note", "at most one line a second per reason; see bridgehead_http_auth_failures_total")
+	})
 }
 
 func (s *Server) unauthorized(params, detail string) *Problem {
@@ -138,7 +150,7 @@ func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *Problem {
 			}
 		}
 		if errs != nil {
-			s.metrics.authFailures.WithLabelValues("forbidden").Inc()
+			s.refused(r, "forbidden", p.Name)
 			detail := errs[0].Detail
 			if len(msgs) > 1 {
 				detail = fmt.Sprintf("%s (%d of %d messages); nothing was accepted", detail, len(errs), len(msgs))

@@ -102,6 +102,18 @@ func TestAuthRequiredKeys(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// The refusals are in the audit log, named by reason and client address, but a client
+	// hammering with a bad key cannot flood it: at most a line a second per reason.
+	for range 50 {
+		f.do(t, "POST", "/v1/messages", "application/json", one, bearer("wrong-key-0123456789")...)
+	}
+	if n := strings.Count(logs.String(), `"reason":"invalid_key"`); n < 1 || n > 2 {
+		t.Errorf("%d log lines for 51 invalid keys, want 1 or 2 (a line a second at most)", n)
+	}
+	if !strings.Contains(logs.String(), `"msg":"request refused","reason":"forbidden","remote":"127.0.0.1"`) ||
+		!strings.Contains(logs.String(), `"principal":"supplier-a"`) {
+		t.Errorf("the 403 is not in the audit log with the client and the principal:\n%s", logs.String())
+	}
 	for _, secret := range []string{supplierKey, adminKey, "wrong-key-0123456789", auth.HashKey(supplierKey), auth.HashKey(adminKey)} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("a key or key hash appears in the log:\n%s", logs.String())

@@ -26,6 +26,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 // Spool is what the API needs of the spool.
@@ -115,16 +116,18 @@ type Config struct {
 
 // Server is the HTTP API. It is safe for concurrent use.
 type Server struct {
-	cfg      Config
-	lim      limits
-	log      *slog.Logger
-	now      func() time.Time
-	started  time.Time
-	limiter  *limiters // nil without a rate limit
-	draining atomic.Bool
-	accepted atomic.Uint64 // messages accepted, for /v1/status
-	metrics  *metrics
-	routes   map[string]route
+	cfg     Config
+	lim     limits
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+	limiter *limiters // nil without a rate limit
+	// refusedLog keeps the audit log of refused requests to a line a second per reason.
+	refusedLog map[string]*rate.Sometimes
+	draining   atomic.Bool
+	accepted   atomic.Uint64 // messages accepted, for /v1/status
+	metrics    *metrics
+	routes     map[string]route
 }
 
 // route is one path's handlers by method.
@@ -192,6 +195,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiters(cfg.RateLimit, cfg.RateBurst)
+	}
+	s.refusedLog = map[string]*rate.Sometimes{}
+	for _, reason := range []string{"missing", "invalid_key", "forbidden"} {
+		s.refusedLog[reason] = &rate.Sometimes{Interval: time.Second}
 	}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Spool); err != nil {
