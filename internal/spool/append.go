@@ -172,8 +172,15 @@ func (s *Spool) commit(b *batch) error {
 		sp.err = ErrClosed
 	}
 	// Let the next file be created once this one has left tmp/: a create and a rename out of
-	// tmp/ both lock tmp/, and the rename is on the callers' critical path.
+	// tmp/ both lock tmp/, and the rename is on the callers' critical path. Exactly once per
+	// commit: a second word would wait in spareUsed and let the preparer create the file after
+	// next while the next commit's file is still in tmp/.
+	signalled := false
 	next := func() {
+		if signalled {
+			return
+		}
+		signalled = true
 		select {
 		case s.spareUsed <- struct{}{}:
 		default:
