@@ -142,11 +142,16 @@ func (f *Faulty) Resynced() []string {
 	return append([]string(nil), f.resynced...)
 }
 
-// enter applies latency and counting, and returns the rule that fires for (op, path), if any.
+// enter counts the call, waits out the latency and the delay of the rule that fires for
+// (op, path), if any, and returns that rule when it injects an error. A rule with a Delay and no
+// Err ends here: the call then runs normally, only later.
 func (f *Faulty) enter(op Op, path string) *Rule {
 	f.mu.Lock()
 	f.counts[op]++
-	lat := f.latency
+	var wait time.Duration
+	if op.isMetadata() {
+		wait = f.latency
+	}
 	var fired *Rule
 	for _, r := range f.rules {
 		if r.Op != op || !strings.Contains(path, r.Match) {
@@ -160,8 +165,14 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 		break
 	}
 	f.mu.Unlock()
-	if lat > 0 && op.isMetadata() {
-		time.Sleep(lat)
+	if fired != nil {
+		wait += fired.Delay
+	}
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+	if fired != nil && fired.Err == nil {
+		return nil
 	}
 	return fired
 }
@@ -170,12 +181,6 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 func (f *Faulty) do(op Op, path string, call func() error) error {
 	r := f.enter(op, path)
 	if r == nil {
-		return call()
-	}
-	if r.Delay > 0 {
-		time.Sleep(r.Delay)
-	}
-	if r.Err == nil {
 		return call()
 	}
 	if r.After {
@@ -332,5 +337,5 @@ func (ff *faultyFile) Close() error {
 
 // String describes the rule, for test failure messages.
 func (r Rule) String() string {
-	return fmt.Sprintf("%s %q err=%v after=%v skip=%d times=%d", r.Op, r.Match, r.Err, r.After, r.Skip, r.Times)
+	return fmt.Sprintf("%s %q err=%v after=%v skip=%d times=%d delay=%v", r.Op, r.Match, r.Err, r.After, r.Skip, r.Times, r.Delay)
 }

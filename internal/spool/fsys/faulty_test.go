@@ -7,6 +7,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
@@ -91,5 +92,27 @@ func TestFaultyFrozenListingAndResync(t *testing.T) {
 	f.Inject(fsys.Rule{Op: fsys.OpClose, Err: syscall.EIO, Times: 1})
 	if err := file.Close(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("close: got %v, want EIO", err)
+	}
+}
+
+// TestFaultyDelayOnly: a rule with a Delay and no Err slows the call and lets it succeed, for
+// Close (which bypasses the common path to always release the descriptor) as for the others.
+func TestFaultyDelayOnly(t *testing.T) {
+	dir := t.TempDir()
+	f := fsys.NewFaulty(fsys.OS{})
+	f.Inject(fsys.Rule{Op: fsys.OpClose, Delay: time.Millisecond})
+	f.Inject(fsys.Rule{Op: fsys.OpRename, Delay: time.Millisecond})
+	file, err := f.CreateExcl(filepath.Join(dir, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := file.Close(); err != nil {
+		t.Fatalf("close with a delay-only rule: got %v, want nil", err)
+	}
+	if err := f.Rename(filepath.Join(dir, "x"), filepath.Join(dir, "y")); err != nil {
+		t.Fatalf("rename with a delay-only rule: got %v, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y")); err != nil {
+		t.Fatalf("delayed rename did not happen: %v", err)
 	}
 }
