@@ -115,7 +115,6 @@ func (s *Spool) List(ctx context.Context, state State) ([]Entry, error) {
 
 // list returns the segments in state in directory order: Stats (run by the periodic scan every
 // second), Find and Purge need no order.
-
 func (s *Spool) list(state State) ([]Entry, error) {
 	names, err := s.fs.ReadDir(s.path(string(state)))
 	if err != nil {

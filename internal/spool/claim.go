@@ -293,26 +293,30 @@ func (s *Spool) Release(ctx context.Context, c *Claim, notBefore time.Time) erro
 
 // DeadLetter ends c by moving the whole segment to dead/ with reason (the sink's words).
 func (s *Spool) DeadLetter(ctx context.Context, c *Claim, reason string) error {
-	if err := s.settleFile(s.path(dirClaimed, c.Name()), dirDead, c.name, reason); err != nil {
-		if fsys.IsNotExist(err) {
-			return fmt.Errorf("dead-letter %s: %w", c.ID, ErrLostClaim)
-		}
-		return fmt.Errorf("dead-letter %s: %w", c.ID, err)
-	}
-	return nil
+	return s.settleClaim(c, dirDead, "dead-letter", reason)
 }
 
 // Quarantine ends c by moving the whole segment to quarantine/ with reason: for a segment whose
 // records decode but that a consumer judges damaged. Quarantined segments are kept for a human
 // and never deleted by the program.
 func (s *Spool) Quarantine(ctx context.Context, c *Claim, reason string) error {
-	if err := s.settleFile(s.path(dirClaimed, c.Name()), dirQuarantine, c.name, reason); err != nil {
-		if fsys.IsNotExist(err) {
-			return fmt.Errorf("quarantine %s: %w", c.ID, ErrLostClaim)
-		}
-		return fmt.Errorf("quarantine %s: %w", c.ID, err)
+	if err := s.settleClaim(c, dirQuarantine, "quarantine", reason); err != nil {
+		return err
 	}
 	s.log.Error("segment quarantined", "segment", c.ID, "reason", reason)
+	return nil
+}
+
+// settleClaim moves c's claimed file into dir (dead/ or quarantine/) with reason; verb names the
+// operation in errors. A claimed file that is gone (and not already settled) is a lost claim.
+func (s *Spool) settleClaim(c *Claim, dir, verb, reason string) error {
+	err := s.settleFile(s.path(dirClaimed, c.Name()), dir, c.name, reason)
+	if fsys.IsNotExist(err) {
+		err = ErrLostClaim
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", verb, c.ID, err)
+	}
 	return nil
 }
 
