@@ -76,13 +76,9 @@ func TestCorruptSegmentsAreNamedQuarantinedAndSalvaged(t *testing.T) {
 			s := mustOpenSpool(t, "", spool.Options{})
 			good, bad := msgs(10, 100), msgs(10, 100)
 			// Append separately so they are two segments; the damaged one is the second.
-			if err := s.Append(ctx, good...); err != nil {
-				t.Fatal(err)
-			}
+			mustAppend(t, s, good...)
 			goodFile := readyFiles(t, s)[0]
-			if err := s.Append(ctx, bad...); err != nil {
-				t.Fatal(err)
-			}
+			mustAppend(t, s, bad...)
 			files := readyFiles(t, s)
 			if len(files) != 2 {
 				t.Fatalf("got %d segments, want 2", len(files))
@@ -150,9 +146,7 @@ func TestCorruptSegmentsAreNamedQuarantinedAndSalvaged(t *testing.T) {
 func TestReaperNeverTouchesQuarantine(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpenSpool(t, "", spool.Options{OrphanAge: 1})
-	if err := s.Append(ctx, msgs(3, 10)...); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(3, 10)...)
 	flipByte(t, readyFiles(t, s)[0], 8) // header
 	if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
 		t.Fatalf("Claim of a wholly damaged segment: got %v, want ErrEmpty", err)

@@ -159,14 +159,9 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
 		in := msgs(3, 10)
-		if err := s.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Err: syscall.EIO, After: true, Times: 1})
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatalf("Claim: %v", err)
-		}
+		c := mustClaim(t, s)
 		if err := sameSet(ids(c.Messages), ids(in)); err != nil {
 			t.Fatal(err)
 		}
@@ -180,16 +175,11 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		b := mustOpenSpool(t, dir, spool.Options{FS: ffs})
 		in := msgs(5, 10)
-		if err := a.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, a, in...)
 		if err := ffs.FreezeListing(filepath.Join(dir, "ready")); err != nil {
 			t.Fatal(err)
 		}
-		ca, err := a.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ca := mustClaim(t, a)
 		if err := a.Ack(ctx, ca); err != nil {
 			t.Fatal(err)
 		}
@@ -203,9 +193,7 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: clk.Now, Lease: time.Second, SkewAllowance: 100 * time.Millisecond})
 		in := msgs(2, 10)
-		if err := s.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRead, Match: "/claimed/", Err: syscall.ESTALE, Times: 1})
 		if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
 			t.Fatalf("Claim with ESTALE: got %v, want ErrEmpty (treated as lost)", err)
@@ -222,9 +210,7 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
 		in := msgs(2, 10)
-		if err := s.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Err: syscall.EBUSY, Times: 1})
 		if _, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
 			t.Fatalf("Claim with EBUSY: got %v, want ErrEmpty", err)
@@ -236,13 +222,8 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 	t.Run("SMB: unlink refused (EACCES), ack retried", func(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
-		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, msgs(1, 10)...)
+		c := mustClaim(t, s)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRemove, Match: "/claimed/", Err: syscall.EACCES, Times: 1})
 		if err := s.Ack(ctx, c); err == nil || errors.Is(err, spool.ErrLostClaim) {
 			t.Fatalf("Ack with EACCES: got %v, want a retriable error", err)
@@ -257,13 +238,8 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 	t.Run("ack unlink done, reply lost", func(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
-		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, msgs(1, 10)...)
+		c := mustClaim(t, s)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRemove, Match: "/claimed/", Err: syscall.EIO, After: true, Times: 1})
 		if err := s.Ack(ctx, c); err == nil {
 			t.Fatal("Ack: got nil, want the EIO reported")
@@ -277,13 +253,8 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
 		in := msgs(2, 10)
-		if err := s.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...)
+		c := mustClaim(t, s)
 		ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/ready/", Err: syscall.ENOENT, After: true, Times: 1})
 		if err := s.Release(ctx, c, time.Time{}); err != nil {
 			t.Fatalf("Release: %v", err)
@@ -295,13 +266,8 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 	t.Run("dead-letter: reason write fails, claim kept", func(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
 		s := mustOpenSpool(t, "", spool.Options{FS: ffs})
-		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, msgs(1, 10)...)
+		c := mustClaim(t, s)
 		ffs.Inject(fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO, Times: 1})
 		if err := s.DeadLetter(ctx, c, "poison"); err == nil {
 			t.Fatal("DeadLetter: got nil, want the fsync error")

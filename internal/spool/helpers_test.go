@@ -115,3 +115,21 @@ func sameSet(a, b []uuid.UUID) error {
 	}
 	return nil
 }
+
+// mustAppend appends in to s or fails.
+func mustAppend(tb testing.TB, s *spool.Spool, in ...message.Message) {
+	tb.Helper()
+	if err := s.Append(context.Background(), in...); err != nil {
+		tb.Fatalf("Append: %v", err)
+	}
+}
+
+// mustClaim claims a segment from s or fails.
+func mustClaim(tb testing.TB, s *spool.Spool) *spool.Claim {
+	tb.Helper()
+	c, err := s.Claim(context.Background())
+	if err != nil {
+		tb.Fatalf("Claim: %v", err)
+	}
+	return c
+}

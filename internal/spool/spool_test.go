@@ -21,17 +21,12 @@ func TestAppendClaimAck(t *testing.T) {
 	ctx := context.Background()
 	in := msgs(3, 100)
 	in[0].Properties = map[string]string{"unit": "kWh"}
-	if err := s.Append(ctx, in...); err != nil {
-		t.Fatalf("Append: %v", err)
-	}
+	mustAppend(t, s, in...)
 	st := mustStats(t, s)
 	if st.Ready.Segments != 1 || st.Ready.Messages != 3 {
 		t.Fatalf("ready = %+v, want 1 segment of 3 messages", st.Ready)
 	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	c := mustClaim(t, s)
 	if c.Attempt != 1 {
 		t.Errorf("Attempt = %d, want 1", c.Attempt)
 	}
@@ -85,9 +80,7 @@ func TestAppendErrors(t *testing.T) {
 		}, spool.ErrReadOnly},
 		{"max bytes", func(t *testing.T) *spool.Spool {
 			s := mustOpenSpool(t, "", spool.Options{MaxBytes: 1000})
-			if err := s.Append(ctx, msgs(1, 500)...); err != nil {
-				t.Fatal(err)
-			}
+			mustAppend(t, s, msgs(1, 500)...)
 			return s
 		}, spool.ErrFull},
 		{"min free bytes", func(t *testing.T) *spool.Spool {
@@ -128,16 +121,11 @@ func TestReadyReportsCapacity(t *testing.T) {
 	if err := s.Ready(); err != nil {
 		t.Fatalf("Ready on empty spool: %v", err)
 	}
-	if err := s.Append(context.Background(), msgs(1, 1900)...); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(1, 1900)...)
 	if err := s.Ready(); !errors.Is(err, spool.ErrFull) {
 		t.Fatalf("Ready past MaxBytes: got %v, want ErrFull", err)
 	}
-	c, err := s.Claim(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustClaim(t, s)
 	if err := s.Ack(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +181,7 @@ func TestGroupCommitSharesSegments(t *testing.T) {
 func TestAppendIsAllOrNothingInOneSegment(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{MaxSegmentBytes: 4096})
 	in := msgs(50, 300) // ~16 KiB: larger than MaxSegmentBytes, still one segment
-	if err := s.Append(context.Background(), in...); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, in...)
 	st := mustStats(t, s)
 	if st.Ready.Segments != 1 || st.Ready.Messages != 50 {
 		t.Fatalf("ready = %+v, want one segment of 50", st.Ready)
@@ -206,13 +192,8 @@ func TestReleaseNotBeforeAndRenew(t *testing.T) {
 	clk := newFakeClock()
 	s := mustOpenSpool(t, "", spool.Options{Now: clk.Now, Lease: time.Minute})
 	ctx := context.Background()
-	if err := s.Append(ctx, msgs(2, 10)...); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(2, 10)...)
+	c := mustClaim(t, s)
 	old := c.Deadline
 	clk.Advance(10 * time.Second)
 	if err := s.Renew(ctx, c); err != nil {
@@ -254,13 +235,8 @@ func TestDeadLetterAndRequeue(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{})
 	ctx := context.Background()
 	in := msgs(4, 10)
-	if err := s.Append(ctx, in...); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, in...)
+	c := mustClaim(t, s)
 	if err := s.DeadLetter(ctx, c, "event hub rejected: message too large"); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
@@ -275,10 +251,7 @@ func TestDeadLetterAndRequeue(t *testing.T) {
 	if err := s.Requeue(ctx, dead[0]); err != nil {
 		t.Fatalf("Requeue: %v", err)
 	}
-	c, err = s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = mustClaim(t, s)
 	if c.Attempt != 1 {
 		t.Errorf("after requeue attempt = %d, want 1 (reset)", c.Attempt)
 	}
@@ -293,13 +266,8 @@ func TestDeadLetterAndRequeue(t *testing.T) {
 func TestQuarantineByConsumer(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{})
 	ctx := context.Background()
-	if err := s.Append(ctx, msgs(2, 10)...); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(2, 10)...)
+	c := mustClaim(t, s)
 	if err := s.Quarantine(ctx, c, "payload is not what the sink expects"); err != nil {
 		t.Fatalf("Quarantine: %v", err)
 	}
@@ -325,9 +293,7 @@ func TestQuarantineByConsumer(t *testing.T) {
 func TestMaxAttemptsDeadLetters(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{MaxAttempts: 3})
 	ctx := context.Background()
-	if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(1, 10)...)
 	for i := 1; i <= 3; i++ {
 		c, err := s.Claim(ctx)
 		if err != nil {
@@ -355,13 +321,8 @@ func TestSettleMixedOutcome(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{Now: clk.Now})
 	ctx := context.Background()
 	in := msgs(6, 10)
-	if err := s.Append(ctx, in...); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, in...)
+	c := mustClaim(t, s)
 	// 0,1 delivered; 2,3 retry; 4,5 dead.
 	o := spool.Outcome{Retry: c.Messages[2:4], NotBefore: clk.Now().Add(time.Second), Dead: c.Messages[4:6], Reason: "rejected"}
 	if err := s.Settle(ctx, c, o); err != nil {
@@ -372,10 +333,7 @@ func TestSettleMixedOutcome(t *testing.T) {
 		t.Fatalf("after settle: %+v", st)
 	}
 	clk.Advance(2 * time.Second)
-	r, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustClaim(t, s)
 	if r.Attempt != 2 {
 		t.Errorf("retry segment attempt = %d, want 2 (the count carries over)", r.Attempt)
 	}
@@ -401,13 +359,8 @@ func TestSettleShortcuts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := mustOpenSpool(t, "", spool.Options{})
-			if err := s.Append(ctx, msgs(3, 10)...); err != nil {
-				t.Fatal(err)
-			}
-			c, err := s.Claim(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			mustAppend(t, s, msgs(3, 10)...)
+			c := mustClaim(t, s)
 			if err := s.Settle(ctx, c, tt.outcome(c)); err != nil {
 				t.Fatal(err)
 			}
@@ -423,13 +376,8 @@ func TestClockSkewReclaimWaitsDeadlinePlusTwiceSkew(t *testing.T) {
 	opts := spool.Options{Now: clk.Now, Lease: 10 * time.Second, SkewAllowance: time.Second}
 	s := mustOpenSpool(t, "", opts)
 	ctx := context.Background()
-	if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(1, 10)...)
+	c := mustClaim(t, s)
 	clk.Advance(11 * time.Second) // past the deadline, not past deadline + 2 × skew
 	if rs, err := s.Reap(ctx); err != nil || rs.Reclaimed != 0 {
 		t.Fatalf("Reap within the skew grace: %+v, %v; want nothing reclaimed", rs, err)
@@ -439,10 +387,7 @@ func TestClockSkewReclaimWaitsDeadlinePlusTwiceSkew(t *testing.T) {
 	if err != nil || rs.Reclaimed != 1 {
 		t.Fatalf("Reap: %+v, %v; want one reclaimed", rs, err)
 	}
-	c2, err := s.Claim(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := mustClaim(t, s)
 	if c2.Attempt != 2 {
 		t.Errorf("attempt = %d, want 2", c2.Attempt)
 	}
@@ -458,12 +403,8 @@ func TestReaperDeadLettersExpiredLastAttempt(t *testing.T) {
 	clk := newFakeClock()
 	s := mustOpenSpool(t, "", spool.Options{Now: clk.Now, Lease: time.Second, SkewAllowance: 100 * time.Millisecond, MaxAttempts: 1})
 	ctx := context.Background()
-	if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Claim(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(1, 10)...)
+	mustClaim(t, s)
 	clk.Advance(2 * time.Second)
 	rs, err := s.Reap(ctx)
 	if err != nil || rs.DeadLettered != 1 {
@@ -548,13 +489,8 @@ func TestPurgeDead(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{})
 	ctx := context.Background()
 	for range 3 {
-		if err := s.Append(ctx, msgs(1, 10)...); err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Claim(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, msgs(1, 10)...)
+		c := mustClaim(t, s)
 		if err := s.DeadLetter(ctx, c, "poison"); err != nil {
 			t.Fatal(err)
 		}
@@ -608,9 +544,7 @@ func TestCloseFinishesInFlightCommits(t *testing.T) {
 func TestStatsOldestAge(t *testing.T) {
 	clk := newFakeClock()
 	s := mustOpenSpool(t, "", spool.Options{Now: clk.Now})
-	if err := s.Append(context.Background(), msgs(1, 10)...); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, s, msgs(1, 10)...)
 	clk.Advance(90 * time.Second)
 	st := mustStats(t, s)
 	if st.OldestAgeSeconds < 89 || st.OldestAgeSeconds > 91 {
@@ -649,9 +583,7 @@ func TestConcurrentClaimersInOneProcessNeverShareASegment(t *testing.T) {
 	var all []uuid.UUID
 	for range 200 {
 		in := msgs(1, 10)
-		if err := s.Append(ctx, in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...)
 		all = append(all, ids(in)...)
 	}
 	var mu sync.Mutex
