@@ -168,6 +168,11 @@ func Load(path string) (*Principals, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseFile(path, data)
+}
+
+// parseFile is Parse with errors naming the file data was read from.
+func parseFile(path string, data []byte) (*Principals, error) {
 	ps, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("load principals %s: %w", path, err)

@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -32,11 +30,7 @@ type Watcher struct {
 
 	cur atomic.Pointer[Principals]
 
-	// Owned by Run's goroutine (set once by NewWatcher before Run starts).
-	seen    filewatch.ID      // identity last looked at, loaded or not
-	seenSum [sha256.Size]byte // hash of the bytes last read, loaded or not
-	content [sha256.Size]byte // hash of the content now in force
-	failed  bool              // whether the last look failed (to log a recovery)
+	files *filewatch.Tracker // owned by Run's goroutine (initialised by NewWatcher)
 }
 
 // NewWatcher loads the principals file at path and returns a Watcher holding it; a file that
@@ -50,22 +44,14 @@ func NewWatcher(path string, interval time.Duration, logger *slog.Logger) (*Watc
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{path: path, interval: interval, logger: logger}
-	id, err := filewatch.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("watch principals %s: %w", path, err)
-	}
-	data, err := readFile(path)
-	if err != nil {
+	w := &Watcher{path: path, interval: interval, logger: logger, files: filewatch.NewTracker(readFile, path)}
+	var ps *Principals
+	if err := w.files.Init(func(data [][]byte) (err error) {
+		ps, err = parseFile(path, data[0])
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	ps, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("load principals %s: %w", path, err)
-	}
-	w.seen = id
-	w.seenSum = sha256.Sum256(data)
-	w.content = w.seenSum
 	w.cur.Store(ps)
 	return w, nil
 }
@@ -75,63 +61,24 @@ func (w *Watcher) Current() *Principals { return w.cur.Load() }
 
 // Run polls the file every interval until ctx ends, then returns nil.
 func (w *Watcher) Run(ctx context.Context) error {
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			w.poll()
-		}
-	}
+	return filewatch.Every(ctx, w.interval, w.poll)
 }
 
 // poll looks at the file once and reloads it if its identity changed.
 func (w *Watcher) poll() {
-	id, err := filewatch.Stat(w.path)
-	if err != nil {
-		if !id.Same(w.seen) { // log once until the file can be looked at again
-			w.logger.Error("auth file: stat failed; keeping the current principals", "path", w.path, "err", err)
-		}
-		w.seen, w.seenSum, w.failed = id, [sha256.Size]byte{}, true
-		return
+	var ps *Principals
+	res, err := w.files.Poll(time.Now(), func(data [][]byte) (err error) {
+		ps, err = Parse(data[0])
+		return err
+	})
+	switch res {
+	case filewatch.Unchanged:
+	case filewatch.Loaded:
+		w.cur.Store(ps)
+		w.logger.Info("auth file: reloaded", "path", w.path, "principals", ps.Len())
+	case filewatch.Restored:
+		w.logger.Info("auth file: valid again, unchanged", "path", w.path)
+	default:
+		w.logger.Error("auth file: "+res.String()+"; keeping the current principals", "path", w.path, "err", err)
 	}
-	if id.Same(w.seen) && !id.Racy(time.Now()) {
-		return
-	}
-	w.seen = id
-	if len(id.Missing()) > 0 {
-		w.logger.Error("auth file: missing; keeping the current principals", "path", w.path)
-		w.seenSum, w.failed = [sha256.Size]byte{}, true
-		return
-	}
-	data, err := readFile(w.path)
-	if err != nil {
-		// Vanished between stat and open, or unreadable: try again on the next poll.
-		w.logger.Error("auth file: unreadable; keeping the current principals", "path", w.path, "err", err)
-		w.seen, w.seenSum, w.failed = filewatch.ID{}, [sha256.Size]byte{}, true
-		return
-	}
-	sum := sha256.Sum256(data)
-	if sum == w.seenSum {
-		return // the bytes last looked at, loaded or refused: nothing new to do or log
-	}
-	w.seenSum = sum
-	ps, err := Parse(data)
-	if err != nil {
-		w.logger.Error("auth file: invalid; keeping the current principals", "path", w.path, "err", err)
-		w.failed = true
-		return
-	}
-	if sum == w.content {
-		if w.failed {
-			w.logger.Info("auth file: valid again, unchanged", "path", w.path)
-		}
-		w.failed = false
-		return // touched or re-linked, same content
-	}
-	w.content, w.failed = sum, false
-	w.cur.Store(ps)
-	w.logger.Info("auth file: reloaded", "path", w.path, "principals", ps.Len())
 }

@@ -10,6 +10,9 @@
 // modification time; a missing file is part of an ID, not an error, since it may be
 // mid-replacement. What it cannot see, a same-size rewrite within one mtime tick, is flagged by
 // Racy so the caller re-reads and compares content.
+//
+// Tracker is the state machine both reloaders share on top of ID: what to load, what to keep in
+// force, and which failure to report once; Every is their poll loop.
 package filewatch
 
 import (

@@ -26,7 +26,6 @@ package tlsconf
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -36,7 +35,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -102,19 +100,16 @@ func (o Options) validate() (tls.ClientAuthType, error) {
 // counters may be used from any goroutine (the set in force is an atomic pointer); the poll state
 // is owned by the goroutine running Run, which must be called at most once.
 type Reloader struct {
-	opts  Options
-	auth  tls.ClientAuthType
-	paths []string // CertFile, KeyFile and, with client auth, ClientCAFile
+	opts Options
+	auth tls.ClientAuthType
 
 	cur      atomic.Pointer[bundle]
 	reloads  atomic.Int64
 	failures atomic.Int64
 
-	// Owned by Run's goroutine (set once by New before Run starts).
-	seen    filewatch.ID      // identity last looked at, loaded or not
-	seenSum [sha256.Size]byte // hash of the bytes last read, loaded or not
-	inForce [sha256.Size]byte // hash of the bytes now in force
-	failed  bool              // whether the last look failed (to log a recovery)
+	// files are CertFile, KeyFile and, with client auth, ClientCAFile; owned by Run's goroutine
+	// (initialised by New).
+	files *filewatch.Tracker
 }
 
 // bundle is one loaded set of files; never modified once stored.
@@ -137,23 +132,18 @@ func New(opts Options) (*Reloader, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Reloader{opts: opts, auth: auth, paths: []string{opts.CertFile, opts.KeyFile}}
+	paths := []string{opts.CertFile, opts.KeyFile}
 	if auth != tls.NoClientCert {
-		r.paths = append(r.paths, opts.ClientCAFile)
+		paths = append(paths, opts.ClientCAFile)
 	}
-	id, err := filewatch.Stat(r.paths...)
-	if err != nil {
-		return nil, fmt.Errorf("stat TLS files: %w", err)
-	}
-	data, sum, err := r.read()
-	if err != nil {
+	r := &Reloader{opts: opts, auth: auth, files: filewatch.NewTracker(readFile, paths...)}
+	var b *bundle
+	if err := r.files.Init(func(data [][]byte) (err error) {
+		b, err = r.load(data)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	b, err := r.load(data)
-	if err != nil {
-		return nil, err
-	}
-	r.seen, r.seenSum, r.inForce = id, sum, sum
 	r.cur.Store(b)
 	r.logInForce("tls: loaded", b)
 	return r, nil
@@ -197,74 +187,29 @@ func (r *Reloader) Failures() int64 { return r.failures.Load() }
 
 // Run polls the files every Options.Interval until ctx ends, then returns nil.
 func (r *Reloader) Run(ctx context.Context) error {
-	t := time.NewTicker(r.opts.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			r.poll()
-		}
-	}
+	return filewatch.Every(ctx, r.opts.Interval, r.poll)
 }
 
 // poll looks at the files once and loads them if their identity changed.
 func (r *Reloader) poll() {
-	id, err := filewatch.Stat(r.paths...)
-	if err != nil {
-		if !id.Same(r.seen) { // log once until the files can be looked at again
-			r.fail("stat failed", err)
-		}
-		r.seen, r.seenSum = id, [sha256.Size]byte{}
-		return
+	var b *bundle
+	res, err := r.files.Poll(time.Now(), func(data [][]byte) (err error) {
+		b, err = r.load(data)
+		return err
+	})
+	switch res {
+	case filewatch.Unchanged:
+	case filewatch.Loaded:
+		r.cur.Store(b)
+		r.logInForce("tls: reloaded", b)
+		r.reloads.Add(1) // last, so whoever sees the count sees the new set and the log line
+	case filewatch.Restored:
+		r.opts.Logger.Info("tls: files valid again, unchanged", "cert", r.opts.CertFile)
+	default:
+		r.opts.Logger.Error("tls: files "+res.String()+"; keeping the certificate in force",
+			"cert", r.opts.CertFile, "key", r.opts.KeyFile, "clientCA", r.opts.ClientCAFile, "err", err)
+		r.failures.Add(1)
 	}
-	if id.Same(r.seen) && !id.Racy(time.Now()) {
-		return
-	}
-	prev := r.seen
-	r.seen = id
-	if missing := id.Missing(); len(missing) > 0 {
-		if !id.Same(prev) { // another file may be racy: log once per state
-			r.fail("missing", fmt.Errorf("%s: %w", strings.Join(missing, ", "), os.ErrNotExist))
-		}
-		r.seenSum = [sha256.Size]byte{}
-		return
-	}
-	data, sum, err := r.read()
-	if err != nil {
-		// Vanished between stat and open, or unreadable: try again on the next poll.
-		r.fail("unreadable", err)
-		r.seen, r.seenSum = filewatch.ID{}, [sha256.Size]byte{}
-		return
-	}
-	if sum == r.seenSum {
-		return // the bytes last looked at, loaded or refused: nothing new to do or log
-	}
-	r.seenSum = sum
-	if sum == r.inForce {
-		if r.failed {
-			r.opts.Logger.Info("tls: files valid again, unchanged", "cert", r.opts.CertFile)
-		}
-		r.failed = false
-		return
-	}
-	b, err := r.load(data)
-	if err != nil {
-		r.fail("invalid", err)
-		return
-	}
-	r.inForce, r.failed = sum, false
-	r.cur.Store(b)
-	r.logInForce("tls: reloaded", b)
-	r.reloads.Add(1) // last, so whoever sees the count sees the new set and the log line
-}
-
-func (r *Reloader) fail(what string, err error) {
-	r.failed = true
-	r.opts.Logger.Error("tls: files "+what+"; keeping the certificate in force",
-		"cert", r.opts.CertFile, "key", r.opts.KeyFile, "clientCA", r.opts.ClientCAFile, "err", err)
-	r.failures.Add(1)
 }
 
 func (r *Reloader) logInForce(msg string, b *bundle) {
@@ -277,23 +222,16 @@ func (r *Reloader) logInForce(msg string, b *bundle) {
 	r.opts.Logger.Info(msg, attrs...)
 }
 
-// read returns the contents of r.paths and a hash over all of them.
-func (r *Reloader) read() ([][]byte, [sha256.Size]byte, error) {
-	h := sha256.New()
-	data := make([][]byte, len(r.paths))
-	for i, path := range r.paths {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, [sha256.Size]byte{}, fmt.Errorf("read TLS file: %w", err) // err names path
-		}
-		fmt.Fprintf(h, "%d:", len(b)) // length-prefixed, so bytes moving between files count
-		h.Write(b)
-		data[i] = b
+// readFile reads one of the TLS files for the Tracker.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read TLS file: %w", err) // err names path
 	}
-	return data, [sha256.Size]byte(h.Sum(nil)), nil
+	return b, nil
 }
 
-// load parses what read returned. Its errors name the files; crypto/tls's key pair errors
+// load parses the files' contents, in the order of the Tracker's paths. Its errors name the files; crypto/tls's key pair errors
 // describe the problem without quoting the key.
 func (r *Reloader) load(data [][]byte) (*bundle, error) {
 	cert, err := tls.X509KeyPair(data[0], data[1])
