@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
@@ -157,16 +156,15 @@ func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *Problem {
 	if s.limiter == nil {
 		return nil
 	}
-	key := "ip:" + clientIP(r)
+	who, kind := clientIP(r), "ip:"
 	if p != nil {
-		key = "principal:" + p.Name
+		who, kind = p.Name, "principal:"
 	}
-	wait, ok := s.limiter.take(key, len(msgs), time.Now())
+	wait, ok := s.limiter.take(kind+who, len(msgs), time.Now())
 	if wait == 0 {
 		return nil
 	}
 	s.metrics.rateLimited.Add(float64(len(msgs)))
-	who := strings.TrimPrefix(strings.TrimPrefix(key, "principal:"), "ip:")
 	detail := fmt.Sprintf("%s is over its rate of %g messages/s (burst %d); nothing was accepted, retry after %s",
 		who, s.limiter.limit, s.limiter.burst, wait.Round(time.Millisecond))
 	if !ok {
