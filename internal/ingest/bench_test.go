@@ -26,7 +26,6 @@ type nopSpool struct{}
 
 func (nopSpool) Append(context.Context, ...message.Message) error { return nil }
 func (nopSpool) Ready() error                                     { return nil }
-func (nopSpool) Stats(context.Context) (spool.Stats, error)       { return spool.Stats{}, nil }
 func (nopSpool) LastStats() spool.Stats                           { return spool.Stats{} }
 
 // BenchmarkAPI drives the API over real TCP on 127.0.0.1 with 64 keep-alive connections, side by
@@ -57,16 +56,8 @@ func BenchmarkAPI(b *testing.B) {
 				var sp ingest.Spool = nopSpool{}
 				var durable *spool.Spool
 				if impl != "baseline" {
-					dir, err := os.MkdirTemp(benchRoot(b), "api-")
-					if err != nil {
-						b.Fatal(err)
-					}
-					s, err := spool.Open(dir, spool.Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer s.Close()
-					sp, durable = s, s
+					durable = openBenchSpool(b, "api-")
+					sp = durable
 				}
 				api, err := ingest.New(ingest.Config{Spool: sp, Stamp: "bench"})
 				if err != nil {
@@ -157,6 +148,21 @@ func benchRoot(b *testing.B) string {
 		}
 	})
 	return benchRootDir
+}
+
+// openBenchSpool opens a spool in a new directory under benchRoot, closed when b ends.
+func openBenchSpool(b *testing.B, prefix string) *spool.Spool {
+	b.Helper()
+	dir, err := os.MkdirTemp(benchRoot(b), prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := spool.Open(dir, spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 func TestMain(m *testing.M) {

@@ -8,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
-	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
 )
@@ -49,16 +47,7 @@ func BenchmarkSecurity(b *testing.B) {
 			b.Run(fmt.Sprintf("impl=%s/sec=%s", impl, sec), func(b *testing.B) {
 				var sp ingest.Spool = nopSpool{}
 				if impl == "durable" {
-					d, err := os.MkdirTemp(benchRoot(b), "sec-")
-					if err != nil {
-						b.Fatal(err)
-					}
-					s, err := spool.Open(d, spool.Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer s.Close()
-					sp = s
+					sp = openBenchSpool(b, "sec-")
 				}
 				cfg := ingest.Config{Spool: sp, Stamp: "bench"}
 				var header http.Header

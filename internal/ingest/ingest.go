@@ -33,9 +33,8 @@ import (
 type Spool interface {
 	Append(ctx context.Context, msgs ...message.Message) error
 	Ready() error
-	Stats(ctx context.Context) (spool.Stats, error)
-	// LastStats is the content as of the spool's last periodic scan: what /metrics reports,
-	// without listing the spool again on every scrape.
+	// LastStats is the content as of the spool's last periodic scan: what /metrics and
+	// /v1/status report, without listing the spool again on every request.
 	LastStats() spool.Stats
 }
 
@@ -369,8 +368,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Prob
 	return body, nil
 }
 
-// appendProblem maps an Append error to the answer: 503 + Retry-After when the spool cannot take
-// the message now; nothing was acknowledged either way.
+// appendProblem maps an Append (or Ready) error to the answer: 503 + Retry-After when the spool
+// cannot take the message now; nothing was acknowledged either way.
 func (s *Server) appendProblem(err error) *Problem {
 	var p *Problem
 	switch {
@@ -388,7 +387,6 @@ func (s *Server) appendProblem(err error) *Problem {
 			"the spool could not store the message; it was not accepted, retry later")
 	}
 	p.retryAfter = s.cfg.RetryAfter
-	s.log.Warn("append failed", "err", err)
 	return p
 }
 

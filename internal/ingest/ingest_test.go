@@ -447,10 +447,16 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 	// Spool gauges come from the spool's periodic scan: scan often, then wait for one.
 	f := newFixture(t, spool.Options{ScanInterval: 5 * time.Millisecond}, ingest.Config{Role: "api", Version: "v9"})
 	f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
-	r := f.do(t, "GET", "/v1/status", "", "")
 	var st ingest.Status
-	if err := json.Unmarshal(r.body, &st); err != nil || r.status != 200 {
-		t.Fatalf("status: %d %s %v", r.status, r.body, err)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		r := f.do(t, "GET", "/v1/status", "", "")
+		if err := json.Unmarshal(r.body, &st); err != nil || r.status != 200 {
+			t.Fatalf("status: %d %s %v", r.status, r.body, err)
+		}
+		if st.Spool.Ready.Messages == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval while the spool's next scan comes
 	}
 	if st.Stamp != "onprem" || st.Role != "api" || st.Version != "v9" || !st.Ready || st.Spool.Ready.Messages != 1 {
 		t.Fatalf("status %+v", st)
@@ -473,7 +479,7 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	r = f.do(t, "GET", "/nope", "", "")
+	r := f.do(t, "GET", "/nope", "", "")
 	if p := decodeProblem(t, r); r.status != 404 || p.Type != ingest.ProblemNotFound {
 		t.Fatalf("unknown path: %d %+v", r.status, p)
 	}
