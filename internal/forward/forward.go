@@ -360,7 +360,6 @@ type job struct {
 	bo        *fullJitter
 	dead      []message.Message
 	reasons   []string
-	delivered int
 }
 
 // forward sends c's messages in rounds until each was delivered or dead-lettered, or the claim
@@ -420,29 +419,30 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 	var left []message.Message
 	failed := 0
 	batches := cut(pending, f.limits, capMsgs)
-	for i, b := range batches {
-		rest := func() []message.Message {
-			for _, b := range batches[i:] {
-				left = append(left, b...)
-			}
-			return left
+	// rest adds the batches from i on, unsent, to left.
+	rest := func(i int) []message.Message {
+		for _, b := range batches[i:] {
+			left = append(left, b...)
 		}
+		return left
+	}
+	for i, b := range batches {
 		if ctx.Err() != nil {
-			return rest(), 0, errStopped
+			return rest(i), 0, errStopped
 		}
 		if err := f.renewIfDue(j); err != nil {
-			return rest(), 0, err
+			return rest(i), 0, err
 		}
 		done, err := f.admit(ctx, j)
 		if err != nil {
-			return rest(), 0, err
+			return rest(i), 0, err
 		}
 		res := f.send(hard, j, b, done)
-		transient := 0
+		delivered, transient := 0, 0
 		for k, r := range res {
 			switch r.Status {
 			case sink.Delivered:
-				j.delivered++
+				delivered++
 			case sink.Permanent:
 				j.dead = append(j.dead, b[k])
 				j.reasons = append(j.reasons, fmt.Sprintf("%s: %v", b[k].ID, r.Err))
@@ -451,33 +451,20 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 				left = append(left, b[k])
 			}
 		}
-		f.m.delivered.Add(float64(len(b) - transient - countPermanent(res)))
+		f.m.delivered.Add(float64(delivered))
 		f.m.retried.Add(float64(transient))
 		if transient == len(b) {
 			failed = max(failed, len(b))
 			if capMsgs == 0 {
 				// The whole batch failed: the sink is likely failing; stop this round here
 				// and back off rather than push the remaining batches into it.
-				for _, b := range batches[i+1:] {
-					left = append(left, b...)
-				}
-				return left, failed, nil
+				return rest(i + 1), failed, nil
 			}
 			// Bisecting (an earlier round failed whole while the sink worked): go on, so
 			// the batches without the poison are delivered.
 		}
 	}
 	return left, failed, nil
-}
-
-func countPermanent(res []sink.Result) int {
-	n := 0
-	for _, r := range res {
-		if r.Status == sink.Permanent {
-			n++
-		}
-	}
-	return n
 }
 
 // send sends one batch under a deadline inside the lease and reports the outcome to the
