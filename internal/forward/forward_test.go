@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -208,15 +209,68 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func stats(t *testing.T, sp interface {
+// statser is a *spool.Spool, or a countingSpool wrapping one.
+type statser interface {
 	Stats(context.Context) (spool.Stats, error)
-}) spool.Stats {
+}
+
+func stats(t *testing.T, sp statser) spool.Stats {
 	t.Helper()
 	st, err := sp.Stats(context.Background())
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
 	return st
+}
+
+// waitDrained waits until ready/, claimed/ and dead/ hold no segment.
+func waitDrained(t *testing.T, sp statser) {
+	t.Helper()
+	eventually(t, 5*time.Second, "spool empty", func() bool {
+		st := stats(t, sp)
+		return st.Ready.Segments+st.Claimed.Segments+st.Dead.Segments == 0
+	})
+}
+
+// waitDead waits up to d until dead/ holds n messages and ready/ and claimed/ nothing, and
+// returns the dead segments.
+func waitDead(t *testing.T, sp *spool.Spool, d time.Duration, n int) []spool.Entry {
+	t.Helper()
+	eventually(t, d, fmt.Sprintf("%d message(s) dead-lettered and nothing left", n), func() bool {
+		st := stats(t, sp)
+		return st.Dead.Messages == n && st.Ready.Segments+st.Claimed.Segments == 0
+	})
+	entries, err := sp.List(context.Background(), spool.StateDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+func deadReason(t *testing.T, sp *spool.Spool, e spool.Entry) string {
+	t.Helper()
+	reason, err := sp.Reason(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reason
+}
+
+func deadMessages(t *testing.T, sp *spool.Spool, e spool.Entry) []message.Message {
+	t.Helper()
+	ms, err := sp.Read(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// wantAttemptLimit fails t unless the dead segment's reason is the spool's attempt limit.
+func wantAttemptLimit(t *testing.T, sp *spool.Spool, e spool.Entry, maxAttempts int) {
+	t.Helper()
+	if reason := deadReason(t, sp, e); !strings.Contains(reason, fmt.Sprintf("after %d delivery attempts", maxAttempts)) {
+		t.Errorf("reason %q, want the attempt limit", reason)
+	}
 }
 
 func TestDrain(t *testing.T) {
@@ -230,10 +284,7 @@ func TestDrain(t *testing.T) {
 	}
 	stop := start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg, Concurrency: 4})
 	eventually(t, 10*time.Second, "every message delivered", func() bool { return fs.all(all) })
-	eventually(t, 5*time.Second, "spool empty", func() bool {
-		st := stats(t, sp)
-		return st.Ready.Segments+st.Claimed.Segments == 0
-	})
+	waitDrained(t, sp)
 	if _, err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -295,35 +346,15 @@ func TestPermanentDeadLetteredWithReason(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg})
-	var good []message.Message
-	for _, m := range all {
-		if !bad[m.ID] {
-			good = append(good, m)
-		}
-	}
+	good := slices.DeleteFunc(slices.Clone(all), func(m message.Message) bool { return bad[m.ID] })
 	eventually(t, 10*time.Second, "segment-mates delivered", func() bool { return fs.all(good) })
-	eventually(t, 5*time.Second, "dead-lettered and nothing left", func() bool {
-		st := stats(t, sp)
-		return st.Dead.Messages == 2 && st.Ready.Segments+st.Claimed.Segments == 0
-	})
-	entries, err := sp.List(context.Background(), spool.StateDead)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dead := map[uuid.UUID]bool{}
-	for _, e := range entries {
-		reason, err := sp.Reason(context.Background(), e)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range waitDead(t, sp, 5*time.Second, 2) {
+		reason := deadReason(t, sp, e)
 		if !strings.Contains(reason, "MESSAGE_TOO_LARGE") {
 			t.Errorf("reason %q does not carry the sink's words", reason)
 		}
-		ms, err := sp.Read(context.Background(), e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
+		for _, m := range deadMessages(t, sp, e) {
 			dead[m.ID] = true
 			if !strings.Contains(reason, m.ID.String()) {
 				t.Errorf("reason %q does not name message %s", reason, m.ID)
@@ -359,10 +390,7 @@ func TestTransientRetriedThenDelivered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg, Concurrency: 1, RetryInitialDelay: time.Millisecond, RetryMaxDelay: 10 * time.Millisecond})
 	eventually(t, 10*time.Second, "delivered after the transient failures", func() bool { return fs.all(all) })
-	eventually(t, 5*time.Second, "spool empty", func() bool {
-		st := stats(t, sp)
-		return st.Ready.Segments+st.Claimed.Segments+st.Dead.Segments == 0
-	})
+	waitDrained(t, sp)
 	if got := gather(t, reg)["bridgehead_forward_retried_total"]; got < 3 {
 		t.Errorf("retried_total %v, want at least 3", got)
 	}
@@ -389,22 +417,9 @@ func TestPoisonDeadLetteredAfterMaxAttempts(t *testing.T) {
 		// The poison alone would trip the breaker when nothing else flows; this test is about
 		// the attempt limit.
 		Breaker: forward.BreakerConfig{FailureThreshold: 1000}})
-	var good []message.Message
-	for _, m := range all {
-		if m.ID != poison.ID {
-			good = append(good, m)
-		}
-	}
+	good := slices.DeleteFunc(slices.Clone(all), func(m message.Message) bool { return m.ID == poison.ID })
 	eventually(t, 10*time.Second, "the others delivered", func() bool { return fs.all(good) })
-	eventually(t, 10*time.Second, "the poison dead-lettered", func() bool {
-		st := stats(t, sp)
-		return st.Dead.Messages == 1 && st.Ready.Segments+st.Claimed.Segments == 0
-	})
-	entries, _ := sp.List(context.Background(), spool.StateDead)
-	reason, _ := sp.Reason(context.Background(), entries[0])
-	if !strings.Contains(reason, fmt.Sprintf("after %d delivery attempts", maxAttempts)) {
-		t.Errorf("reason %q, want the attempt limit", reason)
-	}
+	wantAttemptLimit(t, sp, waitDead(t, sp, 10*time.Second, 1)[0], maxAttempts)
 	if n := poisonSends.Load(); n != maxAttempts*forward.DefaultRetriesPerClaim {
 		t.Errorf("the poison was sent %d times, want %d (attempts × rounds per claim)", n, maxAttempts*forward.DefaultRetriesPerClaim)
 	}
@@ -466,10 +481,7 @@ func TestBreakerHoldsClaimsThenResumesWithinProbeInterval(t *testing.T) {
 	if first > probe+100*time.Millisecond {
 		t.Errorf("first delivery %v after the sink returned, want within one probe interval (%v)", first, probe)
 	}
-	eventually(t, 5*time.Second, "spool empty", func() bool {
-		st := stats(t, sp)
-		return st.Ready.Segments+st.Claimed.Segments+st.Dead.Segments == 0
-	})
+	waitDrained(t, sp)
 }
 
 func TestShutdown(t *testing.T) {
@@ -582,7 +594,7 @@ func TestRenewWhenSlow(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg, Concurrency: 1, ReapInterval: 10 * time.Millisecond})
 	eventually(t, 10*time.Second, "delivered", func() bool { return fs.all(all) })
-	eventually(t, 5*time.Second, "acked", func() bool { return stats(t, sp).Claimed.Segments+stats(t, sp).Ready.Segments == 0 })
+	waitDrained(t, sp)
 	if sp.renews.Load() == 0 {
 		t.Fatal("a claim sent for longer than its lease was never renewed")
 	}

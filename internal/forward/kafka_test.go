@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,10 +95,7 @@ func TestKafkaDrain(t *testing.T) {
 	for _, m := range all {
 		sinktest.Equal(t, got[m.ID], m)
 	}
-	eventually(t, 5*time.Second, "spool empty", func() bool {
-		st := stats(t, sp)
-		return st.Ready.Segments+st.Claimed.Segments+st.Dead.Segments == 0
-	})
+	waitDrained(t, sp)
 }
 
 func TestKafkaBrokerDownThenUp(t *testing.T) {
@@ -138,10 +136,7 @@ func TestKafkaBrokerDownThenUp(t *testing.T) {
 		t.Errorf("first delivery %v after the broker returned, want within one probe interval (%v)", first, probe)
 	}
 	sinktest.WaitFor(t, consumed(t, c), all)
-	eventually(t, 5*time.Second, "spool empty", func() bool {
-		st := stats(t, sp)
-		return st.Ready.Segments+st.Claimed.Segments+st.Dead.Segments == 0
-	})
+	waitDrained(t, sp)
 }
 
 func TestKafkaOversizedDeadLettered(t *testing.T) {
@@ -155,20 +150,14 @@ func TestKafkaOversizedDeadLettered(t *testing.T) {
 	c := mustCluster(t)
 	start(t, forward.Config{Spool: sp2, Sink: mustKafkaSink(t, c, kafka.Config{MaxRecordBytes: 64 << 10})})
 	got := sinktest.WaitFor(t, consumed(t, c), all)
-	eventually(t, 5*time.Second, "the big message dead-lettered", func() bool {
-		st := stats(t, sp2)
-		return st.Dead.Messages == 1 && st.Ready.Segments+st.Claimed.Segments == 0
-	})
+	entries := waitDead(t, sp2, 5*time.Second, 1)
 	if _, ok := got[big.ID]; ok {
 		t.Fatal("the oversized message reached the topic")
 	}
-	entries, _ := sp2.List(context.Background(), spool.StateDead)
-	reason, _ := sp2.Reason(context.Background(), entries[0])
-	if !strings.Contains(reason, "exceeds") || !strings.Contains(reason, big.ID.String()) {
+	if reason := deadReason(t, sp2, entries[0]); !strings.Contains(reason, "exceeds") || !strings.Contains(reason, big.ID.String()) {
 		t.Errorf("reason %q, want the sink's size error naming the message", reason)
 	}
-	ms, _ := sp2.Read(context.Background(), entries[0])
-	if len(ms) != 1 || ms[0].ID != big.ID {
+	if ms := deadMessages(t, sp2, entries[0]); len(ms) != 1 || ms[0].ID != big.ID {
 		t.Errorf("dead/ holds %d messages, want only the big one", len(ms))
 	}
 }
@@ -212,25 +201,13 @@ func TestKafkaPoisonDeadLetteredAfterMaxAttempts(t *testing.T) {
 	start(t, forward.Config{Spool: sp, Sink: mustKafkaSink(t, c, kafka.Config{}),
 		RetryInitialDelay: time.Millisecond, RetryMaxDelay: 10 * time.Millisecond,
 		Breaker: forward.BreakerConfig{FailureThreshold: 1000}})
-	var good []message.Message
-	for _, m := range append(append(append([]message.Message{}, before...), poisoned...), after...) {
-		if m.ID != poison.ID {
-			good = append(good, m)
-		}
-	}
+	good := slices.DeleteFunc(slices.Concat(before, poisoned, after), func(m message.Message) bool { return m.ID == poison.ID })
 	got := sinktest.WaitFor(t, consumed(t, c), good)
-	eventually(t, 10*time.Second, "the poison dead-lettered", func() bool {
-		st := stats(t, sp)
-		return st.Dead.Messages == 1 && st.Ready.Segments+st.Claimed.Segments == 0
-	})
+	entries := waitDead(t, sp, 10*time.Second, 1)
 	if _, ok := got[poison.ID]; ok {
 		t.Fatal("the poison reached the topic")
 	}
-	entries, _ := sp.List(context.Background(), spool.StateDead)
-	reason, _ := sp.Reason(context.Background(), entries[0])
-	if !strings.Contains(reason, fmt.Sprintf("after %d delivery attempts", maxAttempts)) {
-		t.Errorf("reason %q, want the attempt limit", reason)
-	}
+	wantAttemptLimit(t, sp, entries[0], maxAttempts)
 }
 
 // countingSink counts delivered messages cheaply (for the benchmark).
