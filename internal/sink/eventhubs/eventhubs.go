@@ -173,9 +173,9 @@ func (cfg *Config) validate() (ConnectionString, string, error) {
 // Sink delivers batches to one event hub. It is safe for concurrent use: the producer client
 // (or Kafka client) is shared; linkMax and lastAuthLog are atomics; closed guards Close.
 type Sink struct {
-	cfg Config
-	log *slog.Logger
-	hub string
+	cfg       Config
+	log       *slog.Logger
+	namespace string // host[:port] of the namespace, for the configuration-error log
 
 	producer *azeventhubs.ProducerClient // amqp transport
 	kafka    *kgo.Client                 // kafka transport
@@ -200,7 +200,11 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg, log: cfg.Logger.With("sink", "eventhubs", "transport", cfg.Transport, "eventhub", hub), hub: hub}
+	s := &Sink{cfg: cfg, log: cfg.Logger.With("sink", "eventhubs", "transport", cfg.Transport, "eventhub", hub),
+		namespace: cfg.Namespace}
+	if s.namespace == "" {
+		s.namespace = cs.Namespace()
+	}
 	if cfg.Transport == TransportKafka {
 		if s.kafka, err = newKafkaClient(cfg, cs, hub); err != nil {
 			return nil, err
@@ -484,16 +488,26 @@ func (s *Sink) probeLinkMax(ctx context.Context) {
 	}
 }
 
-// event builds the Event Hubs event for m: body per BodyMode, message-id = correlationId, the
-// message's properties plus correlationId, senderId and stamp as application properties.
-func (s *Sink) event(m *message.Message) (*azeventhubs.EventData, error) {
+// encode returns m with the sink's stamp filled in when it carries none, and its body per
+// BodyMode (an error wrapping errBody if it cannot be built): what both transports send.
+func (s *Sink) encode(m *message.Message) (message.Message, []byte, error) {
 	mm := *m
 	if mm.Stamp == "" {
 		mm.Stamp = s.cfg.Stamp
 	}
 	body, err := sink.Body(&mm, s.cfg.BodyMode)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBody, err)
+		return mm, nil, fmt.Errorf("%w: %w", errBody, err)
+	}
+	return mm, body, nil
+}
+
+// event builds the Event Hubs event for m: body per BodyMode, message-id = correlationId, the
+// message's properties plus correlationId, senderId and stamp as application properties.
+func (s *Sink) event(m *message.Message) (*azeventhubs.EventData, error) {
+	mm, body, err := s.encode(m)
+	if err != nil {
+		return nil, err
 	}
 	id := mm.ID.String()
 	ev := &azeventhubs.EventData{Body: body, MessageID: &id, Properties: eventProperties(&mm)}
@@ -527,22 +541,12 @@ func (s *Sink) result(err error) sink.Result {
 		last := s.lastAuthLog.Load()
 		if now-last >= int64(authLogEvery) && s.lastAuthLog.CompareAndSwap(last, now) {
 			s.log.Error("event hubs refused the configured credentials or entity: configuration error, messages stay in the spool until it is fixed",
-				"err", err, "namespace", s.namespaceForLog())
+				"err", err, "namespace", s.namespace)
 		}
 	} else {
 		s.log.Debug("send failed", "status", st.String(), "err", err)
 	}
 	return sink.Result{Status: st, Err: err}
-}
-
-func (s *Sink) namespaceForLog() string {
-	if s.cfg.Namespace != "" {
-		return s.cfg.Namespace
-	}
-	if cs, err := ParseConnectionString(s.cfg.ConnectionString); err == nil {
-		return cs.Namespace()
-	}
-	return ""
 }
 
 // classify decides what a failure means for the messages it concerns; it is the only place

@@ -60,13 +60,9 @@ func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, e
 func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sink.Result) {
 	var wg sync.WaitGroup
 	for i := range batch {
-		m := batch[i]
-		if m.Stamp == "" {
-			m.Stamp = s.cfg.Stamp
-		}
-		body, err := sink.Body(&m, s.cfg.BodyMode)
+		m, body, err := s.encode(&batch[i])
 		if err != nil {
-			res[i] = s.result(fmt.Errorf("%w: %w", errBody, err))
+			res[i] = s.result(err)
 			continue
 		}
 		props := eventProperties(&m)
