@@ -5,9 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
@@ -38,32 +36,10 @@ func TestContractAMQP(t *testing.T) {
 // TestContractKafka runs the sink contract suite over the Kafka transport against kfake set up
 // like an Event Hubs Kafka endpoint (TLS, SASL PLAIN with $ConnectionString).
 func TestContractKafka(t *testing.T) {
-	const ns = "bh-prod.servicebus.windows.net"
-	serverTLS, roots := amqptest.SelfSignedTLS(t, ns)
 	sinktest.Run(t, func(t *testing.T) (sink.Sink, func() []message.Message) {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(serverTLS), kfake.EnableSASL(),
-			kfake.Superuser("PLAIN", "$ConnectionString", goodCS), kfake.SeedTopics(3, "messages"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cluster.Close)
-		s, err := New(context.Background(), Config{
-			ConnectionString: goodCS, Transport: TransportKafka, CustomEndpoint: cluster.ListenAddrs()[0],
-			TLSConfig: roots2TLS(roots), SendTimeout: 10 * time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		consumerTLS := roots2TLS(roots)
-		consumerTLS.ServerName = ns
-		consumer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DialTLSConfig(consumerTLS),
-			kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: goodCS}.AsMechanism()),
-			kgo.ConsumeTopics("messages"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(consumer.Close)
+		ep := newKafkaEndpoint(t, goodCS, 3)
+		s := ep.mustNewSink(t, nil)
+		consumer := ep.consumer(t)
 		var got []message.Message // read is called from the test goroutine only
 		return s, func() []message.Message {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -2,7 +2,7 @@ package eventhubs
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -20,36 +20,79 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
 )
 
-// TestKafkaTransport drives the kafka transport against kfake set up like an Event Hubs Kafka
-// endpoint: TLS with a certificate for the namespace, SASL PLAIN with user $ConnectionString
-// and the connection string as the password.
-func TestKafkaTransport(t *testing.T) {
-	const ns = "bh-prod.servicebus.windows.net"
-	serverTLS, roots := amqptest.SelfSignedTLS(t, ns)
+// kafkaNS is the namespace the kfake clusters of these tests pose as.
+const kafkaNS = "bh-prod.servicebus.windows.net"
+
+// kafkaEndpoint is kfake set up like an Event Hubs Kafka endpoint: TLS with a certificate for
+// kafkaNS, SASL PLAIN with user $ConnectionString, and the topic "messages".
+type kafkaEndpoint struct {
+	cluster *kfake.Cluster
+	roots   *x509.CertPool
+}
+
+// newKafkaEndpoint starts an endpoint that accepts password (a connection string) and has
+// partitions partitions; it stops at the end of the test.
+func newKafkaEndpoint(t *testing.T, password string, partitions int32) *kafkaEndpoint {
+	t.Helper()
+	serverTLS, roots := amqptest.SelfSignedTLS(t, kafkaNS)
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.TLS(serverTLS),
 		kfake.EnableSASL(),
-		kfake.Superuser("PLAIN", "$ConnectionString", goodCS),
-		kfake.SeedTopics(2, "messages"),
+		kfake.Superuser("PLAIN", "$ConnectionString", password),
+		kfake.SeedTopics(partitions, "messages"),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
+	return &kafkaEndpoint{cluster: cluster, roots: roots}
+}
 
-	s, err := New(context.Background(), Config{
+// mustNewSink builds a kafka-transport sink for goodCS that dials e, and closes it at the end of
+// the test. edit may adjust the config.
+func (e *kafkaEndpoint) mustNewSink(t *testing.T, edit func(*Config)) *Sink {
+	t.Helper()
+	cfg := Config{
 		ConnectionString: goodCS,
 		Transport:        TransportKafka,
-		Stamp:            "cloud",
-		CustomEndpoint:   cluster.ListenAddrs()[0],
-		TLSConfig:        roots2TLS(roots),
+		CustomEndpoint:   e.cluster.ListenAddrs()[0],
+		TLSConfig:        roots2TLS(e.roots),
 		SendTimeout:      10 * time.Second,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// consumer returns a client, closed at the end of the test, that reads "messages" from the start
+// as goodCS's user.
+func (e *kafkaEndpoint) consumer(t *testing.T) *kgo.Client {
+	t.Helper()
+	tc := roots2TLS(e.roots)
+	tc.ServerName = kafkaNS
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.DialTLSConfig(tc),
+		kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: goodCS}.AsMechanism()),
+		kgo.ConsumeTopics("messages"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// TestKafkaTransport drives the kafka transport against kfake set up like an Event Hubs Kafka
+// endpoint: TLS with a certificate for the namespace, SASL PLAIN with user $ConnectionString
+// and the connection string as the password.
+func TestKafkaTransport(t *testing.T) {
+	ep := newKafkaEndpoint(t, goodCS, 2)
+	s := ep.mustNewSink(t, func(c *Config) { c.Stamp = "cloud" })
 
 	batch := []message.Message{msg("a", "a1"), msg("b", "b1"), msg("a", "a2"), msg("a", strings.Repeat("z", 2<<20))}
 	res := s.Send(context.Background(), batch)
@@ -58,17 +101,7 @@ func TestKafkaTransport(t *testing.T) {
 		t.Errorf("got %v, want MESSAGE_TOO_LARGE", res[3].Err)
 	}
 
-	consumer, err := kgo.NewClient(
-		kgo.SeedBrokers(cluster.ListenAddrs()...),
-		kgo.DialTLSConfig(func() *tls.Config { c := roots2TLS(roots); c.ServerName = ns; return c }()),
-		kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: goodCS}.AsMechanism()),
-		kgo.ConsumeTopics("messages"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	consumer := ep.consumer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var recs []*kgo.Record
@@ -106,33 +139,10 @@ func TestKafkaTransport(t *testing.T) {
 // as Kafka does, so the error here is a timeout; the loud log for SASL_AUTHENTICATION_FAILED is
 // covered by TestClassify only.
 func TestKafkaTransportWrongPasswordIsTransient(t *testing.T) {
-	const ns = "bh-prod.servicebus.windows.net"
-	serverTLS, roots := amqptest.SelfSignedTLS(t, ns)
-	cluster, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.TLS(serverTLS),
-		kfake.EnableSASL(),
-		kfake.Superuser("PLAIN", "$ConnectionString", "some other connection string"),
-		kfake.SeedTopics(1, "messages"),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	ep := newKafkaEndpoint(t, "some other connection string", 1)
 	logs := &logbuf.Buffer{}
 	const timeout = time.Second
-	s, err := New(context.Background(), Config{
-		ConnectionString: goodCS,
-		Transport:        TransportKafka,
-		CustomEndpoint:   cluster.ListenAddrs()[0],
-		TLSConfig:        roots2TLS(roots),
-		SendTimeout:      timeout,
-		Logger:           newTestLogger(logs),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := ep.mustNewSink(t, func(c *Config) { c.SendTimeout, c.Logger = timeout, newTestLogger(logs) })
 	start := time.Now()
 	res := s.Send(context.Background(), []message.Message{msg("a", "1")})
 	wantStatuses(t, res, sink.Transient)
