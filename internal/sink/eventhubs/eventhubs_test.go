@@ -394,23 +394,33 @@ func (f *fakeCredential) GetToken(_ context.Context, o policy.TokenRequestOption
 	return azcore.AccessToken{Token: "header.payload.signature", ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-func TestSendEntraIDOverTLSWithCustomEndpoint(t *testing.T) {
-	const ns = "bridgehead-test.servicebus.windows.net"
-	serverTLS, roots := amqptest.SelfSignedTLS(t, ns)
+// entraNS is the namespace mustNewEntraSink's peer poses as.
+const entraNS = "bridgehead-test.servicebus.windows.net"
+
+// mustNewEntraSink builds a sink that authenticates with cred (Entra ID, no connection string)
+// to event hub "hub" of entraNS, served over TLS by a new peer it dials as CustomEndpoint.
+func mustNewEntraSink(t *testing.T, cred *fakeCredential) (*Sink, *amqptest.Server, *logbuf.Buffer) {
+	t.Helper()
+	serverTLS, roots := amqptest.SelfSignedTLS(t, entraNS)
 	srv := amqptest.NewServer(t, amqptest.Options{TLSConfig: serverTLS})
-	cred := &fakeCredential{}
-	s, _ := mustNewSink(t, srv, func(c *Config) {
+	s, logs := mustNewSink(t, srv, func(c *Config) {
 		c.ConnectionString = ""
-		c.Namespace = ns
+		c.Namespace = entraNS
 		c.EventHub = "hub"
 		c.Credential = cred
 		c.CustomEndpoint = srv.Addr()
 		c.TLSConfig = roots2TLS(roots)
 	})
+	return s, srv, logs
+}
+
+func TestSendEntraIDOverTLSWithCustomEndpoint(t *testing.T) {
+	cred := &fakeCredential{}
+	s, srv, _ := mustNewEntraSink(t, cred)
 	wantStatuses(t, s.Send(context.Background(), []message.Message{msg("a", "1")}), sink.Delivered)
 	cbs := srv.CBSRequests()
-	if len(cbs) == 0 || cbs[0].TokenType != "jwt" || cbs[0].Audience != "amqps://"+ns+"/hub" {
-		t.Errorf("got CBS requests %+v, want a jwt for amqps://%s/hub", cbs, ns)
+	if len(cbs) == 0 || cbs[0].TokenType != "jwt" || cbs[0].Audience != "amqps://"+entraNS+"/hub" {
+		t.Errorf("got CBS requests %+v, want a jwt for amqps://%s/hub", cbs, entraNS)
 	}
 	cred.mu.Lock()
 	defer cred.mu.Unlock()
@@ -420,18 +430,7 @@ func TestSendEntraIDOverTLSWithCustomEndpoint(t *testing.T) {
 }
 
 func TestSendEntraIDCredentialFailureIsTransientAndLoud(t *testing.T) {
-	const ns = "bridgehead-test.servicebus.windows.net"
-	serverTLS, roots := amqptest.SelfSignedTLS(t, ns)
-	srv := amqptest.NewServer(t, amqptest.Options{TLSConfig: serverTLS})
-	cred := &fakeCredential{err: errors.New("WorkloadIdentityCredential: no token file (fake)")}
-	s, logs := mustNewSink(t, srv, func(c *Config) {
-		c.ConnectionString = ""
-		c.Namespace = ns
-		c.EventHub = "hub"
-		c.Credential = cred
-		c.CustomEndpoint = srv.Addr()
-		c.TLSConfig = roots2TLS(roots)
-	})
+	s, _, logs := mustNewEntraSink(t, &fakeCredential{err: errors.New("WorkloadIdentityCredential: no token file (fake)")})
 	res := s.Send(context.Background(), []message.Message{msg("a", "1")})
 	wantStatuses(t, res, sink.Transient)
 	t.Logf("credential failure: %v", res[0].Err)
