@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -249,16 +250,10 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 
 // line encodes one message as it appears in the file (without the newline).
 func (s *Sink) line(m *message.Message) ([]byte, error) {
-	if s.cfg.Body == sink.BodyRaw {
-		v := []byte(m.Value)
-		for _, c := range v {
-			if c == '\n' || c == '\r' {
-				return json.Marshal(m.Value)
-			}
-		}
-		return v, nil
+	if s.cfg.Body == sink.BodyRaw && strings.ContainsAny(m.Value, "\n\r") {
+		return json.Marshal(m.Value)
 	}
-	return json.Marshal(sink.NewEnvelope(m))
+	return sink.Body(m, s.cfg.Body)
 }
 
 // Close closes the file. The data is already durable (every Send fsyncs). Close is idempotent.
