@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
@@ -69,6 +67,7 @@ underscores); the API key also by BRIDGEHEAD_API_KEY_FILE.`,
 	f.StringVar(&b.apiKey, "api-key", "", "sent as Authorization: Bearer <key> (or BRIDGEHEAD_API_KEY_FILE)")
 	f.DurationVar(&b.timeout, "timeout", loadgen.DefaultTimeout, "per request, from sending to the end of the answer")
 	f.BoolVar(&b.json, "json", false, "print the result as JSON on stdout (no progress lines unless stderr is a terminal)")
+	_ = f.SetAnnotation("api-key", secretAnnotation, []string{"true"})
 	return cmd
 }
 
@@ -92,15 +91,6 @@ func (b benchFlags) config() (loadgen.Config, error) {
 	}
 	if b.size > 1<<30 {
 		return loadgen.Config{}, fmt.Errorf("--size %d: at most 1 GiB", b.size)
-	}
-	if b.apiKey == "" {
-		if path, ok := os.LookupEnv("BRIDGEHEAD_API_KEY_FILE"); ok {
-			key, err := os.ReadFile(path)
-			if err != nil {
-				return loadgen.Config{}, fmt.Errorf("BRIDGEHEAD_API_KEY_FILE: %w", err)
-			}
-			b.apiKey = strings.TrimSpace(string(key))
-		}
 	}
 	return loadgen.Config{
 		URL:         b.url,

@@ -15,17 +15,36 @@ func envName(flag string) string {
 	return "BRIDGEHEAD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// isSecret reports whether f is a secret flag (annotated secretAnnotation); f may be nil.
+func isSecret(f *pflag.Flag) bool {
+	if f == nil {
+		return false
+	}
+	_, ok := f.Annotations[secretAnnotation]
+	return ok
+}
+
 // applyEnv sets every flag of fs that was not given on the command line from its environment
 // variable, if set. Precedence: flag, then environment, then default. A secret flag (annotated
 // secretAnnotation) may instead name a file in BRIDGEHEAD_<FLAG>_FILE, whose content (without a
 // trailing newline) is the value. A bad value names the variable, never a secret's value.
+//
+// A secret flag's companion <flag>-file (send's --api-key-file) is the command-line form of
+// BRIDGEHEAD_<FLAG>_FILE, so that variable sets the secret, not the companion; and a companion
+// given on the command line beats the secret's environment.
 func applyEnv(fs *pflag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
 		}
-		_, secret := f.Annotations[secretAnnotation]
+		if base, ok := strings.CutSuffix(f.Name, "-file"); ok && isSecret(fs.Lookup(base)) {
+			return
+		}
+		secret := isSecret(f)
+		if file := fs.Lookup(f.Name + "-file"); secret && file != nil && file.Changed {
+			return
+		}
 		name := envName(f.Name)
 		v, ok := os.LookupEnv(name)
 		if !ok && secret {
@@ -98,7 +117,7 @@ func unknownEnv(fs *pflag.FlagSet, env []string) []string {
 	known := map[string]bool{}
 	fs.VisitAll(func(f *pflag.Flag) {
 		known[envName(f.Name)] = true
-		if _, secret := f.Annotations[secretAnnotation]; secret {
+		if isSecret(f) {
 			known[envName(f.Name)+"_FILE"] = true
 		}
 	})

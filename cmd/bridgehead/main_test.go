@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,11 +18,18 @@ import (
 	"github.com/google/uuid"
 )
 
-// runCLI runs the CLI with args, as main would, and returns what it wrote and its error.
+// runCLI runs the CLI with args and an empty stdin, as main would, and returns what it wrote
+// and its error.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runCLIStdin(t, strings.NewReader(""), args...)
+}
+
+// runCLIStdin is runCLI reading stdin.
+func runCLIStdin(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	err = run(t.Context(), args, strings.NewReader(""), &out, &errb)
+	err = run(t.Context(), args, stdin, &out, &errb)
 	return out.String(), errb.String(), err
 }
 
@@ -196,18 +204,7 @@ func newSeg(t *testing.T, dir, state, name string, msgs []message.Message) seg {
 // segFiles lists the segment files (not reason files) in dir/state, sorted.
 func segFiles(t *testing.T, dir, state string) []string {
 	t.Helper()
-	des, err := os.ReadDir(filepath.Join(dir, state))
-	if err != nil {
-		t.Fatalf("read %s: got error %v, want nil", state, err)
-	}
-	var out []string
-	for _, de := range des {
-		if !strings.HasSuffix(de.Name(), ".reason") {
-			out = append(out, de.Name())
-		}
-	}
-	slices.Sort(out)
-	return out
+	return slices.DeleteFunc(dirNames(t, dir, state), func(name string) bool { return strings.HasSuffix(name, ".reason") })
 }
 
 // dirNames lists every file in dir/state, sorted.

@@ -118,14 +118,6 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// runSendCLI runs the CLI with stdin.
-func runSendCLI(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	err = run(t.Context(), args, stdin, &out, &errb)
-	return out.String(), errb.String(), err
-}
-
 func values(got []received) []string {
 	out := make([]string, len(got))
 	for i, m := range got {
@@ -138,7 +130,7 @@ func TestSendNDJSONFromStdin(t *testing.T) {
 	s := mustSendStamp(t, "")
 	in := `{"senderId":"plant-a","value":"21.5","id":"reading-42","properties":{"unit":"C"}}` + "\n\n" +
 		`{"senderId":"plant-b","value":"7"}` + "\n"
-	stdout, stderr, err := runSendCLI(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
 	if err != nil {
 		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
 	}
@@ -167,7 +159,7 @@ func TestSendPlainLinesFromFiles(t *testing.T) {
 	if err := os.WriteFile(f2, []byte(`{"not":"json parsed"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, err := runSendCLI(t, strings.NewReader("stdin is not read"), "send", "--url", s.URL,
+	_, stderr, err := runCLIStdin(t, strings.NewReader("stdin is not read"), "send", "--url", s.URL,
 		"--sender-id", "plant-a", "--batch-window", "5ms", f1, f2)
 	if err != nil {
 		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
@@ -189,7 +181,7 @@ func TestSendValuesToAckedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("BRIDGEHEAD_URL", s.URL)
-	_, stderr, err := runSendCLI(t, strings.NewReader("not read\n"), "send", "--sender-id", "plant-a",
+	_, stderr, err := runCLIStdin(t, strings.NewReader("not read\n"), "send", "--sender-id", "plant-a",
 		"--value", "1,5", "--value", "2", "--acked-file", ackedFile, "--api-key-file", keyFile)
 	if err != nil {
 		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
@@ -207,12 +199,47 @@ func TestSendValuesToAckedFile(t *testing.T) {
 	}
 }
 
+// TestSendAPIKeyFile checks where the key comes from: BRIDGEHEAD_API_KEY_FILE (which is also
+// --api-key-file's variable) alone, and either flag given beside it, which wins.
+func TestSendAPIKeyFile(t *testing.T) {
+	s := mustSendStamp(t, "k3y")
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	if err := os.WriteFile(good, []byte("k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+	}{
+		{"env", good, nil},
+		{"--api-key-file beats env", bad, []string{"--api-key-file", good}},
+		{"--api-key beats env", bad, []string{"--api-key", "k3y"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("BRIDGEHEAD_API_KEY_FILE", tc.env)
+			args := append([]string{"send", "--url", s.URL, "--sender-id", "plant-a", "--value", "v", "--max-attempts", "1"}, tc.args...)
+			stdout, stderr, err := runCLIStdin(t, strings.NewReader(""), args...)
+			if err != nil {
+				t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+			}
+			if !strings.HasPrefix(stdout, "sent 1, acked 1, failed 0") {
+				t.Errorf("got %q, want 1 acked", stdout)
+			}
+		})
+	}
+}
+
 func TestSendFailsOver(t *testing.T) {
 	s := mustSendStamp(t, "")
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close()
-	stdout, stderr, err := runSendCLI(t, strings.NewReader("a\nb\n"), "send", "--url", downURL+","+s.URL,
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\nb\n"), "send", "--url", downURL+","+s.URL,
 		"--sender-id", "plant-a", "--batch-window", "5ms")
 	if err != nil {
 		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
@@ -229,7 +256,7 @@ func TestSendFailsOver(t *testing.T) {
 func TestSendRefusedExitsNonZero(t *testing.T) {
 	s := mustSendStamp(t, "")
 	in := `{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n"
-	stdout, stderr, err := runSendCLI(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
 	if err == nil || !strings.Contains(err.Error(), "2 messages were not acked") {
 		t.Fatalf("got %v, want an error saying 2 messages were not acked", err)
 	}
@@ -258,7 +285,7 @@ func TestSendBadFlags(t *testing.T) {
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			_, _, err := runSendCLI(t, strings.NewReader(""), append([]string{"send"}, tc.args...)...)
+			_, _, err := runCLIStdin(t, strings.NewReader(""), append([]string{"send"}, tc.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -292,7 +319,7 @@ func mustFailingStamp(t *testing.T, s *sendStamp, failures int64) *failingStamp 
 func TestSendMaxAttempts(t *testing.T) {
 	t.Run("bounded", func(t *testing.T) {
 		first, second := mustFailingStamp(t, mustSendStamp(t, ""), 1<<30), mustFailingStamp(t, mustSendStamp(t, ""), 1<<30)
-		stdout, stderr, err := runSendCLI(t, strings.NewReader("a\n"), "send", "--url", first.URL+","+second.URL,
+		stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\n"), "send", "--url", first.URL+","+second.URL,
 			"--sender-id", "plant-a", "--batch-window", "5ms", "--max-attempts", "1")
 		if err == nil || !strings.Contains(err.Error(), "1 messages were not acked") {
 			t.Fatalf("got %v, want an error saying 1 message was not acked", err)
@@ -307,7 +334,7 @@ func TestSendMaxAttempts(t *testing.T) {
 	t.Run("until acked", func(t *testing.T) {
 		s := mustSendStamp(t, "")
 		f := mustFailingStamp(t, s, 3) // the default, 3 tries for one stamp, would give up
-		stdout, stderr, err := runSendCLI(t, strings.NewReader("a\n"), "send", "--url", f.URL,
+		stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\n"), "send", "--url", f.URL,
 			"--sender-id", "plant-a", "--batch-window", "5ms", "--max-attempts", "-1")
 		if err != nil {
 			t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
