@@ -49,7 +49,7 @@ The key is read from stdin so that it stays out of shell history and process lis
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in := cmd.InOrStdin()
-			if f, ok := in.(*os.File); ok && isTerminalReader(f) {
+			if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				// Typed by a person: do not echo the key onto the screen.
 				fmt.Fprint(cmd.ErrOrStderr(), "API key (not shown, then Enter): ")
 				b, err := term.ReadPassword(int(f.Fd()))

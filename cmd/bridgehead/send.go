@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -88,15 +87,11 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 
 // clientConfig checks the flags and builds the client's Config.
 func (f sendFlags) clientConfig(cmd *cobra.Command) (client.Config, error) {
-	var endpoints []string
-	for e := range strings.SplitSeq(f.urls, ",") {
-		if e = strings.TrimSpace(e); e == "" {
-			continue
-		}
-		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	endpoints := splitList(f.urls)
+	for _, e := range endpoints {
+		if !isHTTPURL(e) {
 			return client.Config{}, fmt.Errorf("--url: %q is not an http(s) URL with a host", e)
 		}
-		endpoints = append(endpoints, e)
 	}
 	switch {
 	case len(endpoints) == 0:

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -61,9 +60,7 @@ func newServeCmd() *cobra.Command {
 BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkEnv(unknownEnv(cmd.Flags(), os.Environ()), cmd.ErrOrStderr()); err != nil {
-				return err
-			}
+			checkEnv(unknownEnv(cmd.Flags(), os.Environ()), cmd.ErrOrStderr())
 			return serve(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -118,10 +115,8 @@ func (c *serveConfig) validate() error {
 	if c.peerURL == "" && (c.peerAPIKey != "" || c.peerCAFile != "") {
 		return errors.New("--peer-api-key and --peer-ca-file need --peer-url")
 	}
-	if c.peerURL != "" {
-		if u, err := url.Parse(c.peerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--peer-url %q: want an http or https base URL", c.peerURL)
-		}
+	if c.peerURL != "" && !isHTTPURL(c.peerURL) {
+		return fmt.Errorf("--peer-url %q: want an http or https base URL", c.peerURL)
 	}
 	return nil
 }
@@ -285,11 +280,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 }
 
 // checkEnv warns about BRIDGEHEAD_* variables serve does not know.
-func checkEnv(unknown []string, stderr io.Writer) error {
+func checkEnv(unknown []string, stderr io.Writer) {
 	for _, name := range unknown {
 		fmt.Fprintf(stderr, "bridgehead serve: warning: %s is set but is not a serve setting; ignored\n", name)
 	}
-	return nil
 }
 
 // instanceName names this process in the spool's heartbeats: the pod name in Kubernetes.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +109,7 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (
 	return nil, "", fmt.Errorf("--sink %q: want file, kafka or eventhubs", f.kind)
 }
 
+// splitList splits a comma-separated flag value, dropping spaces and empty items.
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -116,6 +118,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// isHTTPURL reports whether s is an http or https URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // tlsConfig trusts the system's roots plus, if caFile is set, the certificates in it; errors

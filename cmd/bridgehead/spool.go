@@ -209,7 +209,7 @@ func newSpoolRequeueCmd(f *spoolFlags) *cobra.Command {
 					entries = append(entries, e)
 				}
 			}
-			p := newProgress(cmd.ErrOrStderr(), len(entries), "requeue")
+			p := newProgress(cmd.ErrOrStderr(), "requeue")
 			msgs := 0
 			for i, e := range entries {
 				if err := s.Requeue(cmd.Context(), e); err != nil {
@@ -245,7 +245,7 @@ func newSpoolPurgeCmd(f *spoolFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := s.Purge(cmd.Context(), st, time.Now().Add(-olderThan), newProgress(cmd.ErrOrStderr(), -1, "purge"))
+			n, err := s.Purge(cmd.Context(), st, time.Now().Add(-olderThan), newProgress(cmd.ErrOrStderr(), "purge"))
 			if err != nil {
 				return err
 			}
@@ -269,7 +269,7 @@ func newSpoolVerifyCmd(f *spoolFlags) *cobra.Command {
 			if err != nil || s == nil {
 				return err
 			}
-			checked, damaged, err := s.Verify(cmd.Context(), newProgress(cmd.ErrOrStderr(), -1, "verify"))
+			checked, damaged, err := s.Verify(cmd.Context(), newProgress(cmd.ErrOrStderr(), "verify"))
 			if err != nil {
 				return err
 			}
@@ -288,7 +288,7 @@ func newSpoolVerifyCmd(f *spoolFlags) *cobra.Command {
 
 // newProgress returns a progress callback: a bar on a terminal, a plain line every 10% (at most)
 // elsewhere, nothing for fewer than 100 items.
-func newProgress(w io.Writer, total int, what string) func(done, total int) {
+func newProgress(w io.Writer, what string) func(done, total int) {
 	var bar *progressbar.ProgressBar
 	tty := isTerminal(w)
 	lastPct := -1
