@@ -1,17 +1,14 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/bridgehead-dev/bridgehead/client"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
@@ -57,95 +55,13 @@ func chaosDuration(t *testing.T) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-// chaosProc is one incarnation of a `bridgehead serve` process. Unlike startServe it reports
-// failures as errors, and its stderr goes to a log file shared by the incarnations of its slot.
-type chaosProc struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{} // closed once the process has exited and been waited for
-	err  error         // cmd.Wait's answer; read only after done is closed
-}
-
-// launchServe starts `bridgehead serve args...` and waits until it prints its address.
-func launchServe(args []string, logFile *os.File) (*chaosProc, error) {
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	// The test sets every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
-	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Stderr = logFile
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &chaosProc{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "listening on"); ok {
-				select {
-				case addr <- strings.TrimSpace(rest):
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	timeout := time.NewTimer(30 * time.Second)
-	defer timeout.Stop()
-	select {
-	case p.url = <-addr:
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("serve %v exited before listening: %v", args, p.err)
-	case <-timeout.C:
-		_ = cmd.Process.Kill()
-		<-p.done
-		return nil, fmt.Errorf("serve %v did not print its address within 30 s", args)
-	}
-}
-
-// running reports whether the process has not exited.
-func (p *chaosProc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill SIGKILLs the process and waits until it is gone.
-func (p *chaosProc) kill() error {
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("pid %d still running 10 s after SIGKILL", p.cmd.Process.Pid)
-	}
-}
-
 // chaosSlot is one of the four roles the chaos loop kills and restarts.
 type chaosSlot struct {
 	name  string // api0, api1, forwarder0, forwarder1
 	role  string // api or forwarder
 	args  []string
 	log   *os.File
-	proc  *chaosProc // owned by the test goroutine
+	proc  *serveProc // owned by the test goroutine
 	kills int
 }
 
@@ -176,13 +92,6 @@ type chaosClientStats struct {
 	unexpected []string    // answers that are neither 2xx, 503 nor a transport error; or a wrong id
 }
 
-// expectedCorrelationID is the id docs/api.md promises for an idempotency key:
-// UUIDv5(UUIDv5(URL, "https://bridgehead.dev/correlation-id"), senderId + "\n" + key).
-func expectedCorrelationID(senderID, key string) uuid.UUID {
-	ns := uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://bridgehead.dev/correlation-id"))
-	return uuid.NewSHA1(ns, []byte(senderID+"\n"+key))
-}
-
 // chaosClient sends messages one after another until ctx ends, round robin over the two APIs
 // (starting at first); a transport error or a 503 retries the same message on the other API,
 // as the failover client does.
@@ -191,7 +100,7 @@ func chaosClient(ctx context.Context, hc *http.Client, apis *apiURLs, id, first 
 	target := first
 	for i := 0; ctx.Err() == nil; i++ {
 		key := fmt.Sprintf("c%d-m%d", id, i)
-		want := expectedCorrelationID(sender, key)
+		want := uuid.MustParse(client.CorrelationID(sender, key)) // the id docs/api.md promises
 		st.sent = append(st.sent, want)
 		body := fmt.Sprintf(`{"senderId":%q,"value":"message %d of client %d"}`, sender, i, id)
 		target = 1 - target // round robin
@@ -289,17 +198,22 @@ func TestChaos(t *testing.T) {
 			}
 		}
 	})
-	// Started one after another: the first creates the spool.
+	// start runs a new incarnation of slot i; the client learns an API's address.
 	apis := &apiURLs{}
-	for i, s := range slots {
+	start := func(i int, what string) {
+		s := slots[i]
 		p, err := launchServe(s.args, s.log)
 		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
+			t.Fatalf("%s%s: %v", what, s.name, err)
 		}
 		s.proc = p
 		if s.role == "api" {
 			apis.set(i, p.url)
 		}
+	}
+	// Started one after another: the first creates the spool.
+	for i := range slots {
+		start(i, "")
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -323,17 +237,6 @@ func TestChaos(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	t.Logf("chaos seed %d, %v of traffic", seed, runFor)
 	crashes := 0
-	restart := func(i int) {
-		s := slots[i]
-		p, err := launchServe(s.args, s.log)
-		if err != nil {
-			t.Fatalf("restart %s: %v", s.name, err)
-		}
-		s.proc = p
-		if s.role == "api" {
-			apis.set(i, p.url)
-		}
-	}
 	for {
 		pause := time.NewTimer(time.Second + time.Duration(rng.Int64N(int64(time.Second))))
 		select {
@@ -348,7 +251,7 @@ func TestChaos(t *testing.T) {
 			if !s.proc.running() {
 				crashes++
 				t.Errorf("%s exited on its own: %v", s.name, s.proc.err)
-				restart(i)
+				start(i, "restart ")
 			}
 		}
 		i := rng.IntN(len(slots))
@@ -356,7 +259,7 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("kill %s: %v", slots[i].name, err)
 		}
 		slots[i].kills++
-		restart(i)
+		start(i, "restart ")
 	}
 	wg.Wait()
 	chaosEnded := time.Now()

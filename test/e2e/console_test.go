@@ -347,13 +347,9 @@ func TestConsole(t *testing.T) {
 	}
 	// And the watch works: a style attribute, which the policy refuses, is reported.
 	eval[chromedp.Void](t, b, `void document.body.appendChild(document.createElement('i')).setAttribute('style', 'color: red')`)
-	deadline := time.Now().Add(5 * time.Second)
-	for !slicesContain(b.consoleErrors(), "Content Security Policy") {
-		if time.Now().After(deadline) {
-			t.Fatal("a CSP violation provoked on purpose did not reach the console watch")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the collector goroutine's slice
-	}
+	eventually(t, 5*time.Second, "a CSP violation provoked on purpose to reach the console watch", func() bool {
+		return slicesContain(b.consoleErrors(), "Content Security Policy")
+	})
 	t.Logf("console test took %v", time.Since(start).Round(100*time.Millisecond))
 }
 

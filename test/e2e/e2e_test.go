@@ -44,13 +44,93 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// server is a running `bridgehead serve`.
-type server struct {
+// serveProc is one running `bridgehead serve` process (one incarnation, for the tests that
+// restart a stamp).
+type serveProc struct {
 	cmd  *exec.Cmd
 	url  string
-	dir  string // spool
-	done chan struct{}
-	err  error
+	done chan struct{} // closed once the process has exited and been waited for
+	err  error         // cmd.Wait's answer; read only after done is closed
+}
+
+// launchServe starts `bridgehead serve args...`, its stderr going to stderr, and waits until it
+// prints its address. It reports failures as errors, so that it can be called from anywhere.
+func launchServe(args []string, stderr io.Writer) (*serveProc, error) {
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
+	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &serveProc{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "listening on"); ok {
+				select {
+				case addr <- strings.TrimSpace(rest):
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	select {
+	case p.url = <-addr:
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("serve %v exited before listening: %v", args, p.err)
+	case <-timeout.C:
+		_ = cmd.Process.Kill()
+		<-p.done
+		return nil, fmt.Errorf("serve %v did not print its address within 30 s", args)
+	}
+}
+
+// running reports whether the process has not exited.
+func (p *serveProc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill SIGKILLs the process and waits until it is gone.
+func (p *serveProc) kill() error {
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("pid %d still running 10 s after SIGKILL", p.cmd.Process.Pid)
+	}
+}
+
+// server is a running `bridgehead serve` with a spool of its own, stopped when the test ends.
+type server struct {
+	*serveProc
+	dir string // spool
 }
 
 // startServe runs `bridgehead serve` on a free port with a fresh spool and extra flags.
@@ -63,47 +143,21 @@ func startServe(t *testing.T, flags ...string) *server {
 func startServeLogging(t *testing.T, logs io.Writer, flags ...string) *server {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "spool")
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", "e2e",
+	args := append([]string{"--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", "e2e",
 		"--file-path", filepath.Join(t.TempDir(), "delivered.ndjson")}, flags...)
-	cmd := exec.Command(binary, args...)
-	cmd.Stderr = io.Discard
+	stderr := io.Discard
 	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
+		stderr = os.Stderr
 	}
 	if logs != nil {
-		cmd.Stderr = io.MultiWriter(cmd.Stderr, logs)
+		stderr = io.MultiWriter(stderr, logs)
 	}
-	out, err := cmd.StdoutPipe()
+	p, err := launchServe(args, stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, dir: dir, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "listening on"); ok {
-				addr <- strings.TrimSpace(rest)
-			}
-		}
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-s.done
-	})
-	select {
-	case s.url = <-addr:
-	case <-s.done:
-		t.Fatalf("serve exited before listening: %v", s.err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not print its address within 30 s")
-	}
-	return s
+	t.Cleanup(func() { _ = p.kill() })
+	return &server{serveProc: p, dir: dir}
 }
 
 func (s *server) post(ctx context.Context, path, body string) (int, http.Header, []byte, error) {
@@ -131,22 +185,43 @@ func (s *server) get(t *testing.T, path string) int {
 	return resp.StatusCode
 }
 
-func (s *server) signal(t *testing.T, sig syscall.Signal) {
+func (p *serveProc) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (s *server) wait(t *testing.T, d time.Duration) {
+// wait waits up to d for the process to exit, and wants a clean exit.
+func (p *serveProc) wait(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {
-	case <-s.done:
-		if s.err != nil {
-			t.Fatalf("serve exited with %v, want a clean exit", s.err)
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("serve exited with %v, want a clean exit", p.err)
 		}
 	case <-time.After(d):
 		t.Fatalf("serve did not exit within %v", d)
+	}
+}
+
+// eventually polls cond every 10 ms until it holds, failing the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	eventuallyEvery(t, 10*time.Millisecond, timeout, what, cond)
+}
+
+// eventuallyEvery polls cond every interval until it holds, failing the test after timeout.
+func eventuallyEvery(t *testing.T, interval, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: still waiting for %s", timeout, what)
+		}
+		<-tick.C
 	}
 }
 

@@ -53,7 +53,7 @@ type failoverStamp struct {
 	sink   string
 	listen string // 127.0.0.1:0 until the first start, then the address it got
 	log    *os.File
-	proc   *chaosProc
+	proc   *serveProc
 }
 
 func newFailoverStamp(t *testing.T, name string) *failoverStamp {
@@ -100,7 +100,7 @@ func (s *failoverStamp) start(t *testing.T) {
 func (s *failoverStamp) ready(t *testing.T, hc *http.Client) time.Time {
 	t.Helper()
 	var at time.Time
-	failoverWait(t, 10*time.Second, s.name+" /readyz 200", func() bool {
+	eventually(t, 10*time.Second, s.name+" /readyz 200", func() bool {
 		resp, err := hc.Get(s.proc.url + "/readyz")
 		if err != nil {
 			return false
@@ -249,26 +249,6 @@ func failoverSend(ctx context.Context, c *client.Client, l *failoverLog) {
 	}
 }
 
-// failoverWait polls cond every 10 ms until it holds, failing the test after timeout.
-func failoverWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	failoverWaitEvery(t, 10*time.Millisecond, timeout, what, cond)
-}
-
-// failoverWaitEvery polls cond every interval until it holds, failing the test after timeout.
-func failoverWaitEvery(t *testing.T, interval, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // TestFailover runs the two stamps as separate processes, on-prem and cloud, each with its own
 // spool and file sink, and a client that prefers on-prem and sends continuously. On-prem is
 // SIGKILLed: traffic must move to the cloud stamp. It is restarted on the same spool and port:
@@ -306,7 +286,7 @@ func TestFailover(t *testing.T) {
 	wg.Go(func() { failoverSend(sendCtx, c, seen) })
 
 	// On-prem takes the traffic for a second, then dies.
-	failoverWait(t, 10*time.Second, "1 s of traffic acked by on-prem", func() bool {
+	eventually(t, 10*time.Second, "1 s of traffic acked by on-prem", func() bool {
 		return time.Since(sendingFrom) >= time.Second && seen.count(onURL, sendingFrom) > 0
 	})
 	if n := seen.count(cloudURL, sendingFrom); n > 0 {
@@ -318,12 +298,12 @@ func TestFailover(t *testing.T) {
 	}
 
 	// Traffic moves to the cloud stamp, and stays there for the outage.
-	failoverWait(t, failoverSwitchBound, "an ack from the cloud stamp after the kill", func() bool {
+	eventually(t, failoverSwitchBound, "an ack from the cloud stamp after the kill", func() bool {
 		_, ok := seen.first(cloudURL, killedAt)
 		return ok
 	})
 	switchedAt, _ := seen.first(cloudURL, killedAt)
-	failoverWait(t, failoverOutage+10*time.Second, "the outage to last its time with the cloud stamp acking", func() bool {
+	eventually(t, failoverOutage+10*time.Second, "the outage to last its time with the cloud stamp acking", func() bool {
 		return time.Since(killedAt) >= failoverOutage && seen.count(cloudURL, switchedAt) > 0
 	})
 
@@ -331,13 +311,13 @@ func TestFailover(t *testing.T) {
 	restartedAt := time.Now()
 	onprem.start(t)
 	readyAt := onprem.ready(t, hc)
-	failoverWait(t, time.Until(readyAt.Add(failoverReturnBound)), "an ack from the restarted on-prem stamp", func() bool {
+	eventually(t, time.Until(readyAt.Add(failoverReturnBound)), "an ack from the restarted on-prem stamp", func() bool {
 		_, ok := seen.first(onURL, restartedAt)
 		return ok
 	})
 	returnedAt, _ := seen.first(onURL, restartedAt)
 	// It keeps the traffic: the next 100 messages after its return are all its own.
-	failoverWait(t, 10*time.Second, "100 messages acked by on-prem after its return", func() bool {
+	eventually(t, 10*time.Second, "100 messages acked by on-prem after its return", func() bool {
 		return seen.count(onURL, returnedAt) >= 100
 	})
 	if n := seen.count(cloudURL, returnedAt); n > 0 {
@@ -349,7 +329,7 @@ func TestFailover(t *testing.T) {
 
 	// Both forwarders drain: the restarted on-prem one also delivers what the killed one had
 	// claimed, once the reaper returns those claims.
-	failoverWaitEvery(t, 100*time.Millisecond, failoverDrainBound, "both spools to drain", func() bool {
+	eventuallyEvery(t, 100*time.Millisecond, failoverDrainBound, "both spools to drain", func() bool {
 		a, _ := onprem.spoolDepth(t)
 		b, _ := cloud.spoolDepth(t)
 		return a+b == 0

@@ -140,12 +140,12 @@ func TestSecuredStamp(t *testing.T) {
 	})
 	t.Run("auth file reload adds and revokes keys", func(t *testing.T) {
 		principalsFile(t, authFile, map[string]string{"supplier-b": keyB}, "")
-		securityEventually(t, 10*time.Second, "the new key is accepted", func() bool { return postKey(t, c, s.url, keyB, one) == 200 })
+		eventually(t, 10*time.Second, "the new key is accepted", func() bool { return postKey(t, c, s.url, keyB, one) == 200 })
 		if got := postKey(t, c, s.url, keyA, one); got != 401 {
 			t.Errorf("revoked key: %d, want 401", got)
 		}
 		os.WriteFile(authFile, []byte("principals:\n  - name: broken\n    keySha256: nothex\n"), 0o600)
-		securityEventually(t, 10*time.Second, "the broken file is reported", func() bool { return strings.Contains(logs.String(), "keeping the current principals") })
+		eventually(t, 10*time.Second, "the broken file is reported", func() bool { return strings.Contains(logs.String(), "keeping the current principals") })
 		if got := postKey(t, c, s.url, keyB, one); got != 200 {
 			t.Errorf("after a broken file: %d, want 200 (the old set stays)", got)
 		}
@@ -205,7 +205,7 @@ func TestSecuredStamp(t *testing.T) {
 		certPEM, keyPEM := ca.Issue(t, tlstest.IssueOptions{CommonName: "stamp-2"})
 		secret.Swap(certPEM, keyPEM)
 		want := serialOf(t, certPEM)
-		securityEventually(t, 10*time.Second, "new connections get the new certificate", func() bool { return servingSerial(t, s.url, ca) == want })
+		eventually(t, 10*time.Second, "new connections get the new certificate", func() bool { return servingSerial(t, s.url, ca) == want })
 		resp, err := kept.Get(s.url + "/healthz") // the kept-alive connection still works
 		if err != nil {
 			t.Fatalf("request on the connection opened before the rotation: %v", err)
@@ -220,7 +220,7 @@ func TestSecuredStamp(t *testing.T) {
 		if got := postKey(t, c, s.url, keyB, one); got != 429 {
 			t.Errorf("over the rate: %d, want 429", got)
 		}
-		securityEventually(t, 5*time.Second, "the limit recovers", func() bool { return postKey(t, c, s.url, keyB, one) == 200 })
+		eventually(t, 5*time.Second, "the limit recovers", func() bool { return postKey(t, c, s.url, keyB, one) == 200 })
 	})
 	t.Run("oversized headers refused", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", s.url+"/healthz", nil)
@@ -274,18 +274,6 @@ func TestSecuredStamp(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log shows a key or key hash (%.8s…)", secret)
 		}
-	}
-}
-
-// securityEventually polls cond every 20 ms until it holds, failing the test after d.
-func securityEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
