@@ -68,46 +68,30 @@ is_host() {
   done
 }
 
-while [ "$#" -gt 0 ]; do
-  opt="$1"
-  case "$opt" in
-    --dry-run)
-      DRY_RUN=1
-      shift
-      continue
-      ;;
-    -h | --help)
-      usage
-      exit 0
-      ;;
+# option NAME VALUE sets the option NAME.
+option() {
+  case "$1" in
+    --stamp) STAMP="$2" ;;
+    --context) CONTEXT="$2" ;;
+    --acr-login-server) ACR_LOGIN_SERVER="$2" ;;
+    --eventhub-name) EVENTHUB_NAME="$2" ;;
+    --auth-file) AUTH_FILE="$2" ;;
+    --nfs-server) NFS_SERVER="$2" ;;
+    --nfs-path) NFS_PATH="$2" ;;
+    --eventhubs-connection-string-file) EH_CONN_FILE="$2" ;;
+    --tls-cert-file) TLS_CERT_FILE="$2" ;;
+    --tls-key-file) TLS_KEY_FILE="$2" ;;
+    --eventhubs-namespace) EVENTHUBS_NAMESPACE="$2" ;;
+    --resource-group) RESOURCE_GROUP="$2" ;;
+    --storage-account) STORAGE_ACCOUNT="$2" ;;
+    --file-share) FILE_SHARE="$2" ;;
+    --client-id) CLIENT_ID="$2" ;;
+    --api-host) API_HOST="$2" ;;
+    --failover-host) FAILOVER_HOST="$2" ;;
+    *) return 1 ;;
   esac
-  [ "$#" -ge 2 ] || die "$opt needs a value"
-  val="$2"
-  case "$opt" in
-    --stamp) STAMP="$val" ;;
-    --context) CONTEXT="$val" ;;
-    --acr-login-server) ACR_LOGIN_SERVER="$val" ;;
-    --eventhub-name) EVENTHUB_NAME="$val" ;;
-    --auth-file) AUTH_FILE="$val" ;;
-    --nfs-server) NFS_SERVER="$val" ;;
-    --nfs-path) NFS_PATH="$val" ;;
-    --eventhubs-connection-string-file) EH_CONN_FILE="$val" ;;
-    --tls-cert-file) TLS_CERT_FILE="$val" ;;
-    --tls-key-file) TLS_KEY_FILE="$val" ;;
-    --eventhubs-namespace) EVENTHUBS_NAMESPACE="$val" ;;
-    --resource-group) RESOURCE_GROUP="$val" ;;
-    --storage-account) STORAGE_ACCOUNT="$val" ;;
-    --file-share) FILE_SHARE="$val" ;;
-    --client-id) CLIENT_ID="$val" ;;
-    --api-host) API_HOST="$val" ;;
-    --failover-host) FAILOVER_HOST="$val" ;;
-    *)
-      usage >&2
-      die "unknown argument: $opt"
-      ;;
-  esac
-  shift 2
-done
+}
+parse_args no_switches option "$@"
 
 [ -n "$ACR_LOGIN_SERVER" ] || die "--acr-login-server is required"
 kube=()

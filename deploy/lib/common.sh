@@ -53,6 +53,39 @@ query() {
   fi
 }
 
+# parse_args SWITCH_FN OPTION_FN ARGS... parses a script's arguments: --dry-run (sets DRY_RUN),
+# -h/--help (prints the script's usage and exits), switches without a value (SWITCH_FN NAME
+# succeeds for those it knows) and options with one (OPTION_FN NAME VALUE succeeds for those it
+# knows). Anything else prints the usage and fails.
+parse_args() {
+  local switch_fn="$1" option_fn="$2" opt
+  shift 2
+  while [ "$#" -gt 0 ]; do
+    opt="$1"
+    case "$opt" in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *)
+        if ! "$switch_fn" "$opt"; then
+          [ "$#" -ge 2 ] || die "$opt needs a value"
+          "$option_fn" "$opt" "$2" || {
+            usage >&2
+            die "unknown argument: $opt"
+          }
+          shift
+        fi
+        ;;
+    esac
+    shift
+  done
+}
+
+# no_switches is the SWITCH_FN of a script that has none besides --dry-run and --help.
+no_switches() { return 1; }
+
 # need_cmd fails unless every named command is installed (not checked in a dry run).
 need_cmd() {
   [ "$DRY_RUN" = 1 ] && return 0

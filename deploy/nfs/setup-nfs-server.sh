@@ -32,36 +32,25 @@ OWNER_UID=65532
 OWNER_GID=65532
 SSH_CIDR=any
 FIREWALL=1
-while [ "$#" -gt 0 ]; do
-  opt="$1"
-  case "$opt" in
-    --dry-run | --no-firewall | -h | --help)
-      case "$opt" in
-        --dry-run) DRY_RUN=1 ;;
-        --no-firewall) FIREWALL=0 ;;
-        *)
-          usage
-          exit 0
-          ;;
-      esac
-      shift
-      continue
-      ;;
+# switch NAME sets the switch NAME.
+switch() {
+  case "$1" in
+    --no-firewall) FIREWALL=0 ;;
+    *) return 1 ;;
   esac
-  [ "$#" -ge 2 ] || die "$opt needs a value"
-  case "$opt" in
+}
+# option NAME VALUE sets the option NAME.
+option() {
+  case "$1" in
     --client-cidr) CLIENT_CIDR="$2" ;;
     --export-dir) EXPORT_DIR="$2" ;;
     --uid) OWNER_UID="$2" ;;
     --gid) OWNER_GID="$2" ;;
     --ssh-cidr) SSH_CIDR="$2" ;;
-    *)
-      usage >&2
-      die "unknown argument: $opt"
-      ;;
+    *) return 1 ;;
   esac
-  shift 2
-done
+}
+parse_args switch option "$@"
 
 [ -n "$CLIENT_CIDR" ] || die "--client-cidr is required (never export to the world)"
 [[ "$CLIENT_CIDR" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/([89]|[12][0-9]|3[0-2])$ ]] ||

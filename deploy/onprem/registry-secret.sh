@@ -33,33 +33,18 @@ USERNAME=""
 NAMESPACE=bridgehead
 NAME=bridgehead-acr-pull
 CONTEXT=""
-while [ "$#" -gt 0 ]; do
-  opt="$1"
-  case "$opt" in
-    --dry-run)
-      DRY_RUN=1
-      shift
-      continue
-      ;;
-    -h | --help)
-      usage
-      exit 0
-      ;;
-  esac
-  [ "$#" -ge 2 ] || die "$opt needs a value"
-  case "$opt" in
+# option NAME VALUE sets the option NAME.
+option() {
+  case "$1" in
     --server) SERVER="$2" ;;
     --username) USERNAME="$2" ;;
     --namespace) NAMESPACE="$2" ;;
     --name) NAME="$2" ;;
     --context) CONTEXT="$2" ;;
-    *)
-      usage >&2
-      die "unknown argument: $opt"
-      ;;
+    *) return 1 ;;
   esac
-  shift 2
-done
+}
+parse_args no_switches option "$@"
 [ -n "$SERVER" ] || die "--server is required"
 [ -n "$USERNAME" ] || die "--username is required"
 need_cmd kubectl base64
