@@ -201,12 +201,16 @@ func TestNoRetryOnBadRequest(t *testing.T) {
 	if n, _, _ := second.counts(); n != 0 {
 		t.Errorf("second stamp got %d requests, want 0", n)
 	}
-	c.mu.Lock()
-	healthy := c.endpoints[0].healthy
-	c.mu.Unlock()
-	if !healthy {
+	if !firstHealthy(c) {
 		t.Error("a bad request marked the first endpoint unhealthy")
 	}
+}
+
+// firstHealthy reports whether c's preferred endpoint is in service.
+func firstHealthy(c *Client) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endpoints[0].healthy
 }
 
 func TestReturnToPreferred(t *testing.T) {
@@ -258,10 +262,7 @@ func TestContextCancel(t *testing.T) {
 	if n, _, _ := second.counts(); n != 0 {
 		t.Errorf("second stamp got %d requests after the caller gave up, want 0", n)
 	}
-	c.mu.Lock()
-	healthy := c.endpoints[0].healthy
-	c.mu.Unlock()
-	if !healthy {
+	if !firstHealthy(c) {
 		t.Error("the caller's cancel marked the first endpoint unhealthy")
 	}
 }
