@@ -47,8 +47,10 @@ fuzz:
 ## comparison alternate in time instead of running back to back (-count N would repeat each
 ## variant N times in a row, and these machines drift over minutes).
 ROUNDS ?= 5
+## The spools of every round stay in one directory until the end (internal/benchdir says why).
 bench:
 	rm -f bench.out
+	dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && export BRIDGEHEAD_BENCH_DIR="$$dir" && \
 	for i in $$(seq $(ROUNDS)); do \
 	  $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 60m ./internal/spool/ ./internal/ingest/ | tee -a bench.out || exit 1; \
 	done

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
+
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -134,16 +136,17 @@ func cpuTime() time.Duration {
 }
 
 var (
-	benchRootOnce sync.Once
-	benchRootDir  string
+	benchRootOnce   sync.Once
+	benchRootDir    string
+	removeBenchRoot = func() {}
 )
 
-// benchRoot keeps every benchmark spool until the process ends (see the spool benchmarks: on
-// ext4 without a journal, deleting files slows the next run's file creation).
+// benchRoot keeps every benchmark spool until the process ends, and with make bench until the
+// whole run ends (package benchdir says why: deletions slow the next file creations).
 func benchRoot(b *testing.B) string {
 	benchRootOnce.Do(func() {
 		var err error
-		if benchRootDir, err = os.MkdirTemp("", "api-bench-"); err != nil {
+		if benchRootDir, removeBenchRoot, err = benchdir.New("api-bench-"); err != nil {
 			b.Fatal(err)
 		}
 	})
@@ -170,8 +173,6 @@ func TestMain(m *testing.M) {
 		os.Exit(runServerChild(spec))
 	}
 	code := m.Run()
-	if benchRootDir != "" {
-		_ = os.RemoveAll(benchRootDir)
-	}
+	removeBenchRoot()
 	os.Exit(code)
 }

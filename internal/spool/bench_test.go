@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
+
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
@@ -73,17 +75,15 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// benchRoot holds every benchmark's spool until the process ends. Removing a spool between runs
-// would skew the next: on an ext4 without a journal (these build machines) the allocator skips
-// inodes freed in the last seconds, scanning inode tables, and file creation then costs ~0.7 ms
-// of CPU instead of ~0.1 ms. docs/performance.md reports that effect on its own.
-var benchRoot string
+// benchRoot holds every benchmark's spool until the process ends, and with make bench until the
+// whole run ends (package benchdir says why: deletions slow the next file creations).
+var benchRoot, removeBenchRoot = "", func() {}
 
 func benchDir(b *testing.B) string {
 	b.Helper()
 	if benchRoot == "" {
 		var err error
-		if benchRoot, err = os.MkdirTemp("", "spool-bench-"); err != nil {
+		if benchRoot, removeBenchRoot, err = benchdir.New("spool-bench-"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -96,9 +96,7 @@ func benchDir(b *testing.B) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if benchRoot != "" {
-		_ = os.RemoveAll(benchRoot)
-	}
+	removeBenchRoot()
 	os.Exit(code)
 }
 
