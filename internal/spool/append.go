@@ -94,6 +94,7 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	b.recs = append(b.recs, recs)
 	b.size += len(recs)
 	b.count += len(msgs)
+	s.pendingMsgs += len(msgs)
 	s.mu.Unlock()
 
 	select {
@@ -120,8 +121,9 @@ func (s *Spool) capacityLocked(n int64) error {
 }
 
 // commitLoop is the committer: one per process. It flushes the moment it is free, with
-// everything that arrived while it was busy: no timer and no waiting for company, so a lone
-// client pays one fsync and a crowd shares one.
+// everything that arrived while it was busy, except that it gives the callers of its last flush
+// the time that flush took to come back (gather): a lone client pays one fsync and a crowd
+// shares one.
 func (s *Spool) commitLoop() {
 	defer s.wg.Done()
 	for {
@@ -138,17 +140,58 @@ func (s *Spool) commitLoop() {
 
 func (s *Spool) commitPending() {
 	for {
+		s.gather()
 		s.mu.Lock()
-		batches := s.pending
-		s.pending = nil
+		batches, n := s.pending, s.pendingMsgs
+		s.pending, s.pendingMsgs = nil, 0
 		s.mu.Unlock()
 		if len(batches) == 0 {
 			return
 		}
+		start := time.Now()
 		for _, b := range batches {
 			b.err = s.commit(b)
 			close(b.done)
 		}
+		s.lastFlush = flush{msgs: n, took: time.Since(start)}
+	}
+}
+
+// flush is what the committer remembers of its last flush.
+type flush struct {
+	msgs int           // messages it carried
+	took time.Duration // from taking them to releasing their callers
+}
+
+// gather waits, before a flush, until as many messages are pending as the last flush carried, or
+// at most as long as that flush took. Under load most callers are clients that send their next
+// message as soon as the last is acknowledged: flushing the moment the committer is free splits
+// them into two groups that alternate (one committing, one waiting), each paying a commit for
+// half the crowd. Waiting for the returning half lets one commit carry both. A lone client (a
+// last flush of one message) never waits, and no caller waits more than one commit's time
+// longer than without gathering. docs/performance.md has the measurements.
+func (s *Spool) gather() {
+	want, limit := s.lastFlush.msgs, s.lastFlush.took
+	if want <= 1 || limit <= 0 {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		s.mu.Lock()
+		n := s.pendingMsgs
+		s.mu.Unlock()
+		left := time.Until(deadline)
+		if n >= want || left <= 0 {
+			return
+		}
+		s.gatherTimer.Reset(left)
+		select {
+		case <-s.kick: // another append: count again
+		case <-s.gatherTimer.C:
+		case <-s.stop:
+			return
+		}
+		s.gatherTimer.Stop()
 	}
 }
 

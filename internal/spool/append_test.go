@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
@@ -59,5 +60,118 @@ func TestNextSegmentFileCreatedAfterTheLastLeftTmp(t *testing.T) {
 		if want := [2]string{"create", "rename"}[i%2]; ev != want {
 			t.Fatalf("event %d is %s, want %s: %v", i, ev, want, l.events)
 		}
+	}
+}
+
+// gatherer is the part of a Spool that gather reads: no committer runs, so the test decides
+// what is pending and when.
+func gatherer(last flush) *Spool {
+	s := &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherTimer: time.NewTimer(time.Hour)}
+	s.gatherTimer.Stop()
+	return s
+}
+
+// gatherAsync runs s.gather and closes the returned channel when it returns.
+func gatherAsync(s *Spool) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		s.gather()
+		close(done)
+	}()
+	return done
+}
+
+func (s *Spool) arrive(n int) {
+	s.mu.Lock()
+	s.pendingMsgs += n
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func TestGather(t *testing.T) {
+	t.Run("a lone client never waits", func(t *testing.T) {
+		s := gatherer(flush{msgs: 1, took: time.Hour})
+		s.arrive(1)
+		select {
+		case <-gatherAsync(s):
+		case <-time.After(5 * time.Second):
+			t.Fatal("gather waited after a flush of one message")
+		}
+	})
+	t.Run("waits for as many as the last flush carried", func(t *testing.T) {
+		s := gatherer(flush{msgs: 8, took: time.Hour})
+		s.arrive(3)
+		done := gatherAsync(s)
+		select {
+		case <-done:
+			t.Fatal("gather returned with 3 of 8 pending")
+		case <-time.After(50 * time.Millisecond):
+		}
+		s.arrive(4)
+		select {
+		case <-done:
+			t.Fatal("gather returned with 7 of 8 pending")
+		case <-time.After(50 * time.Millisecond):
+		}
+		s.arrive(1)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("gather still waiting with 8 of 8 pending")
+		}
+	})
+	t.Run("waits no longer than the last flush took", func(t *testing.T) {
+		s := gatherer(flush{msgs: 8, took: 80 * time.Millisecond})
+		s.arrive(2)
+		start := time.Now()
+		select {
+		case <-gatherAsync(s):
+		case <-time.After(5 * time.Second):
+			t.Fatal("gather did not end at its deadline")
+		}
+		if took := time.Since(start); took < 80*time.Millisecond {
+			t.Fatalf("gather returned after %v, before the last flush's 80ms with 2 of 8 pending", took)
+		}
+	})
+	t.Run("Close ends it", func(t *testing.T) {
+		s := gatherer(flush{msgs: 8, took: time.Hour})
+		done := gatherAsync(s)
+		close(s.stop)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("gather still waiting after Close")
+		}
+	})
+}
+
+// TestGatherCarriesTheReturningCallers: clients that append again as soon as they are
+// acknowledged end up in one flush together instead of alternating between two.
+func TestGatherCarriesTheReturningCallers(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const clients, each = 16, 40
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				if err := s.Append(context.Background(), testMessages(1)...); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c := s.Counters()
+	// Without gathering the 16 split into two groups of about 8 that take turns.
+	if per := float64(c.Messages) / float64(c.Commits); per < clients*0.6 {
+		t.Fatalf("%.1f messages a commit (%d commits of %d messages), want most of the %d clients in each", per, c.Commits, c.Messages, clients)
 	}
 }
