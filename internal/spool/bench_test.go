@@ -23,7 +23,7 @@ import (
 // share), for the spool's group commit and, side by side, the baseline a naive spool would use:
 // one file per message, each written, fsynced, closed, renamed and its directory fsynced.
 //
-//	make bench   (go test -run '^$' -bench BenchmarkAppend -benchtime 2s -count 5 ./internal/spool/)
+//	make bench   (ROUNDS × go test -run '^$' -bench . -benchtime 2s -count 1 ./internal/spool/ ./internal/ingest/)
 func BenchmarkAppend(b *testing.B) {
 	for _, lat := range []struct {
 		name string
