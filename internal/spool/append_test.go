@@ -66,7 +66,7 @@ func TestNextSegmentFileCreatedAfterTheLastLeftTmp(t *testing.T) {
 // gatherer is the part of a Spool that gather reads: no committer runs, so the test decides
 // what is pending and when.
 func gatherer(last flush) *Spool {
-	s := &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherTimer: time.NewTimer(time.Hour)}
+	s := &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherTimer: time.NewTimer(time.Hour), gatherCap: time.Hour}
 	s.gatherTimer.Stop()
 	return s
 }
@@ -134,6 +134,19 @@ func TestGather(t *testing.T) {
 		}
 		if took := time.Since(start); took < 80*time.Millisecond {
 			t.Fatalf("gather returned after %v, before the last flush's 80ms with 2 of 8 pending", took)
+		}
+	})
+	t.Run("a stalled flush does not make the next wait as long", func(t *testing.T) {
+		s := gatherer(flush{msgs: 8, took: time.Hour})
+		s.gatherCap = maxGather
+		start := time.Now()
+		select {
+		case <-gatherAsync(s):
+		case <-time.After(5 * time.Second):
+			t.Fatal("gather waited past its cap after a flush that took an hour")
+		}
+		if took := time.Since(start); took < maxGather {
+			t.Fatalf("gather returned after %v, before its cap %v with nothing pending", took, maxGather)
 		}
 	})
 	t.Run("Close ends it", func(t *testing.T) {

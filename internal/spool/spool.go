@@ -199,8 +199,9 @@ type Spool struct {
 	wbuf        []byte      // committer-owned segment buffer
 	lastFlush   flush       // committer-owned: what its last flush carried and took
 	gatherTimer *time.Timer // committer-owned: bounds gather
-	cacheMu     sync.Mutex  // guards cache
-	cache       readyCache  // the claim candidates from the last listing of ready/
+	gatherCap   time.Duration
+	cacheMu     sync.Mutex // guards cache
+	cache       readyCache // the claim candidates from the last listing of ready/
 	// claiming holds the segments a goroutine of this process is claiming right now (guarded
 	// by cacheMu).
 	claiming map[string]bool
@@ -230,6 +231,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		spareDone:   make(chan struct{}),
 		stop:        make(chan struct{}),
 		gatherTimer: time.NewTimer(time.Hour),
+		gatherCap:   maxGather,
 	}
 	s.gatherTimer.Stop()
 	if opts.Inspect {
