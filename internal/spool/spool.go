@@ -196,12 +196,12 @@ type Spool struct {
 	spareDone   chan struct{}  // closed when the preparer has stopped
 	stop        chan struct{}  // closed by Close
 	wg          sync.WaitGroup
-	wbuf        []byte      // committer-owned segment buffer
-	lastFlush   flush       // committer-owned: what its last flush carried and took
-	gatherTimer *time.Timer // committer-owned: bounds gather
-	gatherCap   time.Duration
-	cacheMu     sync.Mutex // guards cache
-	cache       readyCache // the claim candidates from the last listing of ready/
+	wbuf        []byte        // committer-owned segment buffer
+	lastFlush   flush         // committer-owned: what its last flush carried and took
+	gatherTimer *time.Timer   // committer-owned: bounds gather
+	gatherCap   time.Duration // committer-owned: gather never waits longer (maxGather)
+	cacheMu     sync.Mutex    // guards cache
+	cache       readyCache    // the claim candidates from the last listing of ready/
 	// claiming holds the segments a goroutine of this process is claiming right now (guarded
 	// by cacheMu).
 	claiming map[string]bool
