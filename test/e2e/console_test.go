@@ -316,6 +316,22 @@ func TestConsole(t *testing.T) {
 		`window.innerWidth === 390 && `+noOverflow, "document.documentElement.scrollWidth + ' > ' + window.innerWidth")
 	b.do(t, "desktop viewport", 5*time.Second, chromedp.EmulateViewport(1280, 800))
 
+	// Requeue all takes a second click: one click arms the button, says what the next would
+	// do, and disarms itself after 5 s with nothing requeued.
+	b.do(t, "one click on requeue all", 5*time.Second, chromedp.Click(chromedp.CSS("#requeue-all")))
+	b.waitFor(t, "requeue all armed", 3*time.Second,
+		`document.querySelector('#requeue-all').textContent === 'Confirm: requeue 1' && document.querySelector('#dead-msg').textContent.startsWith('Click again within 5 s to send all 1 dead segment back')`,
+		`document.querySelector('#requeue-all').textContent + ' / ' + document.querySelector('#dead-msg').textContent`)
+	b.waitFor(t, "requeue all disarmed by itself", 8*time.Second,
+		`document.querySelector('#requeue-all').textContent === 'Requeue all' && document.querySelector('#dead-msg').textContent === ''`,
+		`document.querySelector('#requeue-all').textContent`)
+	if got := eval[int](t, b, fmt.Sprintf(`document.querySelectorAll('#dead-table tr[data-id="%s"]').length`, deadID)); got != 1 {
+		t.Fatalf("after a single click on requeue all the dead letter is listed %d times, want 1", got)
+	}
+	if dead, err := filepath.Glob(filepath.Join(dir, "dead", "*")); err != nil || len(dead) == 0 {
+		t.Fatalf("a single click on requeue all emptied dead/ (%v, %v)", dead, err)
+	}
+
 	// Requeue from the page: the dead list empties and the message is ready again.
 	b.do(t, "requeue the dead letter", 5*time.Second, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#dead-table tr[data-id="%s"] button[data-action="requeue"]`, deadID))))
 	b.waitFor(t, "an empty dead-letter list", 5*time.Second,
@@ -419,8 +435,9 @@ func TestConsoleAuth(t *testing.T) {
 	if got := eval[string](t, b, `document.querySelector('#api-key').value`); got != adminKey {
 		t.Fatalf("after a reload the key field holds %q, want the admin key from sessionStorage", got)
 	}
-	b.do(t, "requeue all", 10*time.Second,
+	b.do(t, "requeue all (two clicks)", 10*time.Second,
 		chromedp.WaitEnabled(chromedp.CSS("#requeue-all")),
+		chromedp.Click(chromedp.CSS("#requeue-all")),
 		chromedp.Click(chromedp.CSS("#requeue-all")))
 	b.waitFor(t, "the dead letter requeued by the admin", 5*time.Second,
 		fmt.Sprintf(`%s.startsWith('Requeued 1 segment') && !document.querySelector('#dead-table tr[data-id="%s"]')`, deadMsg, deadID), deadMsg)

@@ -466,7 +466,33 @@ $('#dead-table tbody').addEventListener('click', (ev) => {
   if (b && b.dataset.action === 'requeue') requeue(`/v1/dead-letters/${encodeURIComponent(tr.dataset.id)}/requeue`, b);
   else showDeadLetter(tr.dataset.id);
 });
-$('#requeue-all').addEventListener('click', (ev) => requeue('/v1/dead-letters/requeue-all', ev.currentTarget));
+// Requeue all takes two clicks: the first arms the button for a few seconds and says what the
+// second will do (every dead segment is delivered again, poison included).
+const requeueAllLabel = $('#requeue-all').textContent;
+let requeueAllArmed = null;
+function disarmRequeueAll() {
+  clearTimeout(requeueAllArmed);
+  requeueAllArmed = null;
+  const btn = $('#requeue-all');
+  btn.textContent = requeueAllLabel;
+  btn.classList.remove('armed');
+}
+$('#requeue-all').addEventListener('click', (ev) => {
+  const btn = ev.currentTarget;
+  if (requeueAllArmed === null) {
+    const n = $('#dead-table tbody').rows.length;
+    btn.textContent = `Confirm: requeue ${n}`;
+    btn.classList.add('armed');
+    deadMessage(`Click again within 5 s to send all ${n} dead segment${n === 1 ? '' : 's'} back to ready/ for delivery.`);
+    requeueAllArmed = setTimeout(() => {
+      disarmRequeueAll();
+      deadMessage('');
+    }, 5000);
+    return;
+  }
+  disarmRequeueAll();
+  requeue('/v1/dead-letters/requeue-all', btn);
+});
 $('#detail-close').addEventListener('click', () => {
   $('#dead-detail').hidden = true;
 });
