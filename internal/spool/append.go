@@ -168,12 +168,13 @@ type flush struct {
 const maxGather = 50 * time.Millisecond
 
 // gather waits, before a flush, until as many messages are pending as the last flush carried, or
-// at most as long as that flush took (and never more than s.gatherCap, maxGather outside tests). Under load most callers are clients that send their next
-// message as soon as the last is acknowledged: flushing the moment the committer is free splits
-// them into two groups that alternate (one committing, one waiting), each paying a commit for
-// half the crowd. Waiting for the returning half lets one commit carry both. A lone client (a
-// last flush of one message) never waits, and no caller waits more than one commit's time
-// longer than without gathering. docs/performance.md has the measurements.
+// at most as long as that flush took (never more than s.gatherCap: maxGather outside tests).
+// Under load most callers are clients that send their next message as soon as the last is
+// acknowledged: flushing the moment the committer is free splits them into two groups that
+// alternate (one committing, one waiting), each paying a commit for half the crowd. Waiting for
+// the returning half lets one commit carry both. A lone client (a last flush of one message)
+// never waits, and no caller waits more than one commit's time longer than without gathering.
+// docs/performance.md has the measurements.
 func (s *Spool) gather() {
 	want, limit := s.lastFlush.msgs, min(s.lastFlush.took, s.gatherCap)
 	if want <= 1 || limit <= 0 {
