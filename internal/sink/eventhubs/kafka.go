@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
 )
 
 // kafkaMaxBatchBytes is Event Hubs' Kafka request limit (1 MiB); a record larger than a batch
@@ -56,9 +56,11 @@ func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, e
 }
 
 // sendKafka produces every message of batch (key = senderId, headers as the AMQP application
-// properties) and waits for each acknowledgement. kgo keeps a partition's records in order.
+// properties) and waits for each acknowledgement, or for ctx to end (the unanswered are then
+// Transient). kgo keeps a partition's records in order; kafka.ProduceAll re-produces a record
+// that a concurrent Send's expired context took down with its own.
 func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sink.Result) {
-	var wg sync.WaitGroup
+	recs := make([]*kgo.Record, len(batch))
 	for i := range batch {
 		m, body, err := s.encode(&batch[i])
 		if err != nil {
@@ -70,17 +72,16 @@ func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sin
 		for k, v := range props {
 			headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v.(string))})
 		}
-		rec := &kgo.Record{Key: []byte(m.SenderID), Value: body, Headers: headers}
-		wg.Add(1)
-		// Each promise writes only res[i]; wg.Wait orders those writes before Send returns.
-		s.kafka.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				res[i] = s.result(err)
-				return
-			}
-			res[i] = sink.Result{Status: sink.Delivered}
-		})
+		recs[i] = &kgo.Record{Key: []byte(m.SenderID), Value: body, Headers: headers}
 	}
-	wg.Wait()
+	unanswered := kafka.ProduceAll(ctx, s.kafka, recs, func(i int, err error) {
+		if err != nil {
+			res[i] = s.result(err)
+			return
+		}
+		res[i] = sink.Result{Status: sink.Delivered}
+	})
+	for _, i := range unanswered {
+		res[i] = s.result(fmt.Errorf("no acknowledgement: %w", ctx.Err()))
+	}
 }

@@ -237,9 +237,55 @@ func (e *RecordTooLargeError) Error() string {
 // Unwrap makes a RecordTooLargeError match kerr.MessageTooLarge, as the broker would answer.
 func (e *RecordTooLargeError) Unwrap() error { return kerr.MessageTooLarge }
 
-type produced struct {
-	i   int
-	err error
+// ProduceAll produces every non-nil record of recs through cl and calls done(i, err) once for
+// each, with its acknowledgement's error, until all have answered or ctx ends; it returns the
+// indexes of the records still unanswered then (Send reports them Transient: they may still
+// reach the topic, a duplicate on retry, never a loss). done runs in ProduceAll's goroutine.
+//
+// A record that fails with a context error while ctx is alive is produced again: franz-go fails
+// a partition's whole buffered batch by the context of its first record, so records of a
+// concurrent Send buffered behind a record whose Send gave up share its fate.
+func ProduceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, done func(i int, err error)) (unanswered []int) {
+	type produced struct {
+		i   int
+		err error
+	}
+	answers := make(chan produced, len(recs)) // buffered: a promise never blocks, even after we return
+	waiting := make([]bool, len(recs))
+	pending := 0
+	produce := func(i int) {
+		cl.Produce(ctx, recs[i], func(_ *kgo.Record, err error) { answers <- produced{i, err} })
+	}
+	for i, r := range recs {
+		if r != nil {
+			waiting[i] = true
+			pending++
+			produce(i)
+		}
+	}
+	retries := 0
+	for pending > 0 {
+		select {
+		case a := <-answers:
+			if a.err != nil && ctx.Err() == nil && retries < len(recs) &&
+				(errors.Is(a.err, context.Canceled) || errors.Is(a.err, context.DeadlineExceeded)) {
+				retries++
+				produce(a.i)
+				continue
+			}
+			waiting[a.i] = false
+			pending--
+			done(a.i, a.err)
+		case <-ctx.Done():
+			for i, w := range waiting {
+				if w {
+					unanswered = append(unanswered, i)
+				}
+			}
+			return unanswered
+		}
+	}
+	return nil
 }
 
 // Send produces batch and waits for every record's acknowledgement, or for ctx to end: records
@@ -254,10 +300,7 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 	if err := ctx.Err(); err != nil {
 		return sink.All(len(batch), sink.Result{Status: sink.Transient, Err: err})
 	}
-	done := make(chan produced, len(batch)) // buffered: a promise never blocks, even after we return
-	waiting := make([]bool, len(batch))
 	recs := make([]*kgo.Record, len(batch))
-	pending := 0
 	limit := s.cfg.MaxRecordBytes - recordOverhead
 	for i := range batch {
 		rec, err := s.record(&batch[i])
@@ -270,43 +313,21 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 			continue
 		}
 		recs[i] = rec
-		waiting[i] = true
-		pending++
-		s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- produced{i, err} })
 	}
 	var tooLarge []int
-	retries := 0
-	for pending > 0 {
-		select {
-		case p := <-done:
-			if p.err != nil && ctx.Err() == nil && retries < len(batch) &&
-				(errors.Is(p.err, context.Canceled) || errors.Is(p.err, context.DeadlineExceeded)) {
-				// Failed by another Send's context: franz-go cancels a partition's whole
-				// buffered batch by its first record's context, so records appended behind a
-				// record whose Send gave up share its fate. Ours is alive: produce it again.
-				retries++
-				s.cl.Produce(ctx, recs[p.i], func(_ *kgo.Record, err error) { done <- produced{p.i, err} })
-				continue
-			}
-			waiting[p.i] = false
-			pending--
-			if errors.Is(p.err, kerr.MessageTooLarge) {
-				tooLarge = append(tooLarge, p.i)
-				continue
-			}
-			out[p.i] = s.result(p.err)
-		case <-ctx.Done():
-			err := fmt.Errorf("kafka sink: no acknowledgement: %w", ctx.Err())
-			for i, w := range waiting {
-				if w {
-					out[i] = sink.Result{Status: sink.Transient, Err: err}
-				}
-			}
-			for _, i := range tooLarge {
-				out[i] = sink.Result{Status: sink.Transient, Err: err}
-			}
-			return out
+	unanswered := ProduceAll(ctx, s.cl, recs, func(i int, err error) {
+		if errors.Is(err, kerr.MessageTooLarge) {
+			tooLarge = append(tooLarge, i)
+			return
 		}
+		out[i] = s.result(err)
+	})
+	if ctx.Err() != nil && (len(unanswered) > 0 || len(tooLarge) > 0) {
+		err := fmt.Errorf("kafka sink: no acknowledgement: %w", ctx.Err())
+		for _, i := range append(unanswered, tooLarge...) {
+			out[i] = sink.Result{Status: sink.Transient, Err: err}
+		}
+		return out
 	}
 	s.retryAlone(ctx, recs, tooLarge, out)
 	return out
