@@ -474,6 +474,9 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 		`bridgehead_ingest_messages_accepted_total 1`,
 		`bridgehead_spool_messages{state="ready"} 1`,
 		`bridgehead_spool_commit_duration_seconds_count{result="ok"} 1`,
+		"bridgehead_spool_commits_total 1\n",
+		"bridgehead_spool_committed_messages_total 1\n",
+		"bridgehead_spool_commit_errors_total 0\n",
 	} {
 		if !bytes.Contains(m.body, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)

@@ -81,16 +81,34 @@ var (
 	descMessages = prometheus.NewDesc("bridgehead_spool_messages", "Messages in the spool by state.", []string{"state"}, nil)
 	descBytes    = prometheus.NewDesc("bridgehead_spool_bytes", "Bytes in the spool by state.", []string{"state"}, nil)
 	descOldest   = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest ready or claimed segment.", nil, nil)
+
+	descCommits       = prometheus.NewDesc("bridgehead_spool_commits_total", "Segments this process committed (one fsync of a segment and one of its directory each).", nil, nil)
+	descCommittedMsgs = prometheus.NewDesc("bridgehead_spool_committed_messages_total", "Messages in the segments this process committed: divided by commits, the messages sharing an fsync.", nil, nil)
+	descCommitErrors  = prometheus.NewDesc("bridgehead_spool_commit_errors_total", "Commits of this process that failed (their callers got an error).", nil, nil)
 )
+
+// commitCounter is what a spool that counts its commits offers (spool.Spool does).
+type commitCounter interface {
+	Counters() spool.Counters
+}
 
 func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSegments
 	ch <- descMessages
 	ch <- descBytes
 	ch <- descOldest
+	ch <- descCommits
+	ch <- descCommittedMsgs
+	ch <- descCommitErrors
 }
 
 func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	if cc, ok := c.sp.(commitCounter); ok {
+		n := cc.Counters()
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n.Commits))
+		ch <- prometheus.MustNewConstMetric(descCommittedMsgs, prometheus.CounterValue, float64(n.Messages))
+		ch <- prometheus.MustNewConstMetric(descCommitErrors, prometheus.CounterValue, float64(n.Errors))
+	}
 	st := c.sp.LastStats()
 	for _, s := range []struct {
 		state string
