@@ -41,6 +41,7 @@ func (c *Claim) Name() string { return c.name.claimed() }
 type readyCache struct {
 	names []segName
 	at    time.Time
+	gen   uint64 // counts listings
 }
 
 // claimWindow is how many of the oldest ready segments a claimer picks among at random, so that
@@ -61,7 +62,7 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cand, err := s.pickCandidate(tried, &refreshed)
+		cand, gen, err := s.pickCandidate(tried, &refreshed)
 		if err != nil {
 			return nil, err
 		}
@@ -69,6 +70,11 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		c, err := s.claimOne(cand)
 		s.cacheMu.Lock()
 		delete(s.claiming, cand.id)
+		if s.cache.gen != gen {
+			// A listing taken while the rename was under way may have put the segment back in
+			// the cache: drop it, or another goroutine would try it again.
+			s.cache.names = slices.DeleteFunc(s.cache.names, func(n segName) bool { return n.id == cand.id })
+		}
 		s.cacheMu.Unlock()
 		if errors.Is(err, errRaceLost) {
 			continue
@@ -84,15 +90,46 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 
 var errRaceLost = errors.New("lost the race for a segment")
 
-// pickCandidate removes and returns a claimable name not in tried from the cache, refilling the
-// cache from a fresh listing when it is old, or (once per Claim call) when it has nothing left.
-func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, error) {
+// claimDeadline returns the deadline for a claimed name of segment id: Lease from now, and later,
+// at the millisecond resolution of names, than any deadline this process gave id in the last few
+// seconds. So no two claimed names this process makes for one segment are the same, and a
+// claim whose rename fails with ENOENT and then finds its destination present knows the rename
+// was its own (a lost reply), not another goroutine's claim from within the same millisecond
+// (which a stale listing can offer: a directory cache on NFS, or the claim cache here).
+func (s *Spool) claimDeadline(id string) time.Time {
+	ms := s.now().Add(s.opts.Lease).UnixMilli()
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if last, ok := s.deadlines[id]; ok && ms <= last {
+		ms = last + 1
+	}
+	if len(s.deadlines) >= 1024 {
+		// Deadlines given more than recentDeadlines ago are below any new one: forget them.
+		for k, v := range s.deadlines {
+			if v < ms-recentDeadlines.Milliseconds() {
+				delete(s.deadlines, k)
+			}
+		}
+	}
+	s.deadlines[id] = ms
+	return time.UnixMilli(ms)
+}
+
+// recentDeadlines is how long claimDeadline remembers a deadline: far longer than the
+// millisecond in which two claims could collide, and than a backward step of a synchronised
+// clock.
+const recentDeadlines = 10 * time.Second
+
+// pickCandidate removes and returns a claimable name not in tried from the cache, and the
+// cache's generation, refilling the cache from a fresh listing when it is old, or (once per
+// Claim call) when it has nothing left.
+func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, uint64, error) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	now := s.now()
 	if now.Sub(s.cache.at) > s.opts.ScanInterval {
 		if err := s.refreshCacheLocked(now); err != nil {
-			return segName{}, err
+			return segName{}, 0, err
 		}
 		*refreshed = true
 	}
@@ -117,13 +154,13 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 			// within a millisecond would get the same claimed name, and the second rename's
 			// ENOENT would be taken for a lost reply of the first.
 			s.claiming[n.id] = true
-			return n, nil
+			return n, s.cache.gen, nil
 		}
 		if *refreshed {
-			return segName{}, ErrEmpty
+			return segName{}, 0, ErrEmpty
 		}
 		if err := s.refreshCacheLocked(now); err != nil {
-			return segName{}, err
+			return segName{}, 0, err
 		}
 		*refreshed = true
 	}
@@ -141,7 +178,7 @@ func (s *Spool) refreshCacheLocked(now time.Time) error {
 		}
 	}
 	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.id, b.id) })
-	s.cache = readyCache{names: names, at: now}
+	s.cache = readyCache{names: names, at: now, gen: s.cache.gen + 1}
 	return nil
 }
 
@@ -162,7 +199,7 @@ func (s *Spool) claimOne(cand segName) (*Claim, error) {
 	next.Attempt++
 	next.NotBefore = time.Time{}
 	next.Owner = s.writer
-	next.Deadline = s.now().Add(s.opts.Lease)
+	next.Deadline = s.claimDeadline(next.id)
 	to := s.path(dirClaimed, next.claimed())
 	if err := s.renameResolved(from, to); err != nil {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) || fsys.IsBusy(err) {
@@ -256,7 +293,7 @@ func (s *Spool) writeReason(dir string, n segName, reason string) error {
 // sending its messages.
 func (s *Spool) Renew(ctx context.Context, c *Claim) error {
 	next := c.name
-	next.Deadline = s.now().Add(s.opts.Lease)
+	next.Deadline = s.claimDeadline(next.id)
 	if err := s.moveClaim(c, s.path(dirClaimed, next.claimed())); err != nil {
 		return fmt.Errorf("renew %s: %w", c.ID, err)
 	}

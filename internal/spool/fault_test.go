@@ -188,6 +188,26 @@ func TestClaimUnderInjectedFaults(t *testing.T) {
 			t.Fatalf("Claim on a stale listing: got %v, %v; want ErrEmpty", c, err)
 		}
 	})
+	t.Run("stale listing in the claiming process, same millisecond: no second claim", func(t *testing.T) {
+		// The claimed name a second claim of one segment would use is the first's when both
+		// fall in one millisecond (the clock is frozen here): its rename fails with ENOENT,
+		// and the stat that resolves a lost reply must not take the first claim for its own.
+		clk := newFakeClock()
+		ffs := fsys.NewFaulty(fsys.OS{})
+		dir := t.TempDir()
+		s := mustOpenSpool(t, dir, spool.Options{FS: ffs, Now: clk.Now})
+		mustAppend(t, s, msgs(1, 10)...)
+		if err := ffs.FreezeListing(filepath.Join(dir, "ready")); err != nil {
+			t.Fatal(err)
+		}
+		first := mustClaim(t, s)
+		if c, err := s.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+			t.Fatalf("second Claim while %s is held, on a stale listing: got %+v, %v; want ErrEmpty", first.ID, c, err)
+		}
+		if err := s.Ack(ctx, first); err != nil {
+			t.Fatalf("the first claim was disturbed: %v", err)
+		}
+	})
 	t.Run("ESTALE reading the claim: the lease brings it back", func(t *testing.T) {
 		clk := newFakeClock()
 		ffs := fsys.NewFaulty(fsys.OS{})

@@ -568,54 +568,65 @@ func TestForeignFilesAreIgnored(t *testing.T) {
 }
 
 // TestConcurrentClaimersInOneProcessNeverShareASegment: goroutines of one process claiming at
-// once, each refreshing the listing on every pick (so a segment one of them is renaming is still
-// listed for the others), never both get it.
+// once never both get a segment: neither when each refreshes the listing on every pick (so a
+// segment one of them is renaming is still listed for the others), nor with the listing cached
+// for a second as in production (so a segment claimed meanwhile is still offered afterwards, and
+// another goroutine's rename of it fails with ENOENT while the claimed name it would have used
+// is already there, made by the first claim within the same millisecond).
 func TestConcurrentClaimersInOneProcessNeverShareASegment(t *testing.T) {
-	ffs := fsys.NewFaulty(fsys.OS{})
-	// A clock that creeps a microsecond a reading gives claims close together the same deadline
-	// millisecond, hence the same claimed name, as real claims within one millisecond have.
-	clk := newFakeClock()
-	creep := func() time.Time { clk.Advance(time.Microsecond); return clk.Now() }
-	s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: creep, ScanInterval: time.Nanosecond})
-	// A slow claim rename keeps each segment listed in ready/ while it is being claimed.
-	ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Delay: 2 * time.Millisecond})
-	ctx := context.Background()
-	var all []uuid.UUID
-	for range 200 {
-		in := msgs(1, 10)
-		mustAppend(t, s, in...)
-		all = append(all, ids(in)...)
-	}
-	var mu sync.Mutex
-	var got []uuid.UUID
-	var lost int
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				c, err := s.Claim(ctx)
-				if errors.Is(err, spool.ErrEmpty) {
-					return
-				}
-				if err != nil {
-					t.Errorf("Claim: %v", err)
-					return
-				}
-				err = s.Ack(ctx, c)
-				mu.Lock()
-				got = append(got, ids(c.Messages)...)
-				if err != nil {
-					lost++
-				}
-				mu.Unlock()
+	for _, tc := range []struct {
+		name string
+		scan time.Duration
+	}{{"fresh listing on every pick", time.Nanosecond}, {"listing cached across claims", 20 * time.Microsecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ffs := fsys.NewFaulty(fsys.OS{})
+			// A clock that creeps a microsecond a reading gives claims close together the same
+			// deadline millisecond, as real claims within one millisecond have.
+			clk := newFakeClock()
+			creep := func() time.Time { clk.Advance(time.Microsecond); return clk.Now() }
+			s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: creep, ScanInterval: tc.scan})
+			// A slow claim rename keeps each segment listed in ready/ while it is being claimed.
+			ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Delay: 2 * time.Millisecond})
+			ctx := context.Background()
+			var all []uuid.UUID
+			for range 200 {
+				in := msgs(1, 10)
+				mustAppend(t, s, in...)
+				all = append(all, ids(in)...)
+			}
+			var mu sync.Mutex
+			var got []uuid.UUID
+			var lost int
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for {
+						c, err := s.Claim(ctx)
+						if errors.Is(err, spool.ErrEmpty) {
+							return
+						}
+						if err != nil {
+							t.Errorf("Claim: %v", err)
+							return
+						}
+						time.Sleep(3 * time.Millisecond) // sending: the claim stays in claimed/ meanwhile
+						err = s.Ack(ctx, c)
+						mu.Lock()
+						got = append(got, ids(c.Messages)...)
+						if err != nil {
+							lost++
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if lost > 0 || len(got) != len(all) {
+				t.Fatalf("%d deliveries of %d messages, %d acks found the claim gone: a segment was claimed twice", len(got), len(all), lost)
+			}
+			if err := sameSet(got, all); err != nil {
+				t.Fatal(err)
 			}
 		})
-	}
-	wg.Wait()
-	if lost > 0 || len(got) != len(all) {
-		t.Fatalf("%d deliveries of %d messages, %d acks found the claim gone: a segment was claimed twice", len(got), len(all), lost)
-	}
-	if err := sameSet(got, all); err != nil {
-		t.Fatal(err)
 	}
 }
