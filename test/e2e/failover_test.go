@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -143,32 +143,36 @@ func (s *failoverStamp) spoolDepth(t *testing.T) (undelivered, dead int) {
 	return st.Ready.Segments + st.Claimed.Segments, st.Dead.Segments + st.Quarantine.Segments
 }
 
-// delivered reads the stamp's file sink: how often each correlationId is in it. Every line
-// must be a whole envelope of this stamp: the sink truncates a half-written batch at start.
+// delivered reads the stamp's file sink: how often each correlationId is in it.
 func (s *failoverStamp) delivered(t *testing.T) (map[string]int, error) {
 	t.Helper()
-	f, err := os.Open(s.sink)
+	return deliveredIDs(s.sink, s.name)
+}
+
+// deliveredIDs reads a file sink: how often each correlationId is in it. Every whole line must
+// be an envelope of stamp (the sink truncates a half-written batch at start); a last line without
+// its newline is being written and is left for the next read.
+func deliveredIDs(path, stamp string) (map[string]int, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return map[string]int{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	out := map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
+	lines := bytes.Split(b, []byte("\n"))
+	for n, line := range lines[:len(lines)-1] { // the last is "" or a line still being written
 		var env struct {
 			CorrelationID string `json:"correlationId"`
 			Stamp         string `json:"stamp"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &env); err != nil || env.CorrelationID == "" || env.Stamp != s.name {
-			return nil, fmt.Errorf("%s line %d is not an envelope of stamp %s: %q (%v)", s.sink, n, s.name, sc.Text(), err)
+		if err := json.Unmarshal(line, &env); err != nil || env.CorrelationID == "" || env.Stamp != stamp {
+			return nil, fmt.Errorf("%s line %d is not an envelope of stamp %s: %q (%v)", path, n+1, stamp, line, err)
 		}
 		out[strings.ToLower(env.CorrelationID)]++
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // failoverAck is one acknowledged request: when Send returned, which stamp acked, the ids.
