@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -186,5 +187,26 @@ func TestGatherCarriesTheReturningCallers(t *testing.T) {
 	// Without gathering the 16 split into two groups of about 8 that take turns.
 	if per := float64(c.Messages) / float64(c.Commits); per < clients*0.6 {
 		t.Fatalf("%.1f messages a commit (%d commits of %d messages), want most of the %d clients in each", per, c.Commits, c.Messages, clients)
+	}
+}
+
+// TestClaimDeadlinesStrictlyIncreaseAndAreForgotten: with a frozen clock, the deadlines one
+// process gives one segment still differ; deadlines of other segments are not bumped; the
+// record of old deadlines is pruned, so it does not grow with every segment ever claimed.
+func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	s := &Spool{opts: Options{Lease: 30 * time.Second, Now: func() time.Time { return now }}, deadlines: map[string]int64{}}
+	a1, a2, b1 := s.claimDeadline("a"), s.claimDeadline("a"), s.claimDeadline("b")
+	want := now.Add(30 * time.Second)
+	if !a1.Equal(want) || !a2.Equal(want.Add(time.Millisecond)) || !b1.Equal(want) {
+		t.Fatalf("deadlines a, a, b = %v, %v, %v; want %v, +1 ms, %v", a1, a2, b1, want, want)
+	}
+	for i := range 5000 {
+		s.claimDeadline(fmt.Sprint("seg-", i))
+	}
+	now = now.Add(recentDeadlines + 2*time.Second)
+	s.claimDeadline("c")
+	if len(s.deadlines) != 1 {
+		t.Fatalf("%d deadlines remembered %v after they all aged past %v, want only c's", len(s.deadlines), recentDeadlines+2*time.Second, recentDeadlines)
 	}
 }

@@ -103,8 +103,10 @@ func (s *Spool) claimDeadline(id string) time.Time {
 	if last, ok := s.deadlines[id]; ok && ms <= last {
 		ms = last + 1
 	}
-	if len(s.deadlines) >= 1024 {
-		// Deadlines given more than recentDeadlines ago are below any new one: forget them.
+	if ms-s.deadlinesPruned > time.Second.Milliseconds() {
+		// At most once a second: deadlines given more than recentDeadlines ago are below any
+		// new one, forget them.
+		s.deadlinesPruned = ms
 		for k, v := range s.deadlines {
 			if v < ms-recentDeadlines.Milliseconds() {
 				delete(s.deadlines, k)

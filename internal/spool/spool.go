@@ -207,8 +207,9 @@ type Spool struct {
 	claiming map[string]bool
 	// deadlines holds the last deadline (Unix ms) this process put in a claimed name of each
 	// segment in the last recentDeadlines (guarded by cacheMu; see claimDeadline).
-	deadlines map[string]int64
-	counts    counters // cumulative counters since Open
+	deadlines       map[string]int64
+	deadlinesPruned int64    // when deadlines was last pruned (Unix ms, guarded by cacheMu)
+	counts          counters // cumulative counters since Open
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
