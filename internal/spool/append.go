@@ -94,7 +94,6 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	b.recs = append(b.recs, recs)
 	b.size += len(recs)
 	b.count += len(msgs)
-	s.pendingMsgs += len(msgs)
 	s.mu.Unlock()
 
 	select {
@@ -142,8 +141,8 @@ func (s *Spool) commitPending() {
 	for {
 		s.gather()
 		s.mu.Lock()
-		batches, n := s.pending, s.pendingMsgs
-		s.pending, s.pendingMsgs = nil, 0
+		batches := s.pending
+		s.pending = nil
 		s.mu.Unlock()
 		if len(batches) == 0 {
 			return
@@ -153,8 +152,17 @@ func (s *Spool) commitPending() {
 			b.err = s.commit(b)
 			close(b.done)
 		}
-		s.lastFlush = flush{msgs: n, took: time.Since(start)}
+		s.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
 	}
+}
+
+// messages counts the messages of batches.
+func messages(batches []*batch) int {
+	n := 0
+	for _, b := range batches {
+		n += b.count
+	}
+	return n
 }
 
 // flush is what the committer remembers of its last flush.
@@ -180,23 +188,22 @@ func (s *Spool) gather() {
 	if want <= 1 || limit <= 0 {
 		return
 	}
-	deadline := time.Now().Add(limit)
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
 	for {
 		s.mu.Lock()
-		n := s.pendingMsgs
+		n := messages(s.pending)
 		s.mu.Unlock()
-		left := time.Until(deadline)
-		if n >= want || left <= 0 {
+		if n >= want {
 			return
 		}
-		s.gatherTimer.Reset(left)
 		select {
 		case <-s.kick: // another append: count again
-		case <-s.gatherTimer.C:
+		case <-timeout.C:
+			return
 		case <-s.stop:
 			return
 		}
-		s.gatherTimer.Stop()
 	}
 }
 

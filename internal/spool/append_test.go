@@ -67,9 +67,7 @@ func TestNextSegmentFileCreatedAfterTheLastLeftTmp(t *testing.T) {
 // gatherer is the part of a Spool that gather reads: no committer runs, so the test decides
 // what is pending and when.
 func gatherer(last flush) *Spool {
-	s := &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherTimer: time.NewTimer(time.Hour), gatherCap: time.Hour}
-	s.gatherTimer.Stop()
-	return s
+	return &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherCap: time.Hour}
 }
 
 // gatherAsync runs s.gather and closes the returned channel when it returns.
@@ -84,7 +82,7 @@ func gatherAsync(s *Spool) <-chan struct{} {
 
 func (s *Spool) arrive(n int) {
 	s.mu.Lock()
-	s.pendingMsgs += n
+	s.pending = append(s.pending, &batch{count: n, done: make(chan struct{})})
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:

@@ -177,31 +177,28 @@ type Spool struct {
 	writer string // this incarnation's id: in segment names, claims and hb/
 	netFS  bool   // NFS/SMB: a directory fsync may answer EINVAL
 
-	mu      sync.Mutex
-	closed  bool
-	pending []*batch
-	// pendingMsgs counts the messages in pending.
-	pendingMsgs int
-	usedBytes   int64 // bytes in the spool at the last scan plus what this process added since
-	freeBytes   int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
-	scanErr     error // the last scan's error, reported by Ready
-	lastStats   Stats // the last successful scan\'s listing, for LastStats
+	mu        sync.Mutex
+	closed    bool
+	pending   []*batch
+	usedBytes int64 // bytes in the spool at the last scan plus what this process added since
+	freeBytes int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
+	scanErr   error // the last scan's error, reported by Ready
+	lastStats Stats // the last successful scan\'s listing, for LastStats
 	// refusedBytes is the size of the last append refused for capacity: Ready stays false until
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
 
-	kick        chan struct{}  // wakes the committer; capacity 1
-	spare       chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
-	spareUsed   chan struct{}  // the committer's word that the spare left tmp/; capacity 1
-	spareDone   chan struct{}  // closed when the preparer has stopped
-	stop        chan struct{}  // closed by Close
-	wg          sync.WaitGroup
-	wbuf        []byte        // committer-owned segment buffer
-	lastFlush   flush         // committer-owned: what its last flush carried and took
-	gatherTimer *time.Timer   // committer-owned: bounds gather
-	gatherCap   time.Duration // committer-owned: gather never waits longer (maxGather)
-	cacheMu     sync.Mutex    // guards cache
-	cache       readyCache    // the claim candidates from the last listing of ready/
+	kick      chan struct{}  // wakes the committer; capacity 1
+	spare     chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
+	spareUsed chan struct{}  // the committer's word that the spare left tmp/; capacity 1
+	spareDone chan struct{}  // closed when the preparer has stopped
+	stop      chan struct{}  // closed by Close
+	wg        sync.WaitGroup
+	wbuf      []byte        // committer-owned segment buffer
+	lastFlush flush         // committer-owned: what its last flush carried and took
+	gatherCap time.Duration // committer-owned: gather never waits longer (maxGather)
+	cacheMu   sync.Mutex    // guards cache
+	cache     readyCache    // the claim candidates from the last listing of ready/
 	// claiming holds the segments a goroutine of this process is claiming right now (guarded
 	// by cacheMu).
 	claiming map[string]bool
@@ -222,23 +219,21 @@ func Open(root string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool options: %w", err)
 	}
 	s := &Spool{
-		root:        root,
-		opts:        opts,
-		fs:          opts.FS,
-		log:         opts.Logger.With("spool", root),
-		writer:      newWriterID(),
-		freeBytes:   -1,
-		kick:        make(chan struct{}, 1),
-		spare:       make(chan spareFile),
-		claiming:    map[string]bool{},
-		deadlines:   map[string]int64{},
-		spareUsed:   make(chan struct{}, 1),
-		spareDone:   make(chan struct{}),
-		stop:        make(chan struct{}),
-		gatherTimer: time.NewTimer(time.Hour),
-		gatherCap:   maxGather,
+		root:      root,
+		opts:      opts,
+		fs:        opts.FS,
+		log:       opts.Logger.With("spool", root),
+		writer:    newWriterID(),
+		freeBytes: -1,
+		kick:      make(chan struct{}, 1),
+		spare:     make(chan spareFile),
+		claiming:  map[string]bool{},
+		deadlines: map[string]int64{},
+		spareUsed: make(chan struct{}, 1),
+		spareDone: make(chan struct{}),
+		stop:      make(chan struct{}),
+		gatherCap: maxGather,
 	}
-	s.gatherTimer.Stop()
 	if opts.Inspect {
 		if err := s.checkVersion(false); err != nil {
 			return nil, err
