@@ -41,7 +41,6 @@ func (c *Claim) Name() string { return c.name.claimed() }
 type readyCache struct {
 	names []segName
 	at    time.Time
-	gen   uint64 // counts listings
 }
 
 // claimWindow is how many of the oldest ready segments a claimer picks among at random, so that
@@ -62,7 +61,7 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cand, gen, err := s.pickCandidate(tried, &refreshed)
+		cand, err := s.pickCandidate(tried, &refreshed)
 		if err != nil {
 			return nil, err
 		}
@@ -70,11 +69,6 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		c, err := s.claimOne(cand)
 		s.cacheMu.Lock()
 		delete(s.claiming, cand.id)
-		if s.cache.gen != gen {
-			// A listing taken while the rename was under way may have put the segment back in
-			// the cache: drop it, or another goroutine would try it again.
-			s.cache.names = slices.DeleteFunc(s.cache.names, func(n segName) bool { return n.id == cand.id })
-		}
 		s.cacheMu.Unlock()
 		if errors.Is(err, errRaceLost) {
 			continue
@@ -95,7 +89,7 @@ var errRaceLost = errors.New("lost the race for a segment")
 // seconds. So no two claimed names this process makes for one segment are the same, and a
 // claim whose rename fails with ENOENT and then finds its destination present knows the rename
 // was its own (a lost reply), not another goroutine's claim from within the same millisecond
-// (which a stale listing can offer: a directory cache on NFS, or the claim cache here).
+// (which a stale listing, an NFS directory cache, can offer again).
 func (s *Spool) claimDeadline(id string) time.Time {
 	ms := s.now().Add(s.opts.Lease).UnixMilli()
 	s.cacheMu.Lock()
@@ -122,16 +116,15 @@ func (s *Spool) claimDeadline(id string) time.Time {
 // clock.
 const recentDeadlines = 10 * time.Second
 
-// pickCandidate removes and returns a claimable name not in tried from the cache, and the
-// cache's generation, refilling the cache from a fresh listing when it is old, or (once per
-// Claim call) when it has nothing left.
-func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, uint64, error) {
+// pickCandidate removes and returns a claimable name not in tried from the cache, refilling the
+// cache from a fresh listing when it is old, or (once per Claim call) when it has nothing left.
+func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, error) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	now := s.now()
 	if now.Sub(s.cache.at) > s.opts.ScanInterval {
 		if err := s.refreshCacheLocked(now); err != nil {
-			return segName{}, 0, err
+			return segName{}, err
 		}
 		*refreshed = true
 	}
@@ -139,7 +132,7 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
 		var window []int
 		for i, n := range s.cache.names {
-			if n.NotBefore.After(now) || tried[n.id] || s.claiming[n.id] {
+			if n.NotBefore.After(now) || tried[n.id] {
 				continue
 			}
 			window = append(window, i)
@@ -151,18 +144,16 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 			i := window[rand.IntN(len(window))]
 			n := s.cache.names[i]
 			s.cache.names = slices.Delete(s.cache.names, i, i+1)
-			// Until this claim attempt ends, no other goroutine of this process may pick the
-			// segment, even from a fresh listing that still shows it: two claims of one segment
-			// within a millisecond would get the same claimed name, and the second rename's
-			// ENOENT would be taken for a lost reply of the first.
+			// Until this claim attempt ends, listings leave the segment out, so that no other
+			// goroutine of this process spends a rename on it.
 			s.claiming[n.id] = true
-			return n, s.cache.gen, nil
+			return n, nil
 		}
 		if *refreshed {
-			return segName{}, 0, ErrEmpty
+			return segName{}, ErrEmpty
 		}
 		if err := s.refreshCacheLocked(now); err != nil {
-			return segName{}, 0, err
+			return segName{}, err
 		}
 		*refreshed = true
 	}
@@ -175,12 +166,13 @@ func (s *Spool) refreshCacheLocked(now time.Time) error {
 	}
 	names := make([]segName, 0, len(entries))
 	for _, e := range entries {
-		if n, ok := parseName(dirReady, e); ok {
+		// A segment being claimed may still be listed: its claim may succeed after the listing.
+		if n, ok := parseName(dirReady, e); ok && !s.claiming[n.id] {
 			names = append(names, n)
 		}
 	}
 	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.id, b.id) })
-	s.cache = readyCache{names: names, at: now, gen: s.cache.gen + 1}
+	s.cache = readyCache{names: names, at: now}
 	return nil
 }
 
