@@ -1,4 +1,4 @@
-// Package benchdir gives benchmarks the directory their spools live in, and keeps those files
+// Package benchdir gives benchmarks the directories their spools live in, and keeps those files
 // for the whole of a `make bench` run.
 //
 // Why: on ext4 without a journal (these build machines) the inode allocator skips inodes freed
@@ -10,22 +10,39 @@ package benchdir
 
 import (
 	"os"
+	"sync"
+	"testing"
 )
 
 // Env names a directory that outlives one benchmark process: make bench creates it, every
 // process of the run puts its files there, and make bench removes it once all rounds are done.
 const Env = "BRIDGEHEAD_BENCH_DIR"
 
-// New creates a directory for one benchmark process's files, under Env's directory when that
-// is set and the system's temporary directory otherwise. remove deletes it, but only in the
-// second case: under Env, the files stay until make bench removes them all.
-func New(prefix string) (dir string, remove func(), err error) {
-	parent := os.Getenv(Env)
-	if dir, err = os.MkdirTemp(parent, prefix); err != nil {
-		return "", nil, err
+var (
+	rootOnce sync.Once
+	root     string
+	rootErr  error
+)
+
+// Dir creates a new directory for one benchmark's files under this process's root, which is
+// created on first use under Env's directory when that is set, else the system's temporary one.
+func Dir(tb testing.TB, prefix string) string {
+	tb.Helper()
+	rootOnce.Do(func() { root, rootErr = os.MkdirTemp(os.Getenv(Env), "bench-") })
+	if rootErr != nil {
+		tb.Fatal(rootErr)
 	}
-	if parent != "" {
-		return dir, func() {}, nil
+	dir, err := os.MkdirTemp(root, prefix)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return dir, func() { _ = os.RemoveAll(dir) }, nil
+	return dir
+}
+
+// Cleanup removes this process's root, unless it is under Env's directory: then the files stay
+// until make bench removes them all. Call it from TestMain after the run.
+func Cleanup() {
+	if root != "" && os.Getenv(Env) == "" {
+		_ = os.RemoveAll(root)
+	}
 }

@@ -135,32 +135,11 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-var (
-	benchRootOnce   sync.Once
-	benchRootDir    string
-	removeBenchRoot = func() {}
-)
-
-// benchRoot keeps every benchmark spool until the process ends, and with make bench until the
-// whole run ends (package benchdir says why: deletions slow the next file creations).
-func benchRoot(b *testing.B) string {
-	benchRootOnce.Do(func() {
-		var err error
-		if benchRootDir, removeBenchRoot, err = benchdir.New("api-bench-"); err != nil {
-			b.Fatal(err)
-		}
-	})
-	return benchRootDir
-}
-
-// openBenchSpool opens a spool in a new directory under benchRoot, closed when b ends.
+// openBenchSpool opens a spool in a new benchmark directory (package benchdir), closed when b
+// ends.
 func openBenchSpool(b *testing.B, prefix string) *spool.Spool {
 	b.Helper()
-	dir, err := os.MkdirTemp(benchRoot(b), prefix)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := spool.Open(dir, spool.Options{})
+	s, err := spool.Open(benchdir.Dir(b, prefix), spool.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -173,6 +152,6 @@ func TestMain(m *testing.M) {
 		os.Exit(runServerChild(spec))
 	}
 	code := m.Run()
-	removeBenchRoot()
+	benchdir.Cleanup()
 	os.Exit(code)
 }

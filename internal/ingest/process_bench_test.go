@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
+
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -94,11 +96,7 @@ func BenchmarkAPIProcess(b *testing.B) {
 			b.Run(fmt.Sprintf("route=%s/impl=%s/conns=64", route, impl), func(b *testing.B) {
 				spec := impl
 				if impl == "durable" {
-					dir, err := os.MkdirTemp(benchRoot(b), "proc-")
-					if err != nil {
-						b.Fatal(err)
-					}
-					spec = "durable:" + dir
+					spec = "durable:" + benchdir.Dir(b, "proc-")
 				}
 				url := startServerProcess(b, spec)
 				r, err := loadgen.New(loadgen.Config{URL: url, Route: route, Concurrency: 64,

@@ -34,7 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.Run(fmt.Sprintf("fs=%s/impl=%s/c=%d", lat.name, impl, c), func(b *testing.B) {
 					ffs := fsys.NewFaulty(fsys.OS{}) // no faults: it counts the fsyncs
 					ffs.SetLatency(lat.d)
-					dir := benchDir(b)
+					dir := benchdir.Dir(b, "run-")
 					var appendOne func(m message.Message) error
 					if impl == "spool" {
 						s, err := spool.Open(dir, spool.Options{FS: ffs})
@@ -75,28 +75,9 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// benchRoot holds every benchmark's spool until the process ends, and with make bench until the
-// whole run ends (package benchdir says why: deletions slow the next file creations).
-var benchRoot, removeBenchRoot = "", func() {}
-
-func benchDir(b *testing.B) string {
-	b.Helper()
-	if benchRoot == "" {
-		var err error
-		if benchRoot, removeBenchRoot, err = benchdir.New("spool-bench-"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	dir, err := os.MkdirTemp(benchRoot, "run-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return dir
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	removeBenchRoot()
+	benchdir.Cleanup()
 	os.Exit(code)
 }
 
