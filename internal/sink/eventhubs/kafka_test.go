@@ -6,20 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 // kafkaNS is the namespace the kfake clusters of these tests pose as.
@@ -161,42 +160,8 @@ func TestKafkaTransportWrongPasswordIsTransient(t *testing.T) {
 // concurrent Send's abandoned batch took down is produced again and delivered.
 func TestKafkaTransportAnotherSendsDeadlineSparesOurRecords(t *testing.T) {
 	ep := newKafkaEndpoint(t, goodCS, 1)
-	hold := make(chan struct{})
-	var held atomic.Bool
-	ep.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if held.CompareAndSwap(false, true) {
-			ep.cluster.SleepControl(func() { <-hold })
-		}
-		return nil, nil, false
-	})
 	s := ep.mustNewSink(t, nil)
-	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancelLong()
-	send := func(ctx context.Context, m message.Message) <-chan []sink.Result {
-		out := make(chan []sink.Result, 1)
-		go func() { out <- s.Send(ctx, []message.Message{m}) }()
-		return out
-	}
-
-	first := send(long, msg("a", "first")) // in flight, held by the broker
-	for !held.Load() {
-		time.Sleep(5 * time.Millisecond)
-	}
-	short, cancelShort := context.WithCancel(context.Background())
-	giving := send(short, msg("a", "abandoned")) // buffered: the next batch starts with it
-	time.Sleep(100 * time.Millisecond)
-	ours := send(long, msg("a", "ours")) // buffered behind it, in the same batch
-	time.Sleep(100 * time.Millisecond)
-	cancelShort()
-	if r := (<-giving)[0]; r.Status != sink.Transient {
-		t.Fatalf("the abandoned Send: %v (%v), want transient", r.Status, r.Err)
-	}
-	close(hold)
-	for name, ch := range map[string]<-chan []sink.Result{"first": first, "ours": ours} {
-		if r := (<-ch)[0]; r.Status != sink.Delivered {
-			t.Errorf("%s Send: %v (%v), want delivered", name, r.Status, r.Err)
-		}
-	}
+	sinktest.AbandonedBatch(t, ep.cluster, s, [3]message.Message{msg("a", "first"), msg("a", "abandoned"), msg("a", "ours")})
 	consumer := ep.consumer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

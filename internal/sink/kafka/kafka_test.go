@@ -504,42 +504,8 @@ func TestValidate(t *testing.T) {
 // produces them again: they are delivered, not reported transient.
 func TestAnotherSendsDeadlineSparesOurRecords(t *testing.T) {
 	c := mustCluster(t, kfake.SeedTopics(1, topic))
-	hold := make(chan struct{})
-	var held atomic.Bool
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if held.CompareAndSwap(false, true) {
-			c.SleepControl(func() { <-hold })
-		}
-		return nil, nil, false
-	})
 	s := mustSink(t, Config{Brokers: c.ListenAddrs()})
 	msgs := sinktest.Messages(3, 16)
-	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancelLong()
-	send := func(ctx context.Context, m message.Message) <-chan []sink.Result {
-		out := make(chan []sink.Result, 1)
-		go func() { out <- s.Send(ctx, []message.Message{m}) }()
-		return out
-	}
-
-	first := send(long, msgs[0]) // in flight, held by the broker
-	for !held.Load() {
-		time.Sleep(5 * time.Millisecond)
-	}
-	short, cancelShort := context.WithCancel(context.Background())
-	giving := send(short, msgs[1]) // buffered: the next batch starts with it
-	time.Sleep(100 * time.Millisecond)
-	ours := send(long, msgs[2]) // buffered behind it, in the same batch
-	time.Sleep(100 * time.Millisecond)
-	cancelShort()
-	if r := (<-giving)[0]; r.Status != sink.Transient || !errors.Is(r.Err, context.Canceled) {
-		t.Fatalf("the abandoned Send: %v (%v), want transient context canceled", r.Status, r.Err)
-	}
-	close(hold)
-	for name, ch := range map[string]<-chan []sink.Result{"first": first, "ours": ours} {
-		if r := (<-ch)[0]; r.Status != sink.Delivered {
-			t.Errorf("%s Send: %v (%v), want delivered", name, r.Status, r.Err)
-		}
-	}
+	sinktest.AbandonedBatch(t, c, s, [3]message.Message(msgs))
 	sinktest.WaitFor(t, newReader(t, c.ListenAddrs()).messages, []message.Message{msgs[0], msgs[2]})
 }

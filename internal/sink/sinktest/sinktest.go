@@ -11,17 +11,21 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // NewSinkFunc returns a fresh sink for one subtest and a function that returns every message
@@ -260,5 +264,51 @@ func checkSenderOrder(t testing.TB, arrived, sent []message.Message) {
 			t.Errorf("sender %s: message %d arrived after message %d", m.SenderID, p, l)
 		}
 		last[m.SenderID] = p
+	}
+}
+
+// AbandonedBatch drives the case of a Kafka producer (franz-go) failing a partition's whole
+// buffered batch by the context of its first record: c holds the first produce request while
+// s sends msgs[0] (in flight, held), msgs[1] with a context cancelled while it is buffered, and
+// msgs[2] buffered behind it in the same batch. The abandoned Send must be Transient with
+// context.Canceled, and the other two Delivered: a Send whose context is alive produces again
+// what another Send's cancellation took down. The caller reads back msgs[0] and msgs[2]. The
+// topic must have one partition, or the messages share one by key.
+func AbandonedBatch(t *testing.T, c *kfake.Cluster, s sink.Sink, msgs [3]message.Message) {
+	t.Helper()
+	hold := make(chan struct{})
+	var held atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if held.CompareAndSwap(false, true) {
+			c.SleepControl(func() { <-hold })
+		}
+		return nil, nil, false
+	})
+	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelLong()
+	send := func(ctx context.Context, m message.Message) <-chan []sink.Result {
+		out := make(chan []sink.Result, 1)
+		go func() { out <- s.Send(ctx, []message.Message{m}) }()
+		return out
+	}
+
+	first := send(long, msgs[0]) // in flight, held by the broker
+	for !held.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	short, cancelShort := context.WithCancel(context.Background())
+	giving := send(short, msgs[1]) // buffered: the next batch starts with it
+	time.Sleep(100 * time.Millisecond)
+	ours := send(long, msgs[2]) // buffered behind it, in the same batch
+	time.Sleep(100 * time.Millisecond)
+	cancelShort()
+	if r := (<-giving)[0]; r.Status != sink.Transient || !errors.Is(r.Err, context.Canceled) {
+		t.Fatalf("the abandoned Send: %v (%v), want transient context canceled", r.Status, r.Err)
+	}
+	close(hold)
+	for name, ch := range map[string]<-chan []sink.Result{"first": first, "ours": ours} {
+		if r := (<-ch)[0]; r.Status != sink.Delivered {
+			t.Errorf("%s Send: %v (%v), want delivered", name, r.Status, r.Err)
+		}
 	}
 }
