@@ -28,9 +28,7 @@ func TestParseBytes(t *testing.T) {
 
 func TestServeEnvironment(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "cs")
-	if err := os.WriteFile(secret, []byte("Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=s\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeTestFile(t, secret, "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=s\n", 0o600)
 	t.Setenv("BRIDGEHEAD_STAMP", "cloud")
 	t.Setenv("BRIDGEHEAD_SPOOL_MAX_BYTES", "2GiB")
 	t.Setenv("BRIDGEHEAD_EVENTHUBS_CONNECTION_STRING_FILE", secret)

@@ -153,12 +153,8 @@ func TestSendPlainLinesFromFiles(t *testing.T) {
 	s := mustSendStamp(t, "")
 	dir := t.TempDir()
 	f1, f2 := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
-	if err := os.WriteFile(f1, []byte("one\r\n\ntwo\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f2, []byte(`{"not":"json parsed"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeTestFile(t, f1, "one\r\n\ntwo\n", 0o644)
+	writeTestFile(t, f2, `{"not":"json parsed"}`, 0o644)
 	_, stderr, err := runCLIStdin(t, strings.NewReader("stdin is not read"), "send", "--url", s.URL,
 		"--sender-id", "plant-a", "--batch-window", "5ms", f1, f2)
 	if err != nil {
@@ -174,12 +170,8 @@ func TestSendValuesToAckedFile(t *testing.T) {
 	s := mustSendStamp(t, "k3y")
 	dir := t.TempDir()
 	keyFile, ackedFile := filepath.Join(dir, "key"), filepath.Join(dir, "acked.txt")
-	if err := os.WriteFile(keyFile, []byte("k3y\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ackedFile, []byte("earlier\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeTestFile(t, keyFile, "k3y\n", 0o600)
+	writeTestFile(t, ackedFile, "earlier\n", 0o644)
 	t.Setenv("BRIDGEHEAD_URL", s.URL)
 	_, stderr, err := runCLIStdin(t, strings.NewReader("not read\n"), "send", "--sender-id", "plant-a",
 		"--value", "1,5", "--value", "2", "--acked-file", ackedFile, "--api-key-file", keyFile)
@@ -205,12 +197,8 @@ func TestSendAPIKeyFile(t *testing.T) {
 	s := mustSendStamp(t, "k3y")
 	dir := t.TempDir()
 	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
-	if err := os.WriteFile(good, []byte("k3y\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bad, []byte("wrong\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeTestFile(t, good, "k3y\n", 0o600)
+	writeTestFile(t, bad, "wrong\n", 0o600)
 	for _, tc := range []struct {
 		name string
 		env  string
@@ -402,5 +390,13 @@ func TestSendProgressLine(t *testing.T) {
 		if buf.String() != tc.want {
 			t.Errorf("tty %v: got %q, want %q", tc.tty, buf.String(), tc.want)
 		}
+	}
+}
+
+// writeTestFile writes content to path with perm, failing t on error.
+func writeTestFile(t *testing.T, path, content string, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
 	}
 }
