@@ -123,10 +123,12 @@ type Server struct {
 	limiter *limiters // nil without a rate limit
 	// refusedLog keeps the audit log of refused requests to a line a second per reason.
 	refusedLog map[string]*rate.Sometimes
-	draining   atomic.Bool
-	accepted   atomic.Uint64 // messages accepted, for /v1/status
-	metrics    *metrics
-	routes     map[string]route
+	// appendFailLog keeps "append failed" to a line a second.
+	appendFailLog rate.Sometimes
+	draining      atomic.Bool
+	accepted      atomic.Uint64 // messages accepted, for /v1/status
+	metrics       *metrics
+	routes        map[string]route
 }
 
 // route is one path's handlers by method.
@@ -195,6 +197,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiters(cfg.RateLimit, cfg.RateBurst)
 	}
+	s.appendFailLog = rate.Sometimes{Interval: time.Second}
 	s.refusedLog = map[string]*rate.Sometimes{}
 	for _, reason := range []string{"missing", "invalid_key", "forbidden"} {
 		s.refusedLog[reason] = &rate.Sometimes{Interval: time.Second}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
@@ -384,14 +386,22 @@ func TestBatchIdempotency(t *testing.T) {
 
 func TestSpoolTroubleIs503WithRetryAfter(t *testing.T) {
 	t.Run("full", func(t *testing.T) {
-		f := newFixture(t, spool.Options{MaxBytes: 400}, ingest.Config{})
+		var logs logbuf.Buffer
+		sp := newFixture(t, spool.Options{MaxBytes: 400}, ingest.Config{}).sp
+		f := serveFixture(t, sp, ingest.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 		// ~360 bytes of records fit under the cap; the segment's header and trailer take it past.
 		if r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 330)+`"}`); r.status != 200 {
 			t.Fatalf("first: %d %s", r.status, r.body)
 		}
-		r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 200)+`"}`)
-		assert503(t, r, ingest.ProblemSpoolFull)
+		for range 50 {
+			r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 200)+`"}`)
+			assert503(t, r, ingest.ProblemSpoolFull)
+		}
 		assert503(t, f.do(t, "GET", "/readyz", "", ""), ingest.ProblemSpoolFull)
+		// A full spool refuses every request: the log says so once a second, not 50 times.
+		if n := strings.Count(logs.String(), `"msg":"append failed"`); n != 1 {
+			t.Errorf("%d \"append failed\" lines for 50 refused requests in well under a second, want 1:\n%s", n, logs.String())
+		}
 	})
 	t.Run("unwritable", func(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
