@@ -1,15 +1,14 @@
 package forward_test
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/bridgehead-dev/bridgehead/internal/childproc"
 )
 
 // brokerChildEnv makes the test binary a kfake broker process instead of running tests: for
@@ -32,35 +31,12 @@ func runBrokerChild() int {
 		return 1
 	}
 	defer c.Close()
-	fmt.Println(strings.Join(c.ListenAddrs(), ","))
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	childproc.Ready(strings.Join(c.ListenAddrs(), ","))
 	return 0
 }
 
 // startBrokerProcess starts a kfake broker in a child process and returns its addresses.
 func startBrokerProcess(tb testing.TB) []string {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), brokerChildEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		tb.Fatalf("broker process: %v", err)
-	}
-	return strings.Split(strings.TrimSpace(line), ",")
+	return strings.Split(childproc.Start(tb, brokerChildEnv+"=1"), ",")
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
-
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"

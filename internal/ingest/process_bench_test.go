@@ -1,20 +1,17 @@
 package ingest_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
-
+	"github.com/bridgehead-dev/bridgehead/internal/childproc"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -48,38 +45,9 @@ func runServerChild(spec string) int {
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Println("http://" + ln.Addr().String())
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	childproc.Ready("http://" + ln.Addr().String())
 	_ = srv.Close()
 	return 0
-}
-
-// startServerProcess starts the test binary as an API server and returns its base URL.
-func startServerProcess(b *testing.B, spec string) string {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverChildEnv+"="+spec)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("server process: %v", err)
-	}
-	return strings.TrimSpace(line)
 }
 
 // BenchmarkAPIProcess is the measurement as an operator would take it: the API in its own
@@ -98,7 +66,7 @@ func BenchmarkAPIProcess(b *testing.B) {
 				if impl == "durable" {
 					spec = "durable:" + benchdir.Dir(b, "proc-")
 				}
-				url := startServerProcess(b, spec)
+				url := childproc.Start(b, serverChildEnv+"="+spec)
 				r, err := loadgen.New(loadgen.Config{URL: url, Route: route, Concurrency: 64,
 					Duration: 4 * time.Second, Warmup: time.Second})
 				if err != nil {

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
+	"github.com/google/uuid"
 
+	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
-	"github.com/google/uuid"
 )
 
 // BenchmarkAppend measures durable appends of 256-byte messages by 1, 16 and 256 concurrent
