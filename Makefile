@@ -9,7 +9,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test vet lint fmt-check fuzz bench tools clean
+.PHONY: all build test vet lint fmt-check fuzz bench soak tools clean
 
 all: build
 
@@ -41,6 +41,14 @@ fuzz:
 	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+## soak: the chaos test at length: two API and two Kafka forwarder processes on one spool, one of
+## them SIGKILLed and restarted every 1–2 s for SOAK_SECONDS while clients send; then every
+## acknowledged message must be in the topic and nothing in dead/ or quarantine/.
+SOAK_SECONDS ?= 600
+soak:
+	BRIDGEHEAD_CHAOS_SECONDS=$(SOAK_SECONDS) $(GO) test -run '^TestChaos$$' -count 1 -v \
+	  -timeout $$(( $(SOAK_SECONDS) / 60 + 10 ))m ./test/e2e/
 
 ## bench: the benchmarks behind docs/performance.md (spool, API vs baseline, security costs,
 ## forwarder drain; medians by benchstat). ROUNDS rounds of -count 1, so that the variants of a
