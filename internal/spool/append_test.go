@@ -190,10 +190,10 @@ func TestGatherCarriesTheReturningCallers(t *testing.T) {
 
 // TestClaimDeadlinesStrictlyIncreaseAndAreForgotten: with a frozen clock, the deadlines one
 // process gives one segment still differ; deadlines of other segments are not bumped; the
-// record of old deadlines is pruned, so it does not grow with every segment ever claimed.
+// record of old deadlines is forgotten, so it does not grow with every segment ever claimed.
 func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
-	s := &Spool{opts: Options{Lease: 30 * time.Second, Now: func() time.Time { return now }}, deadlines: map[string]int64{}}
+	s := &Spool{opts: Options{Lease: 30 * time.Second, Now: func() time.Time { return now }}}
 	a1, a2, b1 := s.claimDeadline("a"), s.claimDeadline("a"), s.claimDeadline("b")
 	want := now.Add(30 * time.Second)
 	if !a1.Equal(want) || !a2.Equal(want.Add(time.Millisecond)) || !b1.Equal(want) {
@@ -202,9 +202,13 @@ func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
 	for i := range 5000 {
 		s.claimDeadline(fmt.Sprint("seg-", i))
 	}
+	// Remembered for at least recentDeadlines and at most twice that: two swaps of generations
+	// later only the deadlines given since are left.
 	now = now.Add(recentDeadlines + 2*time.Second)
 	s.claimDeadline("c")
-	if len(s.deadlines) != 1 {
-		t.Fatalf("%d deadlines remembered %v after they all aged past %v, want only c's", len(s.deadlines), recentDeadlines+2*time.Second, recentDeadlines)
+	now = now.Add(recentDeadlines + 2*time.Second)
+	s.claimDeadline("d")
+	if n := len(s.deadlines) + len(s.oldDeadlines); n != 2 {
+		t.Fatalf("%d deadlines remembered %v after the first 5002 were given, want only c's and d's", n, 2*(recentDeadlines+2*time.Second))
 	}
 }

@@ -94,24 +94,24 @@ func (s *Spool) claimDeadline(id string) time.Time {
 	ms := s.now().Add(s.opts.Lease).UnixMilli()
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	if last, ok := s.deadlines[id]; ok && ms <= last {
-		ms = last + 1
+	if ms-s.deadlinesSince >= recentDeadlines.Milliseconds() {
+		// Two generations, swapped every recentDeadlines: a deadline is remembered for at least
+		// that long and at most twice, with no scan of the map under the lock.
+		s.oldDeadlines, s.deadlines = s.deadlines, make(map[string]int64, len(s.deadlines))
+		s.deadlinesSince = ms
 	}
-	if ms-s.deadlinesPruned > time.Second.Milliseconds() {
-		// At most once a second: deadlines given more than recentDeadlines ago are below any
-		// new one, forget them.
-		s.deadlinesPruned = ms
-		for k, v := range s.deadlines {
-			if v < ms-recentDeadlines.Milliseconds() {
-				delete(s.deadlines, k)
-			}
-		}
+	last, ok := s.deadlines[id]
+	if !ok {
+		last, ok = s.oldDeadlines[id]
+	}
+	if ok && ms <= last {
+		ms = last + 1
 	}
 	s.deadlines[id] = ms
 	return time.UnixMilli(ms)
 }
 
-// recentDeadlines is how long claimDeadline remembers a deadline: far longer than the
+// recentDeadlines is how long claimDeadline remembers a deadline at least: far longer than the
 // millisecond in which two claims could collide, and than a backward step of a synchronised
 // clock.
 const recentDeadlines = 10 * time.Second

@@ -202,11 +202,12 @@ type Spool struct {
 	// claiming holds the segments a goroutine of this process is claiming right now (guarded
 	// by cacheMu).
 	claiming map[string]bool
-	// deadlines holds the last deadline (Unix ms) this process put in a claimed name of each
-	// segment in the last recentDeadlines (guarded by cacheMu; see claimDeadline).
-	deadlines       map[string]int64
-	deadlinesPruned int64    // when deadlines was last pruned (Unix ms, guarded by cacheMu)
-	counts          counters // cumulative counters since Open
+	// deadlines and oldDeadlines hold the last deadline (Unix ms) this process put in a claimed
+	// name of each segment, in two generations swapped every recentDeadlines, the current one
+	// begun at deadlinesSince (guarded by cacheMu; see claimDeadline).
+	deadlines, oldDeadlines map[string]int64
+	deadlinesSince          int64
+	counts                  counters // cumulative counters since Open
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -228,7 +229,6 @@ func Open(root string, opts Options) (*Spool, error) {
 		kick:      make(chan struct{}, 1),
 		spare:     make(chan spareFile),
 		claiming:  map[string]bool{},
-		deadlines: map[string]int64{},
 		spareUsed: make(chan struct{}, 1),
 		spareDone: make(chan struct{}),
 		stop:      make(chan struct{}),
