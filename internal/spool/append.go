@@ -96,15 +96,21 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	b.count += len(msgs)
 	s.mu.Unlock()
 
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wakeCommitter()
 	select {
 	case <-b.done:
 		return b.err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// wakeCommitter tells the committer that appends are pending: a word already waiting in kick
+// is enough.
+func (s *Spool) wakeCommitter() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 

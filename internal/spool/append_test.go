@@ -84,10 +84,7 @@ func (s *Spool) arrive(n int) {
 	s.mu.Lock()
 	s.pending = append(s.pending, &batch{count: n, done: make(chan struct{})})
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wakeCommitter()
 }
 
 func TestGather(t *testing.T) {
