@@ -309,14 +309,19 @@ func (ff *faultyFile) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (ff *faultyFile) Sync() error {
+// Sync and Datasync are both OpSync to the rules and counters: each is the one flush of a file.
+func (ff *faultyFile) Sync() error { return ff.sync(ff.File.Sync) }
+
+func (ff *faultyFile) Datasync() error { return ff.sync(ff.File.Datasync) }
+
+func (ff *faultyFile) sync(call func() error) error {
 	ff.f.mu.Lock()
 	ff.f.syncs[ff.name]++
 	if ff.f.failed[ff.name] {
 		ff.f.resynced = append(ff.f.resynced, ff.name)
 	}
 	ff.f.mu.Unlock()
-	err := ff.f.do(OpSync, ff.name, ff.File.Sync)
+	err := ff.f.do(OpSync, ff.name, call)
 	if err != nil {
 		ff.f.mu.Lock()
 		ff.f.failed[ff.name] = true

@@ -39,10 +39,14 @@ type FS interface {
 	Statfs(dir string) (FSInfo, error)
 }
 
-// File is a file being written.
+// File is a file being written, always at its end (the spool never writes in place).
 type File interface {
 	io.Writer
+	// Sync makes the file's data and metadata durable (fsync).
 	Sync() error
+	// Datasync makes the file's data durable, with the metadata needed to read it back (its
+	// size), but not its times (fdatasync). Where the system has no fdatasync it is Sync.
+	Datasync() error
 	Close() error
 }
 
@@ -63,7 +67,38 @@ var _ FS = OS{}
 
 // CreateExcl implements FS.
 func (OS) CreateExcl(name string) (File, error) {
-	return os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+// osFile is a real file with fdatasync.
+type osFile struct{ *os.File }
+
+// Datasync implements File with fdatasync(2), through the descriptor's raw connection so that
+// the file is not switched to blocking mode (as Fd would).
+func (f osFile) Datasync() error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.Fdatasync(int(fd))
+			if serr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: serr}
+	}
+	return nil
 }
 
 // ReadFile implements FS.
