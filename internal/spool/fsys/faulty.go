@@ -3,6 +3,7 @@ package fsys
 import (
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -66,9 +67,15 @@ type Faulty struct {
 	latency  time.Duration
 	frozen   map[string][]string // dir → the listing ReadDir keeps returning (stale view)
 	counts   map[Op]int
+	inDir    map[call]int   // calls by op and the name of the directory they were made in
 	syncs    map[string]int // path → Sync calls on files created at that path
 	failed   map[string]bool
 	resynced []string // paths Synced again after a failed Sync: the fsyncgate bug
+}
+
+type call struct {
+	op  Op
+	dir string
 }
 
 type ruleState struct {
@@ -80,7 +87,7 @@ var _ FS = (*Faulty)(nil)
 
 // NewFaulty returns a Faulty wrapping base with no faults.
 func NewFaulty(base FS) *Faulty {
-	return &Faulty{fs: base, frozen: map[string][]string{}, counts: map[Op]int{}, syncs: map[string]int{}, failed: map[string]bool{}}
+	return &Faulty{fs: base, frozen: map[string][]string{}, counts: map[Op]int{}, inDir: map[call]int{}, syncs: map[string]int{}, failed: map[string]bool{}}
 }
 
 // Inject adds a rule; rules are checked in the order added and the first that fires wins.
@@ -133,6 +140,24 @@ func (f *Faulty) Count(op Op) int {
 	return f.counts[op]
 }
 
+// CountIn returns how many calls of op were made on a file in a directory named dir (its last
+// element: "open", "ready"), or on that directory itself for ReadDir and SyncDir. A rename counts
+// in its source's directory.
+func (f *Faulty) CountIn(op Op, dir string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inDir[call{op, dir}]
+}
+
+// dirOf names the directory a call on path is counted in by CountIn.
+func dirOf(op Op, path string) string {
+	path, _, _ = strings.Cut(path, " -> ")
+	if op == OpReadDir || op == OpSyncDir || op == OpMkdir || op == OpStatfs {
+		return filepath.Base(path)
+	}
+	return filepath.Base(filepath.Dir(path))
+}
+
 // Resynced lists the files that were fsynced again after an fsync of theirs had failed. A
 // correct caller never does that: the failed fsync may have dropped the dirty pages, and the
 // retry would report success over lost data.
@@ -148,6 +173,7 @@ func (f *Faulty) Resynced() []string {
 func (f *Faulty) enter(op Op, path string) *Rule {
 	f.mu.Lock()
 	f.counts[op]++
+	f.inDir[call{op, dirOf(op, path)}]++
 	var wait time.Duration
 	if op.isMetadata() {
 		wait = f.latency
@@ -307,6 +333,17 @@ func (ff *faultyFile) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// WriteAt is OpWrite to the rules and counters.
+func (ff *faultyFile) WriteAt(p []byte, off int64) (int, error) {
+	var n int
+	err := ff.f.do(OpWrite, ff.name, func() error {
+		var err error
+		n, err = ff.File.WriteAt(p, off)
+		return err
+	})
+	return n, err
 }
 
 // Sync and Datasync are both OpSync to the rules and counters: each is the one flush of a file.

@@ -39,9 +39,11 @@ type FS interface {
 	Statfs(dir string) (FSInfo, error)
 }
 
-// File is a file being written, always at its end (the spool never writes in place).
+// File is a file being written. Writes go at its end, except WriterAt's: the spool's one
+// in-place write is a writer's rewrite of the header of its own open segment when it seals it.
 type File interface {
 	io.Writer
+	io.WriterAt
 	// Sync makes the file's data and metadata durable (fsync).
 	Sync() error
 	// Datasync makes the file's data durable, with the metadata needed to read it back (its
