@@ -6,6 +6,8 @@ need_apt=()
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)   # -race needs cgo
 # The console's browser test (test/e2e/console_test.go) drives Debian's headless chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The full-share tests (internal/fulldisk) format a loop-mounted ext4 image.
+{ command -v mkfs.ext4 || [ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -75,11 +75,14 @@ func testMessages(tag string, n int) []message.Message {
 	return out
 }
 
-// appendSegment appends msgs as one segment.
+// appendSegment appends msgs as one segment, sealed into ready/.
 func appendSegment(t *testing.T, s *spool.Spool, msgs []message.Message) {
 	t.Helper()
 	if err := s.Append(t.Context(), msgs...); err != nil {
 		t.Fatalf("Append: got error %v, want nil", err)
+	}
+	if err := s.Seal(t.Context()); err != nil {
+		t.Fatalf("Seal: got error %v, want nil", err)
 	}
 }
 

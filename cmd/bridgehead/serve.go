@@ -34,6 +34,9 @@ type serveConfig struct {
 	stamp             string
 	spoolLease        time.Duration
 	spoolSkew         time.Duration
+	spoolWriterLease  time.Duration
+	spoolSealAfter    time.Duration
+	spoolSegmentBytes byteSize
 	spoolMaxBytes     byteSize
 	spoolMinFreeBytes byteSize
 	maxMessageBytes   byteSize
@@ -50,6 +53,7 @@ func newServeCmd() *cobra.Command {
 	host, _ := os.Hostname()
 	c := serveConfig{
 		spoolMinFreeBytes: 64 << 20,
+		spoolSegmentBytes: spool.DefaultMaxSegmentBytes,
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
 	}
@@ -74,6 +78,9 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
 	f.DurationVar(&c.spoolLease, "spool-lease", spool.DefaultLease, "forwarder: how long a claim lasts unless renewed; a killed forwarder's claims return after lease + 2 × skew allowance")
 	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
+	f.DurationVar(&c.spoolWriterLease, "spool-writer-lease", spool.DefaultWriterLease, "api: how long a writer's heartbeat holds its open segment; a paused API acknowledges nothing past it, and a killed API's open segment is recovered after lease + 2 × skew allowance")
+	f.DurationVar(&c.spoolSealAfter, "spool-seal-after", spool.DefaultSealAfter, "api: an open segment is sealed (claimable by a forwarder) at most this long after its first message")
+	f.Var(&c.spoolSegmentBytes, "spool-segment-bytes", "api: an open segment is sealed at this size (units: KiB, MiB)")
 	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
@@ -94,8 +101,8 @@ func (c *serveConfig) validate() error {
 	default:
 		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
 	}
-	if c.spoolLease <= 0 || c.spoolSkew <= 0 {
-		return errors.New("--spool-lease and --spool-skew-allowance must be positive")
+	if c.spoolLease <= 0 || c.spoolSkew <= 0 || c.spoolWriterLease <= 0 || c.spoolSealAfter <= 0 || c.spoolSegmentBytes <= 0 {
+		return errors.New("--spool-lease, --spool-skew-allowance, --spool-writer-lease, --spool-seal-after and --spool-segment-bytes must be positive")
 	}
 	if c.forwardConc <= 0 || c.retryMaxDelay <= 0 {
 		return errors.New("--forward-concurrency and --retry-max-delay must be positive")
@@ -145,6 +152,12 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		Lease:         c.spoolLease,
 		SkewAllowance: c.spoolSkew,
 		MinFreeBytes:  int64(c.spoolMinFreeBytes),
+		Role:          spoolRole(c.role),
+
+		WriterLease:       c.spoolWriterLease,
+		HeartbeatInterval: min(spool.DefaultHeartbeatInterval, c.spoolWriterLease/5),
+		SealAfter:         c.spoolSealAfter,
+		MaxSegmentBytes:   int(c.spoolSegmentBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
@@ -174,8 +187,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			Spool: sp, Sink: snk, SinkName: c.sinks.kind, Concurrency: c.forwardConc, RetryMaxDelay: c.retryMaxDelay,
 			ShutdownGrace: max(c.shutdownGrace-3*time.Second, c.shutdownGrace/2),
 			// Reap at least twice a lease, so a dead forwarder's claims return about one lease
-			// (plus the skew allowance) after it died.
-			ReapInterval: min(forward.DefaultReapInterval, c.spoolLease/2),
+			// (plus the skew allowance) after it died, and three times a writer lease
+			// (and a killed API's open segment is recovered about a writer lease after it died).
+			ReapInterval: min(forward.DefaultReapInterval, c.spoolLease/2, c.spoolWriterLease/3),
 			Logger:       log, Registerer: reg,
 		})
 		if err != nil {
@@ -293,4 +307,16 @@ func instanceName() string {
 	}
 	h, _ := os.Hostname()
 	return h
+}
+
+// spoolRole is the part of the spool a --role runs: an API writes, a forwarder only consumes
+// (no committer, no open segment).
+func spoolRole(role string) spool.Role {
+	switch role {
+	case "api":
+		return spool.RoleWriter
+	case "forwarder":
+		return spool.RoleConsumer
+	}
+	return spool.RoleAll
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -75,8 +76,12 @@ func newSpoolStatsCmd(f *spoolFlags) *cobra.Command {
 			for _, r := range []struct {
 				name string
 				s    spool.StateStats
-			}{{"ready", st.Ready}, {"claimed", st.Claimed}, {"dead", st.Dead}, {"quarantine", st.Quarantine}} {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", r.name, r.s.Segments, r.s.Messages, r.s.Bytes)
+			}{{"open", st.Open}, {"recovering", st.Recovering}, {"ready", st.Ready}, {"claimed", st.Claimed}, {"dead", st.Dead}, {"quarantine", st.Quarantine}} {
+				msgs := strconv.Itoa(r.s.Messages)
+				if r.name == "open" || r.name == "recovering" {
+					msgs = "-" // counted when sealed or recovered
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t\n", r.name, r.s.Segments, msgs, r.s.Bytes)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -122,8 +127,14 @@ func newSpoolLsCmd(f *spoolFlags) *cobra.Command {
 						detail = "not before " + e.NotBefore.UTC().Format(time.RFC3339)
 					case e.Owner != "":
 						detail = "owner " + e.Owner + " until " + e.Deadline.UTC().Format(time.RFC3339)
+					case e.State == spool.StateOpen && e.Bytes == 0:
+						detail = "created ahead, empty"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", e.State, e.Name, e.Messages, e.Bytes, e.Attempt, e.Created.UTC().Format(time.RFC3339), detail)
+					msgs := strconv.Itoa(e.Messages)
+					if e.State == spool.StateOpen || e.State == spool.StateRecovering {
+						msgs = "-" // counted when sealed or recovered; `spool show` reads them
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.State, e.Name, msgs, e.Bytes, e.Attempt, e.Created.UTC().Format(time.RFC3339), detail)
 				}
 			}
 			return tw.Flush()

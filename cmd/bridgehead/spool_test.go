@@ -23,11 +23,14 @@ type statsJSON struct {
 }
 
 var (
-	stateKeys    = []string{"ready", "claimed", "dead", "quarantine"}
+	stateKeys    = []string{"open", "recovering", "ready", "claimed", "dead", "quarantine"}
 	statsTopKeys = append(slices.Clone(stateKeys), "oldestAgeSeconds")
 	countKeys    = []string{"segments", "messages", "bytes"}
-	// statsJSONRe is the exact shape the issue promises, key order included.
+	// statsJSONRe is the exact shape the issues promise, key order included (format 2 added
+	// open and recovering, in pipeline order).
 	statsJSONRe = regexp.MustCompile(`^\{` +
+		`"open":\{"segments":\d+,"messages":\d+,"bytes":\d+\},` +
+		`"recovering":\{"segments":\d+,"messages":\d+,"bytes":\d+\},` +
 		`"ready":\{"segments":\d+,"messages":\d+,"bytes":\d+\},` +
 		`"claimed":\{"segments":\d+,"messages":\d+,"bytes":\d+\},` +
 		`"dead":\{"segments":\d+,"messages":\d+,"bytes":\d+\},` +
@@ -131,11 +134,13 @@ func TestSpoolStatsTable(t *testing.T) {
 	stdout, stderr := mustRunCLI(t, "spool", "stats", "--spool-dir", f.dir)
 	elapsed := time.Since(f.start)
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 6 {
-		t.Fatalf("stats: got %d lines %q, want 6", len(lines), stdout)
+	if len(lines) != 8 {
+		t.Fatalf("stats: got %d lines %q, want 8", len(lines), stdout)
 	}
 	want := [][]string{
 		{"state", "segments", "messages", "bytes"},
+		{"open", "0", "-", "0"},
+		{"recovering", "0", "-", "0"},
 		{"ready", "2", "7", strconv.FormatInt(f.c.size+f.d.size, 10)},
 		{"claimed", "1", "1", strconv.FormatInt(f.a.size, 10)},
 		{"dead", "1", "2", strconv.FormatInt(f.b.size, 10)},
@@ -146,9 +151,9 @@ func TestSpoolStatsTable(t *testing.T) {
 			t.Errorf("line %d: got %q, want fields %q", i, lines[i], w)
 		}
 	}
-	age, ok := strings.CutPrefix(lines[5], "oldest undelivered: ")
+	age, ok := strings.CutPrefix(lines[7], "oldest undelivered: ")
 	if !ok {
-		t.Fatalf("last line: got %q, want %q", lines[5], "oldest undelivered: <duration>")
+		t.Fatalf("last line: got %q, want %q", lines[7], "oldest undelivered: <duration>")
 	}
 	if d, err := time.ParseDuration(age); err != nil || d < 0 || d > elapsed+time.Millisecond {
 		t.Errorf("oldest undelivered: got %q (%v), want a duration between 0 and %v", age, err, elapsed)
@@ -162,9 +167,12 @@ func TestSpoolStatsTable(t *testing.T) {
 // commands print an empty spool and a note, the others refuse.
 func TestSpoolNotASpool(t *testing.T) {
 	t.Parallel()
-	const zeros = `{"ready":{"segments":0,"messages":0,"bytes":0},"claimed":{"segments":0,"messages":0,"bytes":0},` +
+	const zeros = `{"open":{"segments":0,"messages":0,"bytes":0},"recovering":{"segments":0,"messages":0,"bytes":0},` +
+		`"ready":{"segments":0,"messages":0,"bytes":0},"claimed":{"segments":0,"messages":0,"bytes":0},` +
 		`"dead":{"segments":0,"messages":0,"bytes":0},"quarantine":{"segments":0,"messages":0,"bytes":0},"oldestAgeSeconds":0}` + "\n"
 	const table = "       state  segments  messages  bytes\n" +
+		"        open         0         -      0\n" +
+		"  recovering         0         -      0\n" +
 		"       ready         0         0      0\n" +
 		"     claimed         0         0      0\n" +
 		"        dead         0         0      0\n" +
@@ -234,7 +242,7 @@ func TestSpoolLs(t *testing.T) {
 		{"claimed", []string{"--state", "claimed"}, [][]string{row(f.a, 1, 1)}, ""},
 		{"dead", []string{"--state", "dead"}, [][]string{row(f.b, 2, 1)}, ""},
 		{"quarantine", []string{"--state=quarantine"}, nil, ""},
-		{"bad state", []string{"--state", "deadd"}, nil, `unknown state "deadd" (want ready, claimed, dead or quarantine)`},
+		{"bad state", []string{"--state", "deadd"}, nil, `unknown state "deadd" (want open, recovering, ready, claimed, dead or quarantine)`},
 		{"argument", []string{"dead"}, nil, `unknown command "dead"`},
 	}
 	for _, tt := range tests {

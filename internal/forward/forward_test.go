@@ -130,7 +130,8 @@ func mustOpenSpool(t testing.TB, dir string, opts spool.Options) *spool.Spool {
 	return s
 }
 
-// fill appends segments of perSeg messages (one Append, so one segment each) and returns them.
+// fill appends segments of perSeg messages (one Append and a seal, so one segment each, ready
+// at once) and returns them.
 func fill(t testing.TB, sp *spool.Spool, segments, perSeg, size int) []message.Message {
 	t.Helper()
 	val := strings.Repeat("v", size)
@@ -143,6 +144,9 @@ func fill(t testing.TB, sp *spool.Spool, segments, perSeg, size int) []message.M
 		}
 		if err := sp.Append(context.Background(), seg...); err != nil {
 			t.Fatalf("Append: %v", err)
+		}
+		if err := sp.Seal(context.Background()); err != nil {
+			t.Fatalf("Seal: %v", err)
 		}
 		all = append(all, seg...)
 	}

@@ -147,6 +147,9 @@ func TestKafkaOversizedDeadLettered(t *testing.T) {
 	if err := sp2.Append(context.Background(), seg...); err != nil { // one segment, the big message in the middle
 		t.Fatal(err)
 	}
+	if err := sp2.Seal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	c := mustCluster(t)
 	start(t, forward.Config{Spool: sp2, Sink: mustKafkaSink(t, c, kafka.Config{MaxRecordBytes: 64 << 10})})
 	got := sinktest.WaitFor(t, consumed(t, c), all)

@@ -23,6 +23,9 @@ func (f *fixture) deadLetter(t *testing.T, value, reason string) string {
 	if r := f.do(t, "POST", "/v1/messages", "application/json", `{"senderId":"01","value":"`+value+`"}`); r.status != 200 {
 		t.Fatalf("send: %d %s", r.status, r.body)
 	}
+	if err := f.sp.Seal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	c, err := f.sp.Claim(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -88,6 +88,9 @@ func (f *fixture) do(t *testing.T, method, path, contentType, body string, heade
 func (f *fixture) spooled(t *testing.T) []message.Message {
 	t.Helper()
 	var out []message.Message
+	if err := f.sp.Seal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		c, err := f.sp.Claim(context.Background())
 		if err == spool.ErrEmpty {

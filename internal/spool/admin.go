@@ -17,6 +17,10 @@ type State string
 
 // The states a segment can be in.
 const (
+	// StateOpen is a writer's open segment: appended to, not yet claimable.
+	StateOpen State = dirOpen
+	// StateRecovering is an open segment of a dead writer, claimed by a recoverer.
+	StateRecovering State = dirRecovering
 	StateReady      State = dirReady
 	StateClaimed    State = dirClaimed
 	StateDead       State = dirDead
@@ -24,7 +28,10 @@ const (
 )
 
 // States lists every state in pipeline order.
-var States = []State{StateReady, StateClaimed, StateDead, StateQuarantine}
+var States = []State{StateOpen, StateRecovering, StateReady, StateClaimed, StateDead, StateQuarantine}
+
+// isOpenState reports whether st holds open segments, whose names carry neither count nor size.
+func isOpenState(st State) bool { return st == StateOpen || st == StateRecovering }
 
 // ParseState parses a state name as the CLI takes it.
 func ParseState(s string) (State, error) {
@@ -33,7 +40,7 @@ func ParseState(s string) (State, error) {
 			return st, nil
 		}
 	}
-	return "", fmt.Errorf("unknown state %q (want ready, claimed, dead or quarantine)", s)
+	return "", fmt.Errorf("unknown state %q (want open, recovering, ready, claimed, dead or quarantine)", s)
 }
 
 // StateStats counts the segments in one state.
@@ -43,14 +50,25 @@ type StateStats struct {
 	Bytes    int64 `json:"bytes"`
 }
 
-// Stats is the content of the spool by state. It is computed from directory listings alone.
+// Stats is the content of the spool by state. It is computed from directory listings, plus a
+// stat of each open segment (a few: one or two per writer) for its size; the messages of an open
+// segment are counted once it is sealed or recovered.
 type Stats struct {
+	Open       StateStats `json:"open"`
+	Recovering StateStats `json:"recovering"`
 	Ready      StateStats `json:"ready"`
 	Claimed    StateStats `json:"claimed"`
 	Dead       StateStats `json:"dead"`
 	Quarantine StateStats `json:"quarantine"`
-	// OldestAgeSeconds is the age of the oldest undelivered (ready or claimed) segment, 0 if none.
+	// OldestAgeSeconds is the age of the oldest undelivered (open, ready or claimed) segment, 0
+	// if none. An open segment counts from its last write.
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+}
+
+// Undelivered is how many segments still hold messages on their way: open (being written, or
+// left by a dead writer), being recovered, ready and claimed.
+func (st Stats) Undelivered() int {
+	return st.Open.Segments + st.Recovering.Segments + st.Ready.Segments + st.Claimed.Segments
 }
 
 // Stats lists every state directory and sums what the names say.
@@ -64,14 +82,22 @@ func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 		}
 		var ss StateStats
 		for _, e := range entries {
+			if isOpenState(state) && e.Bytes == 0 {
+				continue // created ahead, never written: not a segment yet
+			}
 			ss.Segments++
 			ss.Messages += e.Messages
 			ss.Bytes += e.Bytes
-			if (state == StateReady || state == StateClaimed) && (oldest.IsZero() || e.Created.Before(oldest)) {
+			undelivered := state == StateReady || state == StateClaimed || (isOpenState(state) && e.Bytes > 0)
+			if undelivered && (oldest.IsZero() || e.Created.Before(oldest)) {
 				oldest = e.Created
 			}
 		}
 		switch state {
+		case StateOpen:
+			st.Open = ss
+		case StateRecovering:
+			st.Recovering = ss
 		case StateReady:
 			st.Ready = ss
 		case StateClaimed:
@@ -118,9 +144,31 @@ func (s *Spool) List(ctx context.Context, state State) ([]Entry, error) {
 func (s *Spool) list(state State) ([]Entry, error) {
 	names, err := s.fs.ReadDir(s.path(string(state)))
 	if err != nil {
+		if isOpenState(state) && fsys.IsNotExist(err) {
+			return nil, nil // a format-1 spool, inspected: no writer of format 2 made them yet
+		}
 		return nil, fmt.Errorf("list %s: %w", state, err)
 	}
 	out := make([]Entry, 0, len(names))
+	if isOpenState(state) {
+		for _, e := range names {
+			n, ok := parseOpenName(string(state), e)
+			if !ok {
+				continue
+			}
+			en := Entry{State: state, Name: e, ID: n.id(), Created: n.Created, Owner: n.Owner, Deadline: n.Deadline}
+			// The size is not in the name: a stat each (open segments are few). An open segment
+			// is as old as its last write, not its creation (it may have been created ahead).
+			if fi, err := s.fs.Stat(s.path(string(state), e)); err == nil {
+				en.Bytes = fi.Size()
+				if state == StateOpen && fi.Size() > 0 {
+					en.Created = fi.ModTime()
+				}
+			}
+			out = append(out, en)
+		}
+		return out, nil
+	}
 	for _, e := range names {
 		n, ok := parseName(string(state), e)
 		if !ok {
@@ -142,7 +190,9 @@ func (s *Spool) Find(ctx context.Context, name string) (Entry, error) {
 		id = name[:i]
 	}
 	if _, ok := parseBase(id); !ok {
-		return Entry{}, fmt.Errorf("%q is not a segment name or id (as `spool ls` prints)", name)
+		if _, ok := parseOpenName(dirOpen, id+".open"); !ok {
+			return Entry{}, fmt.Errorf("%q is not a segment name or id (as `spool ls` prints)", name)
+		}
 	}
 	for _, st := range States {
 		entries, err := s.list(st)
@@ -186,11 +236,16 @@ func SplitReason(body string) (time.Time, string) {
 }
 
 // Read decodes a segment's records. With damage it returns the intact records and a
-// *CorruptionError.
+// *CorruptionError. An open segment's records are read up to its last intact one (its writer may
+// be appending); only a damaged header is damage there.
 func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
 	b, err := s.fs.ReadFile(s.path(string(e.State), e.Name))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", e.Name, err)
+	}
+	if isOpenState(e.State) {
+		msgs, _, err := decodeOpen(e.Name, b)
+		return msgs, err
 	}
 	_, msgs, err := decodeSegment(e.Name, b)
 	return msgs, err

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
-	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
 // batch is the group of appends that will share one segment. Appenders add their encoded
@@ -25,6 +24,7 @@ type batch struct {
 type counters struct {
 	commits, committedMsgs, commitErrors atomic.Int64
 	commitNanos                          atomic.Int64
+	seals, recovered, recoveredMsgs      atomic.Int64
 }
 
 // Counters is a snapshot of this process's cumulative commit figures since Open.
@@ -37,6 +37,11 @@ type Counters struct {
 	Errors int64
 	// CommitTime is the total time spent committing.
 	CommitTime time.Duration
+	// Seals is the number of open segments this process sealed into ready/.
+	Seals int64
+	// Recovered is the number of open segments (of dead writers, or abandoned by this one) this
+	// process re-published, and RecoveredMessages the messages in them.
+	Recovered, RecoveredMessages int64
 }
 
 // Counters returns this process's commit counters.
@@ -46,22 +51,32 @@ func (s *Spool) Counters() Counters {
 		Messages:   s.counts.committedMsgs.Load(),
 		Errors:     s.counts.commitErrors.Load(),
 		CommitTime: time.Duration(s.counts.commitNanos.Load()),
+		Seals:      s.counts.seals.Load(),
+		Recovered:  s.counts.recovered.Load(),
+
+		RecoveredMessages: s.counts.recoveredMsgs.Load(),
 	}
 }
 
-// Append makes msgs durable as one unit: they go into one segment together with whatever else
-// was waiting, and Append returns nil only after that segment is fsynced and renamed into ready/.
+// Append makes msgs durable as one unit: their records are appended, together with whatever
+// else was waiting, to this process's open segment in one write and one fdatasync, and Append
+// returns nil only after that fdatasync returned within the writer's lease. The segment is
+// sealed into ready/ (claimable) within SealAfter or at MaxSegmentBytes; Seal does it at once.
 //
-// An error wraps ErrFull, ErrUnwritable or ErrClosed; then none of msgs was accepted (though a
-// failure after the rename, such as a failed directory fsync, may still let them be delivered:
-// a duplicate if the client retries, never a loss). If ctx ends first, Append returns ctx.Err()
+// An error wraps ErrFull, ErrUnwritable or ErrClosed; then the messages were not acknowledged
+// (though records that reached the file before a failed fdatasync may still be delivered: a
+// duplicate if the client retries, never a loss). If ctx ends first, Append returns ctx.Err()
 // and the messages may or may not be committed.
 func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if s.opts.Inspect {
+	if s.w == nil {
 		return ErrReadOnly
+	}
+	if _, err := s.lease.check(s.now()); err != nil {
+		// Fenced (paused past the lease, clock skew): answer at once rather than queue.
+		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}
 	// Encode in the caller's goroutine: appenders encode and checksum in parallel, and the
 	// committer only concatenates.
@@ -96,7 +111,7 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	b.count += len(msgs)
 	s.mu.Unlock()
 
-	s.wakeCommitter()
+	s.w.wake()
 	select {
 	case <-b.done:
 		return b.err
@@ -105,12 +120,26 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	}
 }
 
-// wakeCommitter tells the committer that appends are pending: a word already waiting in kick
-// is enough.
-func (s *Spool) wakeCommitter() {
+// Seal seals this process's open segment now, after committing whatever is waiting, so that
+// its messages are claimable at once rather than within SealAfter: for a graceful hand-over,
+// and for tests. An empty open segment stays open.
+func (s *Spool) Seal(ctx context.Context) error {
+	if s.w == nil {
+		return ErrReadOnly
+	}
+	done := make(chan error, 1)
 	select {
-	case s.kick <- struct{}{}:
-	default:
+	case s.w.sealNow <- done:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -119,195 +148,9 @@ func (s *Spool) capacityLocked(n int64) error {
 	if s.opts.MaxBytes > 0 && s.usedBytes+n > s.opts.MaxBytes {
 		return fmt.Errorf("%w: %d bytes used of MaxBytes %d", ErrFull, s.usedBytes, s.opts.MaxBytes)
 	}
-	if s.opts.MinFreeBytes > 0 && s.freeBytes >= 0 && s.freeBytes-n < s.opts.MinFreeBytes {
+	// With no floor set, a file system with less free space than the append is full too.
+	if s.freeBytes >= 0 && s.freeBytes-n < s.opts.MinFreeBytes {
 		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d", ErrFull, s.freeBytes, s.opts.MinFreeBytes)
 	}
 	return nil
-}
-
-// commitLoop is the committer: one per process. It flushes the moment it is free, with
-// everything that arrived while it was busy, except that it gives the callers of its last flush
-// the time that flush took to come back (gather): a lone client pays one fsync and a crowd
-// shares one.
-func (s *Spool) commitLoop() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.kick:
-		case <-s.stop:
-			// Appends that queued before Close still get committed.
-			s.commitPending()
-			return
-		}
-		s.commitPending()
-	}
-}
-
-func (s *Spool) commitPending() {
-	for {
-		s.gather()
-		s.mu.Lock()
-		batches := s.pending
-		s.pending = nil
-		s.mu.Unlock()
-		if len(batches) == 0 {
-			return
-		}
-		start := time.Now()
-		for _, b := range batches {
-			b.err = s.commit(b)
-			close(b.done)
-		}
-		s.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
-	}
-}
-
-// messages counts the messages of batches.
-func messages(batches []*batch) int {
-	n := 0
-	for _, b := range batches {
-		n += b.count
-	}
-	return n
-}
-
-// flush is what the committer remembers of its last flush.
-type flush struct {
-	msgs int           // messages it carried
-	took time.Duration // from taking them to releasing their callers
-}
-
-// maxGather bounds gather whatever the last flush took: a commit that stalled for seconds on a
-// share must not make the next one wait as long.
-const maxGather = 50 * time.Millisecond
-
-// gather waits, before a flush, until as many messages are pending as the last flush carried, or
-// at most as long as that flush took (never more than s.gatherCap: maxGather outside tests).
-// Under load most callers are clients that send their next message as soon as the last is
-// acknowledged: flushing the moment the committer is free splits them into two groups that
-// alternate (one committing, one waiting), each paying a commit for half the crowd. Waiting for
-// the returning half lets one commit carry both. A lone client (a last flush of one message)
-// never waits, and no caller waits more than one commit's time longer than without gathering.
-// docs/performance.md has the measurements.
-func (s *Spool) gather() {
-	want, limit := s.lastFlush.msgs, min(s.lastFlush.took, s.gatherCap)
-	if want <= 1 || limit <= 0 {
-		return
-	}
-	timeout := time.NewTimer(limit)
-	defer timeout.Stop()
-	for {
-		s.mu.Lock()
-		n := messages(s.pending)
-		s.mu.Unlock()
-		if n >= want {
-			return
-		}
-		select {
-		case <-s.kick: // another append: count again
-		case <-timeout.C:
-			return
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-// commit writes one batch as one segment: tmp/ (O_EXCL) → write → fsync → close → rename into
-// ready/ → fsync ready/.
-func (s *Spool) commit(b *batch) error {
-	start := time.Now()
-	buf := append(s.wbuf[:0], make([]byte, headerSize)...)
-	for _, r := range b.recs {
-		buf = append(buf, r...)
-	}
-	buf, base := finishSegment(buf, s.now(), s.writer, b.count)
-	s.wbuf = buf
-	name := segName{segBase: base}
-	// Wait for the file created ahead rather than create one here: two creates at once in tmp/
-	// contend for its lock, and on some file systems spin for it.
-	var sp spareFile
-	select {
-	case sp = <-s.spare:
-	case <-s.spareDone: // the preparer has stopped (Close): create here
-		sp.err = ErrClosed
-	}
-	// Let the next file be created once this one has left tmp/: a create and a rename out of
-	// tmp/ both lock tmp/, and the rename is on the callers' critical path. Exactly once per
-	// commit: a second word would wait in spareUsed and let the preparer create the file after
-	// next while the next commit's file is still in tmp/.
-	signalled := false
-	next := func() {
-		if signalled {
-			return
-		}
-		signalled = true
-		select {
-		case s.spareUsed <- struct{}{}:
-		default:
-		}
-	}
-	var err error
-	if sp.err == nil {
-		err = s.publish(sp.f, sp.path, s.path(dirReady, name.ready()), dirReady, buf, next)
-	} else {
-		// The preparer's create failed: try once more here, so callers get the real error.
-		err = s.writeFile(base.String()+".tmp", s.path(dirReady, name.ready()), dirReady, buf)
-	}
-	next() // on failure before the rename too
-	s.counts.commitNanos.Add(int64(time.Since(start)))
-	if err != nil {
-		s.counts.commitErrors.Add(1)
-		s.log.Error("commit failed", "segment", base.String(), "messages", b.count, "err", err)
-		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
-	}
-	s.counts.commits.Add(1)
-	s.counts.committedMsgs.Add(int64(b.count))
-	s.mu.Lock()
-	s.usedBytes += base.Bytes
-	if s.freeBytes >= 0 {
-		s.freeBytes -= base.Bytes
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-// spareFile is an empty segment file in tmp/, created ahead of need, or the error creating it.
-type spareFile struct {
-	f    fsys.File
-	path string
-	err  error
-}
-
-// prepareSpares creates, one at a time, the empty tmp/ file the next commit writes. Creating a
-// file is the slowest step of a commit on some file systems (a metadata round trip on NFS; up to
-// several times an fsync on the ext4 of this project's build machines), and it needs nothing
-// from the batch, so it runs here, off the commit's critical path: while the previous commit
-// fsyncs its directory and its callers send their next requests. Its name carries this writer,
-// so orphan collection leaves it alone while the writer lives. A failed create is handed over
-// too: the committer then tries itself and reports the error to its callers.
-func (s *Spool) prepareSpares() {
-	defer s.wg.Done()
-	defer close(s.spareDone)
-	for {
-		path := s.path(dirTmp, tmpName(s.now(), s.writer, "seg"))
-		f, err := s.fs.CreateExcl(path)
-		if err != nil {
-			s.log.Debug("creating the next segment file failed", "err", err)
-		}
-		select {
-		case s.spare <- spareFile{f: f, path: path, err: err}:
-		case <-s.stop:
-			if err == nil {
-				_ = f.Close()
-				_ = s.fs.Remove(path)
-			}
-			return
-		}
-		select {
-		case <-s.spareUsed: // the committer is done with it
-		case <-s.stop:
-			return
-		}
-	}
 }

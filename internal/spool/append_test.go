@@ -3,7 +3,6 @@ package spool
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,80 +10,74 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
-// tmpLog records, in order, the creations of segment files in tmp/ and their renames out of it.
-type tmpLog struct {
-	fsys.FS
-	mu     sync.Mutex
-	events []string
-}
-
-func (l *tmpLog) add(ev string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
-}
-
-func (l *tmpLog) CreateExcl(name string) (fsys.File, error) {
-	if strings.HasSuffix(name, "-seg.tmp") {
-		l.add("create")
-	}
-	return l.FS.CreateExcl(name)
-}
-
-func (l *tmpLog) Rename(oldname, newname string) error {
-	err := l.FS.Rename(oldname, newname)
-	if strings.HasSuffix(oldname, "-seg.tmp") {
-		l.add("rename")
-	}
-	return err
-}
-
-// TestNextSegmentFileCreatedAfterTheLastLeftTmp: the file created ahead for the next commit is
-// created only once the previous commit's file has been renamed out of tmp/, never beside it.
-func TestNextSegmentFileCreatedAfterTheLastLeftTmp(t *testing.T) {
-	l := &tmpLog{FS: fsys.OS{}}
-	s, err := Open(t.TempDir(), Options{FS: l})
+// TestCommitIsOneWriteAndOneFdatasync: on the hot path a commit makes no create, rename or
+// directory fsync; those belong to the seal (once per segment) and the file created ahead.
+func TestCommitIsOneWriteAndOneFdatasync(t *testing.T) {
+	f := fsys.NewFaulty(fsys.OS{})
+	s, err := Open(t.TempDir(), Options{FS: f, SealAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 20 {
+	defer s.Close()
+	// The first commit takes the open segment created ahead; wait for the next one too.
+	if err := s.Append(context.Background(), testMessages(1)...); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); f.CountIn(fsys.OpCreate, "open") < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the next open segment was not created ahead within 10 s")
+		}
+	}
+	before := map[fsys.Op]int{}
+	ops := []fsys.Op{fsys.OpCreate, fsys.OpWrite, fsys.OpSync, fsys.OpRename, fsys.OpSyncDir, fsys.OpClose}
+	for _, op := range ops {
+		before[op] = f.Count(op)
+	}
+	const commits = 20
+	for range commits {
 		if err := s.Append(context.Background(), testMessages(1)...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, ev := range l.events {
-		if want := [2]string{"create", "rename"}[i%2]; ev != want {
-			t.Fatalf("event %d is %s, want %s: %v", i, ev, want, l.events)
+	want := map[fsys.Op]int{fsys.OpWrite: commits, fsys.OpSync: commits}
+	for _, op := range ops {
+		// Heartbeats (create, write, close, rename in tmp/ and hb/) may run meanwhile; they are
+		// not the commit's: count only what is on the open segment's path.
+		if got := f.Count(op) - before[op]; op != fsys.OpCreate && op != fsys.OpRename && op != fsys.OpClose && got != want[op] {
+			t.Errorf("%d commits made %d %s calls, want %d", commits, got, op, want[op])
 		}
 	}
+	if got := f.CountIn(fsys.OpCreate, "open") - 2; got != 0 {
+		t.Errorf("%d commits created %d open segments, want 0", commits, got)
+	}
+	if got := f.CountIn(fsys.OpRename, "open"); got != 0 {
+		t.Errorf("%d commits renamed %d open segments, want 0 before the seal", commits, got)
+	}
 }
 
-// gatherer is the part of a Spool that gather reads: no committer runs, so the test decides
+// gatherer is the part of a writer that gather reads: no committer runs, so the test decides
 // what is pending and when.
-func gatherer(last flush) *Spool {
-	return &Spool{kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFlush: last, gatherCap: time.Hour}
+func gatherer(last flush) *writer {
+	w := newWriter(&Spool{stop: make(chan struct{})})
+	w.lastFlush, w.gatherCap = last, time.Hour
+	return w
 }
 
-// gatherAsync runs s.gather and closes the returned channel when it returns.
-func gatherAsync(s *Spool) <-chan struct{} {
+// gatherAsync runs w.gather and closes the returned channel when it returns.
+func gatherAsync(w *writer) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
-		s.gather()
+		w.gather()
 		close(done)
 	}()
 	return done
 }
 
-func (s *Spool) arrive(n int) {
-	s.mu.Lock()
-	s.pending = append(s.pending, &batch{count: n, done: make(chan struct{})})
-	s.mu.Unlock()
-	s.wakeCommitter()
+func (w *writer) arrive(n int) {
+	w.s.mu.Lock()
+	w.s.pending = append(w.s.pending, &batch{count: n, done: make(chan struct{})})
+	w.s.mu.Unlock()
+	w.wake()
 }
 
 func TestGather(t *testing.T) {
@@ -148,7 +141,7 @@ func TestGather(t *testing.T) {
 	t.Run("Close ends it", func(t *testing.T) {
 		s := gatherer(flush{msgs: 8, took: time.Hour})
 		done := gatherAsync(s)
-		close(s.stop)
+		close(s.s.stop)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):

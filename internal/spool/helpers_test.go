@@ -116,11 +116,21 @@ func sameSet(a, b []uuid.UUID) error {
 	return nil
 }
 
-// mustAppend appends in to s or fails.
+// mustAppend appends in to s and seals the open segment, so that they are claimable at once,
+// or fails.
 func mustAppend(tb testing.TB, s *spool.Spool, in ...message.Message) {
 	tb.Helper()
 	if err := s.Append(context.Background(), in...); err != nil {
 		tb.Fatalf("Append: %v", err)
+	}
+	mustSeal(tb, s)
+}
+
+// mustSeal seals s's open segment or fails.
+func mustSeal(tb testing.TB, s *spool.Spool) {
+	tb.Helper()
+	if err := s.Seal(context.Background()); err != nil {
+		tb.Fatalf("Seal: %v", err)
 	}
 }
 

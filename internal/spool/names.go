@@ -16,7 +16,10 @@ import (
 //
 // and each state adds its own suffix:
 //
-//	tmp/<base>.tmp                         being written by writer
+//	tmp/<base>.tmp                         being written by writer (durable file protocol)
+//	open/<created>-<rand>-<writer>.open    a writer's open segment: appended and fsynced per commit
+//	recovering/<created>-<rand>-<writer>.o<owner>.d<ms>   an open segment of a dead writer,
+//	                                       claimed by owner until the deadline to be re-published
 //	ready/<base>.a<N>[.nb<not-before ms>]  committed, delivered N times so far
 //	claimed/<base>.a<N>.o<owner>.d<ms>     claimed by owner until the deadline (attempt N)
 //	dead/<base>.a<N> + <base>.a<N>.reason  dead-lettered, with the reason
@@ -27,6 +30,8 @@ import (
 
 const (
 	dirTmp        = "tmp"
+	dirOpen       = "open"
+	dirRecovering = "recovering"
 	dirReady      = "ready"
 	dirClaimed    = "claimed"
 	dirDead       = "dead"
@@ -91,7 +96,13 @@ type segBase struct {
 }
 
 func newBase(created time.Time, writer string, count int, bytes int64) segBase {
-	b := segBase{Created: created, Rand: randomPart(), Writer: writer, Count: count, Bytes: bytes}
+	return makeBase(created, randomPart(), writer, count, bytes)
+}
+
+// makeBase is newBase with a given random part: a sealed open segment keeps the one its open
+// name and header carry.
+func makeBase(created time.Time, rand, writer string, count int, bytes int64) segBase {
+	b := segBase{Created: created, Rand: rand, Writer: writer, Count: count, Bytes: bytes}
 	b.id = formatMillis(b.Created) + "-" + b.Rand + "-" + b.Writer + "-" +
 		strconv.FormatInt(int64(b.Count), 16) + "-" + strconv.FormatInt(b.Bytes, 16)
 	return b
@@ -223,4 +234,63 @@ func parseTmp(name string) (created time.Time, writer string, ok bool) {
 	}
 	created, ok = parseMillis(f[0])
 	return created, f[2], ok
+}
+
+// openName is the name of an open segment in open/ (and, with a claim suffix, in recovering/):
+// its creation time, its random part and its writer. Count and size are not known until it is
+// sealed, so they are not in the name.
+type openName struct {
+	Created time.Time
+	Rand    string
+	Writer  string
+	// Owner and Deadline are set in recovering/: who is re-publishing it, until when.
+	Owner    string
+	Deadline time.Time
+}
+
+func newOpenName(created time.Time, writer string) openName {
+	return openName{Created: created, Rand: randomPart(), Writer: writer}
+}
+
+// id is the part common to open/ and recovering/.
+func (n openName) id() string {
+	return formatMillis(n.Created) + "-" + n.Rand + "-" + n.Writer
+}
+
+func (n openName) open() string { return n.id() + ".open" }
+
+func (n openName) recovering() string {
+	return n.id() + ".o" + n.Owner + ".d" + formatMillis(n.Deadline)
+}
+
+// parseOpenName parses a name in open/ or recovering/ (dir says which).
+func parseOpenName(dir, name string) (openName, bool) {
+	id, rest, _ := strings.Cut(name, ".")
+	f := strings.Split(id, "-")
+	if len(f) != 3 || len(f[1]) != randWidth || len(f[2]) != writerWidth || !isB32(f[1]) || !isB32(f[2]) {
+		return openName{}, false
+	}
+	created, ok := parseMillis(f[0])
+	if !ok {
+		return openName{}, false
+	}
+	n := openName{Created: created, Rand: f[1], Writer: f[2]}
+	switch dir {
+	case dirOpen:
+		return n, rest == "open"
+	case dirRecovering:
+		o, d, ok := strings.Cut(rest, ".")
+		if !ok || !strings.HasPrefix(o, "o") || !strings.HasPrefix(d, "d") {
+			return openName{}, false
+		}
+		n.Owner = o[1:]
+		if len(n.Owner) != writerWidth || !isB32(n.Owner) {
+			return openName{}, false
+		}
+		if n.Deadline, ok = parseMillis(d[1:]); !ok {
+			return openName{}, false
+		}
+		return n, true
+	}
+	return openName{}, false
 }

@@ -57,7 +57,9 @@ func envDur(name string, def time.Duration) time.Duration {
 
 // runChild runs one child role, writing one line per event to out:
 //
-//	append:  "ok <id>" after each successful Append (COUNT messages, or forever if 0)
+//	append:  "ok <id>" after each successful Append, "fail <id>" after each failed one (COUNT
+//	         messages, or forever if 0)
+//	stdin:   one Append per line read from stdin, printing as append does
 //	claim:   "acked <id>" for each message of a segment after its Ack; stops when the file
 //	         DONE_FILE exists and nothing is left
 //	hold:    claims HOLD segments, prints "delivered <id>" for each message (as if sent), acks
@@ -67,6 +69,7 @@ func runChild(role, dir string, out io.Writer) error {
 		Lease:             envDur("LEASE", spool.DefaultLease),
 		SkewAllowance:     envDur("SKEW", spool.DefaultSkewAllowance),
 		HeartbeatInterval: envDur("HEARTBEAT", spool.DefaultHeartbeatInterval),
+		WriterLease:       envDur("WRITER_LEASE", 0),
 	}
 	s, err := spool.Open(dir, opts)
 	if err != nil {
@@ -95,6 +98,7 @@ func runChild(role, dir string, out io.Writer) error {
 						mu.Lock()
 						failed++
 						mu.Unlock()
+						w.line("fail " + m.ID.String())
 						continue
 					}
 					w.line("ok " + m.ID.String())
@@ -104,6 +108,18 @@ func runChild(role, dir string, out io.Writer) error {
 		wg.Wait()
 		if failed > 0 {
 			return fmt.Errorf("%d appends failed", failed)
+		}
+		return s.Close()
+	case "stdin":
+		// One Append per line read, from one goroutine: an idle writer until told to write.
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			m := message.Message{ID: uuid.New(), SenderID: "child", Value: sc.Text(), ReceivedAt: time.Now()}
+			if err := s.Append(ctx, m); err != nil {
+				w.line("fail " + m.ID.String())
+				continue
+			}
+			w.line("ok " + m.ID.String())
 		}
 		return s.Close()
 	case "claim":
@@ -166,6 +182,7 @@ func (l *lineWriter) line(s string) {
 // child is a started child process and the lines it printed.
 type child struct {
 	cmd   *exec.Cmd
+	stdin io.WriteCloser
 	mu    sync.Mutex
 	lines []string
 	seen  chan string // every line, for waiting on a particular one; never blocks the reader
@@ -182,10 +199,14 @@ func startChild(t *testing.T, role, dir string, env ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, seen: make(chan string, 1<<16), done: make(chan struct{})}
+	c := &child{cmd: cmd, stdin: stdin, seen: make(chan string, 1<<16), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -324,7 +345,7 @@ func TestAppenderKilledMidCommit(t *testing.T) {
 	}
 	const kills = 32
 	dir := filepath.Join(t.TempDir(), "spool")
-	env := []string{"HEARTBEAT=50ms", "SKEW=100ms", "WORKERS=16"}
+	env := []string{"HEARTBEAT=50ms", "WRITER_LEASE=300ms", "SKEW=100ms", "WORKERS=16"}
 	var acked []uuid.UUID
 	for i := range kills {
 		c := startChild(t, "append", dir, env...)
@@ -338,20 +359,27 @@ func TestAppenderKilledMidCommit(t *testing.T) {
 		}
 	}
 	orphans, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-	// Recovery: a new process, its reaper collecting the dead writers' leftovers.
-	s := mustOpenSpool(t, dir, spool.Options{HeartbeatInterval: 50 * time.Millisecond, SkewAllowance: 100 * time.Millisecond, OrphanAge: time.Millisecond})
+	openLeft, _ := os.ReadDir(filepath.Join(dir, "open"))
+	// Recovery: a new process, its reaper re-publishing the dead writers' open segments once
+	// their leases ran out, and collecting their leftovers.
+	s := mustOpenSpool(t, dir, spool.Options{HeartbeatInterval: 50 * time.Millisecond, WriterLease: 300 * time.Millisecond, SkewAllowance: 100 * time.Millisecond, OrphanAge: time.Millisecond})
 	checked, damaged, err := s.Verify(context.Background(), nil)
 	if err != nil || len(damaged) != 0 {
 		t.Fatalf("Verify after %d kills: %v; damaged: %v (a partial segment was visible)", kills, err, damaged)
 	}
+	recovered := 0
 	waitFor(t, 10*time.Second, func() bool {
-		if _, err := s.Reap(context.Background()); err != nil {
+		rs, err := s.Reap(context.Background())
+		if err != nil {
 			t.Fatalf("Reap: %v", err)
 		}
-		left, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-		for _, e := range left {
-			if !strings.Contains(e.Name(), s.Writer()) { // the survivor's own file created ahead stays
-				return false
+		recovered += rs.Recovered
+		for _, d := range []string{"tmp", "open", "recovering", "hb"} {
+			left, _ := os.ReadDir(filepath.Join(dir, d))
+			for _, e := range left {
+				if !strings.Contains(e.Name(), s.Writer()) { // the survivor's own files stay
+					return false
+				}
 			}
 		}
 		return true
@@ -365,8 +393,8 @@ func TestAppenderKilledMidCommit(t *testing.T) {
 			t.Fatalf("message %s: Append returned success before the kill, but it is gone", id)
 		}
 	}
-	t.Logf("%d kills: %d acked appends all present in %d whole segments; %d extra (committed, reply lost to the kill); %d files left in tmp/ by the kills, all collected",
-		kills, len(acked), checked, len(present)-len(acked), len(orphans))
+	t.Logf("%d kills: %d acked appends all present (%d segments checked whole before recovery, %d open segments recovered); %d extra (committed, reply lost to the kill); %d files left in tmp/ and %d in open/ by the kills, all collected",
+		kills, len(acked), checked, recovered, len(present)-len(acked), len(orphans), len(openLeft))
 }
 
 func TestClaimerKilledHoldingClaims(t *testing.T) {
@@ -379,9 +407,7 @@ func TestClaimerKilledHoldingClaims(t *testing.T) {
 	var all []uuid.UUID
 	for range 10 {
 		in := msgs(50, 100)
-		if err := s.Append(context.Background(), in...); err != nil {
-			t.Fatal(err)
-		}
+		mustAppend(t, s, in...) // a segment each
 		all = append(all, ids(in)...)
 	}
 	c := startChild(t, "hold", dir, "LEASE="+lease.String(), "SKEW="+skew.String(), "HOLD=4", "ACK=1")
@@ -426,4 +452,147 @@ func TestClaimerKilledHoldingClaims(t *testing.T) {
 		t.Errorf("duplicates = %d, want 150 (the three held, unacked segments)", dups)
 	}
 	t.Logf("claimer killed holding 3 claims: all %d messages delivered; %d duplicates (the held segments, delivered before the kill and again after the lease)", len(all), dups)
+}
+
+// TestPausedWriterNeverAcknowledgesIntoARecoveredSegment: a writer stopped with SIGSTOP under
+// load past its lease has its open segment recovered by another process; resumed with SIGCONT,
+// it must not acknowledge the commit it was in (its fdatasync returned after the lease), must
+// never write into the recovered file again, and must go back to work. Every message it
+// acknowledged, before or after the pause, is delivered.
+func TestPausedWriterNeverAcknowledgesIntoARecoveredSegment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test skipped in -short mode")
+	}
+	const hb, lease, skew = 50 * time.Millisecond, 400 * time.Millisecond, 100 * time.Millisecond
+	dir := filepath.Join(t.TempDir(), "spool")
+	w := startChild(t, "append", dir, "HEARTBEAT="+hb.String(), "WRITER_LEASE="+lease.String(), "SKEW="+skew.String(), "WORKERS=8")
+	w.waitLine(t, "ok", 30*time.Second)
+	time.Sleep(20 * time.Millisecond) // under load: a commit is in flight at the stop
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	okBefore := w.count("ok")
+
+	// Another process recovers the stopped writer's open segment once its lease is over.
+	s := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer, HeartbeatInterval: hb, WriterLease: lease, SkewAllowance: skew})
+	recovered := 0
+	waitFor(t, 10*time.Second, func() bool {
+		rs, err := s.Reap(context.Background())
+		if err != nil {
+			t.Fatalf("Reap: %v", err)
+		}
+		recovered += rs.Recovered
+		return recovered > 0
+	})
+	if d := time.Since(stoppedAt); d < lease {
+		t.Fatalf("recovered %v after the stop, before the lease of %v ran out", d, lease)
+	}
+	delivered := map[uuid.UUID]bool{}
+	for _, id := range drain(t, s) {
+		delivered[id] = true
+	}
+
+	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// The resumed writer fails what it was committing, then works again in a new epoch.
+	waitFor(t, 20*time.Second, func() bool { return w.count("ok") > okBefore+100 })
+	w.kill(t)
+	failed := w.count("fail")
+
+	// Its later segments (sealed, or open and recovered once its lease is over) are delivered.
+	waitFor(t, 20*time.Second, func() bool {
+		if _, err := s.Reap(context.Background()); err != nil {
+			t.Fatalf("Reap: %v", err)
+		}
+		for _, id := range drain(t, s) {
+			delivered[id] = true
+		}
+		st := mustStats(t, s)
+		return st.Undelivered() == 0
+	})
+	acked := w.ids(t, "ok")
+	for _, id := range acked {
+		if !delivered[id] {
+			t.Fatalf("message %s was acknowledged but is lost: acknowledged into a segment another process had recovered?", id)
+		}
+	}
+	t.Logf("writer stopped %v; its open segment recovered by another process; after SIGCONT %d appends failed (the commit in flight, and while the lease was re-established), %d acknowledged before the stop, %d in all, every one delivered",
+		lease, failed, okBefore, len(acked))
+}
+
+// TestIdleThenPausedWriterNeverAcknowledgesIntoARemovedFile: a writer that sat idle (its open
+// segment sealed, the next one created ahead and empty) and was then stopped past its lease has
+// that empty file recovered (removed) by another process. Resumed, its next appends must not be
+// acknowledged into the removed file: they fail until the lease is back, then go into a new one.
+func TestIdleThenPausedWriterNeverAcknowledgesIntoARemovedFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test skipped in -short mode")
+	}
+	const hb, lease, skew = 50 * time.Millisecond, 400 * time.Millisecond, 100 * time.Millisecond
+	dir := filepath.Join(t.TempDir(), "spool")
+	w := startChild(t, "stdin", dir, "HEARTBEAT="+hb.String(), "WRITER_LEASE="+lease.String(), "SKEW="+skew.String())
+	send := func(n int) {
+		for range n {
+			if _, err := io.WriteString(w.stdin, "reading\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(5)
+	waitFor(t, 10*time.Second, func() bool { return w.count("ok") == 5 })
+	// Idle: the open segment is sealed within SealAfter, and the next one waits empty in open/.
+	s := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer, HeartbeatInterval: hb, WriterLease: lease, SkewAllowance: skew})
+	waitFor(t, 10*time.Second, func() bool { st := mustStats(t, s); return st.Ready.Messages == 5 && st.Open.Segments == 0 })
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		rs, err := s.Reap(context.Background())
+		if err != nil {
+			t.Fatalf("Reap: %v", err)
+		}
+		return rs.Recovered > 0 // the empty file created ahead, removed
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// A client that sends again after each answer, as one behind a 503's Retry-After would.
+	for sent := 5; w.count("ok") < 5+50; {
+		send(1)
+		sent++
+		waitFor(t, 10*time.Second, func() bool { return w.count("ok")+w.count("fail") == sent })
+		if sent > 100_000 {
+			t.Fatal("the resumed writer never acknowledged again")
+		}
+	}
+	if err := w.stdin.Close(); err != nil { // the child closes its spool: seals and exits
+		t.Fatal(err)
+	}
+	w.wait(t, 20*time.Second)
+	delivered := map[uuid.UUID]bool{}
+	for _, id := range drain(t, s) {
+		delivered[id] = true
+	}
+	acked := w.ids(t, "ok")
+	for _, id := range acked {
+		if !delivered[id] {
+			t.Fatalf("message %s was acknowledged after the pause but is lost: written into the file another process removed?", id)
+		}
+	}
+	t.Logf("after the pause: %d appends failed while the lease was re-established, %d acknowledged, every one delivered", w.count("fail"), len(acked)-5)
+}
+
+// count returns how many of the child's lines start with prefix.
+func (c *child) count(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.lines {
+		if strings.HasPrefix(l, prefix+" ") {
+			n++
+		}
+	}
+	return n
 }

@@ -2,19 +2,20 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
-// maintain runs in the background while the spool is open: heartbeats, capacity scans and, when
-// ReapInterval is set, the reaper.
+// maintain runs in the background while the spool is open: capacity scans and, when
+// ReapInterval is set, the reaper. Heartbeats have their own goroutine (heartbeatLoop): a long
+// reap on a slow share must not let the writer's lease run out.
 func (s *Spool) maintain() {
 	defer s.wg.Done()
-	hb := time.NewTicker(s.opts.HeartbeatInterval)
-	defer hb.Stop()
 	scan := time.NewTicker(s.opts.ScanInterval)
 	defer scan.Stop()
 	var reap <-chan time.Time
@@ -27,10 +28,6 @@ func (s *Spool) maintain() {
 		select {
 		case <-s.stop:
 			return
-		case <-hb.C:
-			if err := s.heartbeat(); err != nil {
-				s.log.Error("heartbeat failed", "err", err)
-			}
 		case <-scan.C:
 			s.scan()
 		case <-reap:
@@ -41,29 +38,82 @@ func (s *Spool) maintain() {
 	}
 }
 
+// heartbeatLoop renews the heartbeat, and with it the writer's lease, every HeartbeatInterval.
+func (s *Spool) heartbeatLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.heartbeat(); err != nil {
+				s.log.Error("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
 // heartbeat rewrites hb/<writer>: its mtime (set by the file server) tells other processes this
-// writer is alive, so they leave its tmp/ files alone. It needs no fsync: a lost heartbeat only
-// delays orphan collection.
+// writer is alive, so they leave its open segments and tmp/ files alone. It needs no fsync: a
+// heartbeat lost in a crash belongs to a process that is gone. It renews the writer's lease
+// (lease.go) and measures the clock skew against the file server from the file's mtime.
 func (s *Spool) heartbeat() error {
-	tmp := s.path(dirTmp, tmpName(s.now(), s.writer, "hb"))
+	err := s.beat()
+	s.mu.Lock()
+	s.hbErr = err
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Spool) beat() error {
+	start := s.now()
+	tmp := s.path(dirTmp, tmpName(start, s.writer, "hb"))
 	f, err := s.fs.CreateExcl(tmp)
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf("instance=%s pid=%d at=%s\n", s.opts.Instance, os.Getpid(), s.now().UTC().Format(time.RFC3339Nano))
+	body := fmt.Sprintf("instance=%s pid=%d at=%s\n", s.opts.Instance, os.Getpid(), start.UTC().Format(time.RFC3339Nano))
 	_, werr := f.Write([]byte(body))
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr != nil {
+	if werr != nil && !fsys.IsNoSpace(werr) {
+		// An empty heartbeat still carries its mtime: only a full file system lets it through.
 		_ = s.fs.Remove(tmp)
 		return werr
 	}
+	fi, serr := s.fs.Stat(tmp)
 	if err := s.fs.Rename(tmp, s.path(dirHeartbeat, s.writer)); err != nil {
 		_ = s.fs.Remove(tmp)
 		return err
 	}
+	end := s.now()
+	if serr == nil {
+		skew := skewOf(fi.ModTime(), start, end)
+		s.lease.measured(skew, s.opts.SkewAllowance)
+		if skew > s.opts.SkewAllowance {
+			s.log.Error("clock skew against the file server exceeds the allowance: appends refused until it is fixed", "skew", skew, "allowance", s.opts.SkewAllowance)
+		}
+	}
+	if s.lease.renewed(start, end, s.opts.WriterLease, s.opts.SkewAllowance) {
+		s.log.Error("writer lease lapsed (this process was paused or its heartbeats failed): open segments abandoned to recovery", "lease", s.opts.WriterLease)
+	}
 	return nil
+}
+
+// skewOf is how far a file's mtime, set by the file server's clock while we wrote it, falls
+// outside our clock's readings before the write and after the stat (the time the write itself
+// took is not skew).
+func skewOf(mtime, before, after time.Time) time.Duration {
+	switch {
+	case mtime.Before(before):
+		return before.Sub(mtime)
+	case mtime.After(after):
+		return mtime.Sub(after)
+	}
+	return 0
 }
 
 // scan refreshes the capacity figures from listings and statfs. Between scans, other processes'
@@ -81,7 +131,7 @@ func (s *Spool) scan() {
 		s.scanErr = err
 		return
 	}
-	s.usedBytes = used
+	s.usedBytes = used + st.Open.Bytes + st.Recovering.Bytes
 	s.lastStats = st
 	if ferr != nil {
 		s.scanErr = ferr
@@ -113,7 +163,19 @@ func (s *Spool) Ready() error {
 	if s.scanErr != nil {
 		return fmt.Errorf("%w: %w", ErrUnwritable, s.scanErr)
 	}
-	return s.capacityLocked(s.refusedBytes)
+	if err := s.capacityLocked(s.refusedBytes); err != nil {
+		return err
+	}
+	if s.w == nil {
+		return nil
+	}
+	if _, err := s.lease.check(s.now()); err != nil {
+		if s.hbErr != nil {
+			return fmt.Errorf("%w: %w; last heartbeat: %w", classify(s.hbErr), err, s.hbErr)
+		}
+		return fmt.Errorf("%w: %w", ErrUnwritable, err)
+	}
+	return nil
 }
 
 // ReapStats counts what one Reap did.
@@ -124,11 +186,16 @@ type ReapStats struct {
 	DeadLettered int
 	// Orphans are tmp/ files of dead writers that were removed.
 	Orphans int
+	// Recovered open segments of dead writers were re-published into ready/.
+	Recovered int
+	// Heartbeats of writers dead for OrphanAge were removed from hb/.
+	Heartbeats int
 }
 
 // Reap returns expired claims to ready/ (only after deadline + 2 × SkewAllowance, so a live owner
-// whose clock runs behind is never robbed), dead-letters segments out of attempts, and removes
-// tmp/ files left by writers whose heartbeat stopped, once they are older than OrphanAge.
+// whose clock runs behind is never robbed), dead-letters segments out of attempts, recovers the
+// open segments of writers whose lease ran out (recover.go), and removes tmp/ files and
+// heartbeats left by writers that died more than OrphanAge ago.
 // Every forwarder runs it; several reapers at once are safe (each move is a rename from an exact
 // name, and only one wins).
 func (s *Spool) Reap(ctx context.Context) (ReapStats, error) {
@@ -168,9 +235,40 @@ func (s *Spool) Reap(ctx context.Context) (ReapStats, error) {
 		s.log.Warn("reclaimed expired claim", "segment", n.segBase.String(), "owner", n.Owner, "attempt", n.Attempt, "deadline", n.Deadline)
 		rs.Reclaimed++
 	}
+	recovered, rerr := s.recoverDead(ctx, now)
+	rs.Recovered = recovered
 	orphans, err := s.collectOrphans(now)
 	rs.Orphans = orphans
-	return rs, err
+	beats, herr := s.collectHeartbeats(now)
+	rs.Heartbeats = beats
+	return rs, errors.Join(rerr, err, herr)
+}
+
+// collectHeartbeats removes the hb/ files (and startup probes' leftovers) of processes silent for
+// OrphanAge: a crash-looping pod leaves one per incarnation. Without its heartbeat, a writer's
+// leftovers are taken at once, which is what its silence already allowed.
+func (s *Spool) collectHeartbeats(now time.Time) (int, error) {
+	names, err := s.fs.ReadDir(s.path(dirHeartbeat))
+	if err != nil {
+		return 0, fmt.Errorf("list hb: %w", err)
+	}
+	removed := 0
+	for _, e := range names {
+		w := strings.TrimPrefix(e, "probe-")
+		if w == s.writer || len(w) != writerWidth || !isB32(w) {
+			continue
+		}
+		fi, err := s.fs.Stat(s.path(dirHeartbeat, e))
+		if err != nil || now.Sub(fi.ModTime()) < s.opts.OrphanAge {
+			continue
+		}
+		if err := s.fs.Remove(s.path(dirHeartbeat, e)); err != nil && !fsys.IsNotExist(err) {
+			s.log.Error("remove stale heartbeat", "file", e, "err", err)
+			continue
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // collectOrphans removes tmp/ files whose writer's heartbeat is stale and that are older than

@@ -125,78 +125,120 @@ func finishSegment(b []byte, created time.Time, writer string, count int) ([]byt
 // *CorruptionError describing the first damage found, or nil when the file is whole.
 // Allocation is bounded by len(b), whatever the length and count fields say.
 func decodeSegment(name string, b []byte) (segHeader, []message.Message, error) {
+	h, err := decodeHeader(name, b)
+	if err != nil {
+		return h, nil, err
+	}
+	end := len(b) - trailerSize
+	var first error
+	if end < headerSize || string(b[end:end+4]) != trailerMagic {
+		// Truncated or torn: read the records that are there, then report.
+		end = len(b)
+		first = &CorruptionError{Segment: name, Offset: int64(len(b)), Err: errors.New("missing trailer (truncated?)")}
+	}
+	msgs, seen, _, serr := scanRecords(name, b, end, h.Count)
+	if first == nil {
+		first = serr
+	}
+	if first == nil {
+		tc := int(binary.LittleEndian.Uint32(b[end+4:]))
+		switch {
+		case crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end+8:]):
+			first = &CorruptionError{Segment: name, Offset: int64(end), Err: errors.New("segment checksum mismatch")}
+		case tc != h.Count || seen != h.Count:
+			first = &CorruptionError{Segment: name, Offset: int64(end), Err: fmt.Errorf("header says %d records, trailer %d, found %d", h.Count, tc, seen)}
+		}
+	}
+	return h, msgs, first
+}
+
+// decodeHeader checks and decodes the fixed header of b.
+func decodeHeader(name string, b []byte) (segHeader, error) {
 	var h segHeader
 	corrupt := func(off int, format string, args ...any) error {
 		return &CorruptionError{Segment: name, Offset: int64(off), Err: fmt.Errorf(format, args...)}
 	}
 	if len(b) < headerSize {
-		return h, nil, corrupt(0, "file of %d bytes is shorter than a header", len(b))
+		return h, corrupt(0, "file of %d bytes is shorter than a header", len(b))
 	}
 	if string(b[0:4]) != segMagic {
-		return h, nil, corrupt(0, "bad magic %q", b[0:4])
+		return h, corrupt(0, "bad magic %q", b[0:4])
 	}
 	if sum := crc32.Checksum(b[:48], castagnoli); sum != binary.LittleEndian.Uint32(b[48:]) {
-		return h, nil, corrupt(48, "header checksum mismatch")
+		return h, corrupt(48, "header checksum mismatch")
 	}
 	if b[4] != segVersion {
-		return h, nil, corrupt(4, "unknown segment version %d", b[4])
+		return h, corrupt(4, "unknown segment version %d", b[4])
 	}
 	h.Count = int(binary.LittleEndian.Uint32(b[8:]))
 	h.Created = time.UnixMilli(int64(binary.LittleEndian.Uint64(b[12:])))
 	copy(h.Rand[:], b[20:36])
 	h.Writer = string(b[36:48])
+	return h, nil
+}
 
-	// A record takes at least recHeaderSize+1 bytes: that bounds the slice, not the header's count.
-	msgs := make([]message.Message, 0, min(h.Count, (len(b)-headerSize)/(recHeaderSize+1)))
-	var first error
-	note := func(err error) {
+// scanRecords reads the records of b between the header and end. A record whose CRC fails is
+// skipped (its frame is intact); a broken frame ends the scan. It returns the intact records,
+// how many frames it saw, the offset where the scan stopped and the first damage found.
+// countHint only sizes the result; allocation is bounded by len(b).
+func scanRecords(name string, b []byte, end, countHint int) (msgs []message.Message, seen, stop int, first error) {
+	corrupt := func(off int, format string, args ...any) {
 		if first == nil {
-			first = err
+			first = &CorruptionError{Segment: name, Offset: int64(off), Err: fmt.Errorf(format, args...)}
 		}
 	}
+	// A record takes at least recHeaderSize+1 bytes: that bounds the slice, not the header's count.
+	msgs = make([]message.Message, 0, min(countHint, (end-headerSize)/(recHeaderSize+1)))
 	off := headerSize
-	end := len(b) - trailerSize
-	if end < headerSize || string(b[end:end+4]) != trailerMagic {
-		// Truncated or torn: read the records that are there, then report.
-		end = len(b)
-		note(corrupt(len(b), "missing trailer (truncated?)"))
-	}
-	seen := 0
 	for off < end {
 		if end-off < recHeaderSize {
-			note(corrupt(off, "%d stray bytes after the last record", end-off))
+			corrupt(off, "%d stray bytes after the last record", end-off)
 			break
 		}
 		n := int(binary.LittleEndian.Uint32(b[off:]))
 		if n > MaxRecordBytes || n > end-off-recHeaderSize {
-			note(corrupt(off, "record length %d exceeds what remains (%d)", n, end-off-recHeaderSize))
+			corrupt(off, "record length %d exceeds what remains (%d)", n, end-off-recHeaderSize)
 			break
 		}
 		rec := b[off+8 : off+recHeaderSize+n]
 		seen++
 		if crc32.Checksum(rec, castagnoli) != binary.LittleEndian.Uint32(b[off+4:]) {
-			note(corrupt(off, "record %d checksum mismatch", seen-1))
+			corrupt(off, "record %d checksum mismatch", seen-1)
 			off += recHeaderSize + n
 			continue
 		}
 		var m message.Message
 		m.ID = uuid.UUID(rec[:16])
 		if err := m.UnmarshalBinary(rec[16:]); err != nil {
-			note(corrupt(off, "record %d: %v", seen-1, err))
+			corrupt(off, "record %d: %v", seen-1, err)
 			off += recHeaderSize + n
 			continue
 		}
 		msgs = append(msgs, m)
 		off += recHeaderSize + n
 	}
-	if first == nil {
-		tc := int(binary.LittleEndian.Uint32(b[end+4:]))
-		switch {
-		case crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end+8:]):
-			note(corrupt(end, "segment checksum mismatch"))
-		case tc != h.Count || seen != h.Count:
-			note(corrupt(end, "header says %d records, trailer %d, found %d", h.Count, tc, seen))
+	return msgs, seen, off, first
+}
+
+// decodeOpen reads an open segment (its writer appends records after a header whose count is 0,
+// and writes the count and trailer only when it seals it). It returns every intact record up to
+// the first broken frame, and how many bytes at the tail held no intact record: after a crash,
+// what a commit was writing when it died, never acknowledged. A sealed file (its seal's rename
+// was lost) decodes as a segment. err is a *CorruptionError only when the header is damaged: the
+// file cannot be trusted at all. An empty file (created ahead, never written) has no records.
+func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err error) {
+	if len(b) == 0 {
+		return nil, 0, nil
+	}
+	h, err := decodeHeader(name, b)
+	if err != nil {
+		return nil, len(b), err
+	}
+	if h.Count > 0 {
+		if _, msgs, err := decodeSegment(name, b); err == nil {
+			return msgs, 0, nil
 		}
 	}
-	return h, msgs, first
+	msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
+	return msgs, len(b) - stop, nil
 }

@@ -2,9 +2,11 @@
 // an Azure Files share that several processes on several hosts append to and drain at once.
 //
 // Guarantees:
-//   - Append returns nil only after the messages are in a segment that was written, fsynced,
-//     closed, renamed into ready/ and whose directory was fsynced. Appends waiting together share
-//     one segment and one fsync (group commit).
+//   - Append returns nil only after the messages were appended to this process's open segment
+//     and fdatasynced within the writer's lease (a writer paused past it acknowledges nothing).
+//     Appends waiting together share one write and one fdatasync (group commit). The open
+//     segment is sealed into ready/ by size or age; a dead writer's open segments are recovered
+//     by another process, which re-publishes every intact record.
 //   - A segment is claimed by one consumer at a time (rename from its exact name is the only
 //     compare-and-swap used; there are no locks), acked by unlinking its exact claimed name, and
 //     returned to ready/ by the reaper when its lease expired (deadline + 2 × skew allowance).
@@ -57,17 +59,37 @@ var (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxSegmentBytes   = 8 << 20
+	DefaultMaxSegmentBytes   = 1 << 20
+	DefaultSealAfter         = 100 * time.Millisecond
+	DefaultWriterLease       = 15 * time.Second
 	DefaultLease             = 30 * time.Second
 	DefaultSkewAllowance     = 2 * time.Second
 	DefaultMaxAttempts       = 10
-	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultHeartbeatInterval = 3 * time.Second
 	DefaultScanInterval      = time.Second
 	DefaultOrphanAge         = 10 * time.Minute
 )
 
-// formatVersion is the content of <root>/VERSION.
-const formatVersion = "bridgehead-spool 1\n"
+// formatVersion is the content of <root>/VERSION. Format 2 added open/ and recovering/ (a
+// writer appends to its open segment instead of writing a file per commit); its sealed segments
+// are format 1's, so a format-2 binary drains a format-1 spool as it is, and upgrades VERSION.
+const (
+	formatVersion   = "bridgehead-spool 2\n"
+	formatVersionV1 = "bridgehead-spool 1\n"
+)
+
+// Role says which of the spool's roles a process runs.
+type Role int
+
+const (
+	// RoleAll appends and consumes: the zero value.
+	RoleAll Role = iota
+	// RoleWriter appends; it may consume too, but runs nothing for it.
+	RoleWriter
+	// RoleConsumer claims, reaps and recovers; Append fails with ErrReadOnly, and no committer
+	// runs and no open segment is created.
+	RoleConsumer
+)
 
 // Options configure a Spool. The zero value is usable: every zero field takes its default.
 type Options struct {
@@ -83,6 +105,8 @@ type Options struct {
 	// Inspect opens without probes, heartbeat or committer: for the CLI's read and repair
 	// commands. Append fails with ErrReadOnly.
 	Inspect bool
+	// Role says what this process runs; the zero value appends and consumes.
+	Role Role
 
 	// MaxBytes caps the bytes held in ready/, claimed/, dead/ and quarantine/ together; past it
 	// Append fails with ErrFull. 0 means no cap.
@@ -90,9 +114,19 @@ type Options struct {
 	// MinFreeBytes is the free-space floor of the file system; below it Append fails with
 	// ErrFull. 0 means no floor.
 	MinFreeBytes int64
-	// MaxSegmentBytes caps the size of one group-commit segment; default 8 MiB. One Append is
-	// never split across segments, so a single larger Append makes a larger segment.
+	// MaxSegmentBytes is the size at which a writer seals its open segment; default 1 MiB. One
+	// Append is never split across segments, so a single larger Append makes a larger segment.
 	MaxSegmentBytes int
+	// SealAfter is how long after its first record an open segment is sealed at the latest;
+	// default 100 ms. It bounds how long an acknowledged message waits before a consumer can
+	// claim it.
+	SealAfter time.Duration
+	// WriterLease is how long a writer's heartbeat holds its open segments: a writer
+	// acknowledges nothing whose fdatasync returned later than this after its last successful
+	// heartbeat began, and another process recovers its open segments once the heartbeat is
+	// older than this plus twice the skew allowance. Default 15 s (or five HeartbeatIntervals
+	// if that is longer); at least three HeartbeatIntervals.
+	WriterLease time.Duration
 
 	// Lease is how long a claim lasts before it must be renewed; default 30 s.
 	Lease time.Duration
@@ -102,8 +136,9 @@ type Options struct {
 	SkewAllowance time.Duration
 	// MaxAttempts is how many claims a segment gets before it is dead-lettered; default 10.
 	MaxAttempts int
-	// HeartbeatInterval is how often this writer refreshes hb/<writer>; default 10 s. A writer
-	// silent for three intervals is dead, and its leftovers in tmp/ may be collected.
+	// HeartbeatInterval is how often this process refreshes hb/<writer>; default 3 s. A process
+	// silent for three intervals is dead for tmp/ collection; for its open segments, see
+	// WriterLease.
 	HeartbeatInterval time.Duration
 	// ScanInterval is how often capacity and listings are refreshed; default 1 s.
 	ScanInterval time.Duration
@@ -129,6 +164,10 @@ func (o *Options) setDefaults() {
 	if o.MaxSegmentBytes == 0 {
 		o.MaxSegmentBytes = DefaultMaxSegmentBytes
 	}
+	if o.SealAfter == 0 {
+		o.SealAfter = DefaultSealAfter
+	}
+
 	if o.Lease == 0 {
 		o.Lease = DefaultLease
 	}
@@ -140,6 +179,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.WriterLease == 0 {
+		o.WriterLease = max(DefaultWriterLease, 5*o.HeartbeatInterval)
 	}
 	if o.ScanInterval == 0 {
 		o.ScanInterval = DefaultScanInterval
@@ -157,8 +199,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("MinFreeBytes %d is negative", o.MinFreeBytes)
 	case o.MaxSegmentBytes < 0:
 		return fmt.Errorf("MaxSegmentBytes %d is negative", o.MaxSegmentBytes)
-	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0:
+	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0 || o.SealAfter < 0 || o.WriterLease < 0:
 		return errors.New("durations must not be negative")
+	case o.WriterLease < 3*o.HeartbeatInterval:
+		return fmt.Errorf("WriterLease %v is shorter than three HeartbeatIntervals (%v)", o.WriterLease, 3*o.HeartbeatInterval)
+	case o.Role < RoleAll || o.Role > RoleConsumer:
+		return fmt.Errorf("unknown Role %d", o.Role)
 	case o.MaxAttempts < 0:
 		return fmt.Errorf("MaxAttempts %d is negative", o.MaxAttempts)
 	}
@@ -167,8 +213,9 @@ func (o *Options) validate() error {
 
 // Spool is an open spool directory. Its methods are safe for concurrent use.
 //
-// Ownership: the committer goroutine owns segment writing; mu guards the pending batches, the
-// closed flag and the capacity figures; the maintenance goroutine owns heartbeats and scans.
+// Ownership: the writer's goroutines own the open segment (writer.go); mu guards the pending
+// batches, the closed flag and the capacity figures; the heartbeat goroutine owns heartbeats
+// (lease has its own mutex); the maintenance goroutine owns scans.
 type Spool struct {
 	root   string
 	opts   Options
@@ -183,22 +230,18 @@ type Spool struct {
 	usedBytes int64 // bytes in the spool at the last scan plus what this process added since
 	freeBytes int64 // free bytes at the last statfs minus what this process wrote since; -1 unknown
 	scanErr   error // the last scan's error, reported by Ready
+	hbErr     error // the last heartbeat's error, reported by Ready while the lease is gone
 	lastStats Stats // the last successful scan\'s listing, for LastStats
 	// refusedBytes is the size of the last append refused for capacity: Ready stays false until
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
 
-	kick      chan struct{}  // wakes the committer; capacity 1
-	spare     chan spareFile // hands the committer an empty tmp/ file created ahead; unbuffered
-	spareUsed chan struct{}  // the committer's word that the spare left tmp/; capacity 1
-	spareDone chan struct{}  // closed when the preparer has stopped
-	stop      chan struct{}  // closed by Close
-	wg        sync.WaitGroup
-	wbuf      []byte        // committer-owned segment buffer
-	lastFlush flush         // committer-owned: what its last flush carried and took
-	gatherCap time.Duration // committer-owned: gather never waits longer (maxGather)
-	cacheMu   sync.Mutex    // guards cache
-	cache     readyCache    // the claim candidates from the last listing of ready/
+	w       *writer       // the appending role; nil in a consumer or an inspector
+	lease   lease         // the writer's lease on its open segments, renewed by the heartbeat
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	cacheMu sync.Mutex // guards cache
+	cache   readyCache // the claim candidates from the last listing of ready/
 	// claiming holds the segments a goroutine of this process is claiming right now (guarded
 	// by cacheMu).
 	claiming map[string]bool
@@ -226,13 +269,8 @@ func Open(root string, opts Options) (*Spool, error) {
 		log:       opts.Logger.With("spool", root),
 		writer:    newWriterID(),
 		freeBytes: -1,
-		kick:      make(chan struct{}, 1),
-		spare:     make(chan spareFile),
 		claiming:  map[string]bool{},
-		spareUsed: make(chan struct{}, 1),
-		spareDone: make(chan struct{}),
 		stop:      make(chan struct{}),
-		gatherCap: maxGather,
 	}
 	if opts.Inspect {
 		if err := s.checkVersion(false); err != nil {
@@ -240,7 +278,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		}
 		return s, nil
 	}
-	for _, d := range []string{dirTmp, dirReady, dirClaimed, dirDead, dirQuarantine, dirHeartbeat} {
+	for _, d := range []string{dirTmp, dirOpen, dirRecovering, dirReady, dirClaimed, dirDead, dirQuarantine, dirHeartbeat} {
 		if err := s.fs.MkdirAll(s.path(d)); err != nil {
 			return nil, fmt.Errorf("%w: create %s: %w", ErrUnwritable, d, err)
 		}
@@ -252,13 +290,21 @@ func Open(root string, opts Options) (*Spool, error) {
 		return nil, err
 	}
 	if err := s.heartbeat(); err != nil {
-		return nil, fmt.Errorf("%w: heartbeat: %w", ErrUnwritable, err)
+		if !fsys.IsNoSpace(err) {
+			return nil, fmt.Errorf("%w: heartbeat: %w", ErrUnwritable, err)
+		}
+		// A full file system must not keep a stamp from starting: its forwarder is what frees
+		// space. The writer has no lease until a heartbeat succeeds; Ready says why.
+		s.log.Warn("file system full at start: appends refused until a heartbeat succeeds", "err", err)
 	}
 	s.scan()
-	s.wg.Add(3)
-	go s.commitLoop()
-	go s.prepareSpares()
+	s.wg.Add(2)
+	go s.heartbeatLoop()
 	go s.maintain()
+	if opts.Role != RoleConsumer {
+		s.w = newWriter(s)
+		s.w.start()
+	}
 	return s, nil
 }
 
@@ -289,6 +335,8 @@ func (s *Spool) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	// Segments this writer abandoned and could not re-publish stay in open/: once the heartbeat
+	// is gone, any recoverer takes them at once.
 	// Our heartbeat goes, so others may collect anything we left in tmp/ once it is old enough.
 	if err := s.fs.Remove(s.path(dirHeartbeat, s.writer)); err != nil && !fsys.IsNotExist(err) {
 		return fmt.Errorf("remove heartbeat: %w", err)
@@ -296,10 +344,21 @@ func (s *Spool) Close() error {
 	return nil
 }
 
-// checkVersion reads <root>/VERSION, writing it on first use when create is set.
+// checkVersion reads <root>/VERSION, writing it on first use when create is set, and upgrading
+// a format-1 spool to format 2 (its segments are drained as they are).
 func (s *Spool) checkVersion(create bool) error {
 	b, err := s.fs.ReadFile(s.path("VERSION"))
 	switch {
+	case err == nil && string(b) == formatVersionV1 && create:
+		// Format-1 processes still running keep working (their segments are the same, and
+		// they never look in open/); a format-1 binary that starts from now on refuses.
+		s.log.Info("upgrading spool format 1 to 2", "spool", s.root)
+		if err := s.writeFile(tmpName(s.now(), s.writer, "version"), s.path("VERSION"), "", []byte(formatVersion)); err != nil {
+			return fmt.Errorf("%w: upgrade VERSION: %w", ErrUnwritable, err)
+		}
+		return nil
+	case err == nil && string(b) == formatVersionV1:
+		return nil // inspecting a format-1 spool: its states are a subset of format 2's
 	case err == nil:
 		if string(b) != formatVersion {
 			return fmt.Errorf("%w: %s/VERSION says %q, this binary knows %q", ErrUnknownVersion, s.root, bytes.TrimSpace(b), formatVersion[:len(formatVersion)-1])
@@ -341,8 +400,13 @@ func (s *Spool) probe() error {
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = s.fs.Remove(tmp)
-		return fail("write probe: %v", err)
+		if !fsys.IsNoSpace(err) {
+			_ = s.fs.Remove(tmp)
+			return fail("write probe: %v", err)
+		}
+		// A full file system is a normal day: probe the rest with the (empty) file, start,
+		// and let Append and Ready answer ErrFull until space is freed.
+		s.log.Warn("file system full at start", "err", err)
 	}
 	if f2, err := s.fs.CreateExcl(tmp); err == nil {
 		_ = f2.Close()
@@ -368,17 +432,8 @@ func (s *Spool) probe() error {
 	if err != nil {
 		return fail("stat probe: %v", err)
 	}
-	// The file's mtime was set by the file server's clock (on NFS/SMB) while we wrote it, so it
-	// must fall between our clock's readings before the write and after the stat; how far it
-	// falls outside is the skew. (The time the probe itself took is not skew.)
-	after := s.now()
-	var skew time.Duration
-	switch mt := fi.ModTime(); {
-	case mt.Before(before):
-		skew = before.Sub(mt)
-	case mt.After(after):
-		skew = mt.Sub(after)
-	}
+	// The file's mtime was set by the file server's clock (on NFS/SMB) while we wrote it.
+	skew := skewOf(fi.ModTime(), before, s.now())
 	if skew > s.opts.SkewAllowance {
 		return fail("clock skew %v between this host and the file server exceeds the allowance %v: fix NTP", skew.Round(time.Millisecond), s.opts.SkewAllowance)
 	}

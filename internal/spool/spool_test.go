@@ -148,7 +148,7 @@ func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
 	}
 }
 
-func TestGroupCommitSharesSegments(t *testing.T) {
+func TestGroupCommitSharesFsyncs(t *testing.T) {
 	s := mustOpenSpool(t, "", spool.Options{})
 	ctx := context.Background()
 	const n = 200
@@ -172,7 +172,11 @@ func TestGroupCommitSharesSegments(t *testing.T) {
 	if c.Commits >= n {
 		t.Errorf("%d commits for %d concurrent appends: no group commit", c.Commits, n)
 	}
-	t.Logf("%d concurrent appends → %d segments", n, c.Commits)
+	t.Logf("%d concurrent appends → %d commits", n, c.Commits)
+	mustSeal(t, s)
+	if st := mustStats(t, s); st.Ready.Segments != 1 {
+		t.Errorf("%d ready segments after sealing, want the one open segment all commits appended to", st.Ready.Segments)
+	}
 	if err := sameSet(drain(t, s), ids(all)); err != nil {
 		t.Fatal(err)
 	}
@@ -582,8 +586,19 @@ func TestConcurrentClaimersInOneProcessNeverShareASegment(t *testing.T) {
 			ffs := fsys.NewFaulty(fsys.OS{})
 			// A clock that creeps a microsecond a reading gives claims close together the same
 			// deadline millisecond, as real claims within one millisecond have.
-			clk := newFakeClock()
-			creep := func() time.Time { clk.Advance(time.Microsecond); return clk.Now() }
+			// It keeps to real time otherwise: the heartbeat measures the skew against the file
+			// system's mtimes.
+			var clockMu sync.Mutex
+			var last time.Time
+			creep := func() time.Time {
+				clockMu.Lock()
+				defer clockMu.Unlock()
+				last = last.Add(time.Microsecond)
+				if now := time.Now(); now.After(last) {
+					last = now
+				}
+				return last
+			}
 			s := mustOpenSpool(t, "", spool.Options{FS: ffs, Now: creep, ScanInterval: tc.scan})
 			// A slow claim rename keeps each segment listed in ready/ while it is being claimed.
 			ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: "/claimed/", Delay: 2 * time.Millisecond})

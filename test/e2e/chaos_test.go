@@ -35,6 +35,9 @@ const (
 	chaosClients    = 4
 	chaosLease      = "4s"
 	chaosSkew       = "1s"
+	// chaosWriterLease: a killed API's open segment is recovered lease + 2 × skew after its
+	// last heartbeat.
+	chaosWriterLease = "2s"
 	// chaosDrainTimeout bounds the wait for an empty spool after the chaos: lease (4 s) + 2 × skew
 	// (2 s) + one reap interval (10 s) for the last killed forwarder's claims, plus delivery.
 	chaosDrainTimeout = 30 * time.Second
@@ -174,7 +177,7 @@ func TestChaos(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	logDir := t.TempDir()
 	common := []string{"--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", "chaos",
-		"--spool-lease", chaosLease, "--spool-skew-allowance", chaosSkew}
+		"--spool-lease", chaosLease, "--spool-skew-allowance", chaosSkew, "--spool-writer-lease", chaosWriterLease}
 	fwdArgs := append(slices.Clone(common), "--role", "forwarder", "--sink", "kafka",
 		"--kafka-brokers", strings.Join(brokers, ","), "--kafka-topic", chaosTopic)
 	apiArgs := append(slices.Clone(common), "--role", "api")
@@ -297,7 +300,8 @@ func TestChaos(t *testing.T) {
 	}
 
 	// The spool drains: the forwarders deliver what is ready, the reaper returns the claims of
-	// killed forwarders once their lease is over.
+	// killed forwarders once their lease is over and recovers the open segments of killed APIs
+	// once theirs is.
 	insp, err := spool.Open(dir, spool.Options{Inspect: true})
 	if err != nil {
 		t.Fatal(err)
@@ -309,11 +313,11 @@ func TestChaos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Ready.Segments+st.Claimed.Segments == 0 {
+		if st.Undelivered() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v the spool still holds %d ready and %d claimed messages", chaosDrainTimeout, st.Ready.Messages, st.Claimed.Messages)
+			t.Fatalf("after %v the spool still holds %d ready and %d claimed messages and %d open segments (%d being recovered)", chaosDrainTimeout, st.Ready.Messages, st.Claimed.Messages, st.Open.Segments, st.Recovering.Segments)
 		}
 		poll := time.NewTimer(100 * time.Millisecond) // poll interval of the spool listing
 		<-poll.C

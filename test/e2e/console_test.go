@@ -193,6 +193,9 @@ func makeDeadLetter(t *testing.T, dir, reason string) (string, uuid.UUID) {
 	if err := sp.Append(ctx, m); err != nil {
 		t.Fatal(err)
 	}
+	if err := sp.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
 	c, err := sp.Claim(ctx)
 	if err != nil {
 		t.Fatal(err)

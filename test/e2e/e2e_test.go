@@ -460,7 +460,7 @@ func TestSpoolFullIs503ThenRecovers(t *testing.T) {
 		t.Fatalf("/readyz on a full spool: %d, want 503", c)
 	}
 	// Space returns (a forwarder drained it): within a scan interval the API accepts again.
-	sp, err := spool.Open(s.dir, spool.Options{})
+	sp, err := spool.Open(s.dir, spool.Options{Role: spool.RoleConsumer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,12 @@ func TestSpoolFullIs503ThenRecovers(t *testing.T) {
 	for {
 		c, err := sp.Claim(context.Background())
 		if errors.Is(err, spool.ErrEmpty) {
-			break
+			// The API seals its open segment within --spool-seal-after: drain that too.
+			if st, err := sp.Stats(context.Background()); err != nil || st.Undelivered() == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval while the API seals
+			continue
 		}
 		if err != nil {
 			t.Fatal(err)

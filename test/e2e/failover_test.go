@@ -30,6 +30,7 @@ const (
 	failoverBackoffMax    = 500 * time.Millisecond
 	failoverLease         = "2s"
 	failoverSkew          = "500ms"
+	failoverWriterLease   = "1s"
 	failoverSendEvery     = 5 * time.Millisecond // the sender's pace: one request per tick
 	failoverBatch         = 4                    // messages per request
 	failoverOutage        = 2 * time.Second      // how long on-prem stays down
@@ -84,6 +85,7 @@ func (s *failoverStamp) start(t *testing.T) {
 	t.Helper()
 	p, err := launchServe([]string{"--listen", s.listen, "--spool-dir", s.spool, "--stamp", s.name,
 		"--file-path", s.sink, "--spool-lease", failoverLease, "--spool-skew-allowance", failoverSkew,
+		"--spool-writer-lease", failoverWriterLease,
 		"--shutdown-grace", "5s"}, s.log)
 	if err != nil {
 		t.Fatalf("start %s: %v", s.name, err)
@@ -128,7 +130,8 @@ func (s *failoverStamp) stop(t *testing.T) {
 	}
 }
 
-// spoolDepth is the number of segments ready or claimed (undelivered) and dead or quarantined.
+// spoolDepth is the number of segments undelivered (open, recovering, ready or claimed) and dead
+// or quarantined.
 func (s *failoverStamp) spoolDepth(t *testing.T) (undelivered, dead int) {
 	t.Helper()
 	sp, err := spool.Open(s.spool, spool.Options{Inspect: true})
@@ -140,7 +143,7 @@ func (s *failoverStamp) spoolDepth(t *testing.T) (undelivered, dead int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Ready.Segments + st.Claimed.Segments, st.Dead.Segments + st.Quarantine.Segments
+	return st.Undelivered(), st.Dead.Segments + st.Quarantine.Segments
 }
 
 // delivered reads the stamp's file sink: how often each correlationId is in it.

@@ -73,6 +73,9 @@ type PowerCut struct {
 	now      func() time.Time
 	capacity uint64
 
+	// cutMu is held for reading by every call through a Process view, and for writing by a cut:
+	// no call of a process that lost power runs in the world after the cut.
+	cutMu    sync.RWMutex
 	mu       sync.Mutex
 	files    map[string]*inode              // the volatile view: path → inode, "/" included
 	children map[string]map[string]struct{} // the volatile view's directories: path → names in it
@@ -225,6 +228,8 @@ func NewPowerCut(opts PowerCutOptions) *PowerCut {
 // write since, appended or in place, is lost. Every File opened before the cut fails from now on
 // with ErrPowerCut.
 func (p *PowerCut) Cut() {
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut(nil)
@@ -246,9 +251,131 @@ func (p *PowerCut) Cut() {
 // modelled. Then it is a Cut: mtimes revert to the durable ones, and every File opened before
 // fails with ErrPowerCut. The same seed and the same history give the same result.
 func (p *PowerCut) CutRandom(r *rand.Rand) {
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut(r)
+}
+
+// Process returns a view of p for one process: it works like p until the next cut, and from
+// then on every call through it fails with ErrPowerCut, as the files it opened do. A process
+// that lost power does nothing in the world after the cut; the next one takes a new view.
+func (p *PowerCut) Process() FS {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &powerCutProcess{p: p, gen: p.gen}
+}
+
+// powerCutProcess is a Process view: every call checks, under cutMu, that no cut came since.
+type powerCutProcess struct {
+	p   *PowerCut
+	gen uint64
+}
+
+var _ FS = (*powerCutProcess)(nil)
+
+// enter holds off cuts for one call, or reports that one came: call the returned func when done.
+func (v *powerCutProcess) enter(op, name string) (func(), error) {
+	v.p.cutMu.RLock()
+	v.p.mu.Lock()
+	dead := v.gen != v.p.gen
+	v.p.mu.Unlock()
+	if dead {
+		v.p.cutMu.RUnlock()
+		return nil, &fs.PathError{Op: op, Path: name, Err: ErrPowerCut}
+	}
+	return v.p.cutMu.RUnlock, nil
+}
+
+// CreateExcl implements FS.
+func (v *powerCutProcess) CreateExcl(name string) (File, error) {
+	done, err := v.enter("create", name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return v.p.CreateExcl(name)
+}
+
+// ReadFile implements FS.
+func (v *powerCutProcess) ReadFile(name string) ([]byte, error) {
+	done, err := v.enter("read", name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return v.p.ReadFile(name)
+}
+
+// Rename implements FS.
+func (v *powerCutProcess) Rename(oldname, newname string) error {
+	done, err := v.enter("rename", oldname)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return v.p.Rename(oldname, newname)
+}
+
+// Remove implements FS.
+func (v *powerCutProcess) Remove(name string) error {
+	done, err := v.enter("remove", name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return v.p.Remove(name)
+}
+
+// Stat implements FS.
+func (v *powerCutProcess) Stat(name string) (fs.FileInfo, error) {
+	done, err := v.enter("stat", name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return v.p.Stat(name)
+}
+
+// ReadDir implements FS.
+func (v *powerCutProcess) ReadDir(dir string) ([]string, error) {
+	done, err := v.enter("readdir", dir)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return v.p.ReadDir(dir)
+}
+
+// MkdirAll implements FS.
+func (v *powerCutProcess) MkdirAll(dir string) error {
+	done, err := v.enter("mkdir", dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return v.p.MkdirAll(dir)
+}
+
+// SyncDir implements FS.
+func (v *powerCutProcess) SyncDir(dir string) error {
+	done, err := v.enter("syncdir", dir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return v.p.SyncDir(dir)
+}
+
+// Statfs implements FS.
+func (v *powerCutProcess) Statfs(dir string) (FSInfo, error) {
+	done, err := v.enter("statfs", dir)
+	if err != nil {
+		return FSInfo{}, err
+	}
+	defer done()
+	return v.p.Statfs(dir)
 }
 
 // cut is Cut with a nil r, CutRandom otherwise.

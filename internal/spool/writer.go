@@ -1,0 +1,490 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+)
+
+// writer is the spool's appending role: one committer goroutine that appends group commits to
+// this process's open segment in open/ and seals it into ready/, a preparer that creates the next
+// open segment ahead of need, and a recoverer that re-publishes the segments this writer had to
+// abandon. Only processes that append run it (Options.Role).
+//
+// Ownership: the committer goroutine owns seg, lastFlush and the seal timer; the preparer owns
+// the file it is creating until it hands it over on spare; abandonedMu guards abandoned.
+type writer struct {
+	s *Spool
+
+	kick      chan struct{}   // wakes the committer; capacity 1
+	sealNow   chan chan error // asks the committer to seal now (Spool.Seal)
+	spare     chan spareSeg   // the next open segment, created ahead; unbuffered
+	spareUsed chan struct{}   // the committer took the spare: make the next; capacity 1
+	spareDone chan struct{}   // closed when the preparer has stopped
+
+	abandonedMu  sync.Mutex
+	abandoned    []string      // open/ names this writer gave up on, to re-publish
+	recoverKick  chan struct{} // wakes the recoverer; capacity 1
+	recoverRetry time.Duration // how long the recoverer waits after a failure
+
+	seg       *openSeg      // committer-owned: the segment commits append to, nil if none
+	sealTimer *time.Timer   // committer-owned: fires SealAfter after seg's first record
+	lastFlush flush         // committer-owned: what its last flush carried and took
+	gatherCap time.Duration // committer-owned: gather never waits longer (maxGather)
+	// newSegBytes is committer-owned: the header and trailer of a segment the current commit
+	// starts, for the capacity figures.
+	newSegBytes int64
+}
+
+// openSeg is the open segment the committer appends to.
+type openSeg struct {
+	f     fsys.File
+	name  openName
+	epoch uint64 // the writer lease's epoch it was created in; it is written only in that epoch
+	// buf is every byte written to the file so far (header, then records): the seal rewrites the
+	// header with the count and computes the trailer's checksum from it, without reading back.
+	buf   []byte
+	count int
+	first time.Time // when its first record was committed; zero while empty
+}
+
+// spareSeg is an empty open segment created ahead, or the error creating it.
+type spareSeg struct {
+	f     fsys.File
+	name  openName
+	epoch uint64
+	err   error
+}
+
+func newWriter(s *Spool) *writer {
+	return &writer{
+		s:            s,
+		kick:         make(chan struct{}, 1),
+		sealNow:      make(chan chan error),
+		spare:        make(chan spareSeg),
+		spareUsed:    make(chan struct{}, 1),
+		spareDone:    make(chan struct{}),
+		recoverKick:  make(chan struct{}, 1),
+		recoverRetry: time.Second,
+		gatherCap:    maxGather,
+	}
+}
+
+// start runs the writer's goroutines; they end when s.stop is closed.
+func (w *writer) start() {
+	w.s.wg.Add(3)
+	go w.commitLoop()
+	go w.prepareSpares()
+	go w.recoverLoop()
+}
+
+// wake tells the committer that appends are pending: a word already waiting in kick is enough.
+func (w *writer) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop is the committer: one per process. It flushes the moment it is free, with
+// everything that arrived while it was busy, except that it gives the callers of its last flush
+// the time that flush took to come back (gather): a lone client pays one write and one fdatasync,
+// and a crowd shares them. Between commits it seals the open segment when it is full or old.
+func (w *writer) commitLoop() {
+	defer w.s.wg.Done()
+	w.sealTimer = time.NewTimer(time.Hour)
+	w.sealTimer.Stop()
+	for {
+		select {
+		case <-w.kick:
+			w.commitPending()
+		case <-w.sealTimer.C:
+			_ = w.seal()
+		case done := <-w.sealNow:
+			w.commitPending()
+			done <- w.seal()
+		case <-w.s.stop:
+			// Appends that queued before Close still get committed, and their segment sealed,
+			// so that a graceful stop leaves nothing in open/.
+			w.commitPending()
+			if err := w.seal(); err != nil {
+				w.s.log.Error("seal at close failed; the segment is left to recovery", "err", err)
+			}
+			return
+		}
+	}
+}
+
+func (w *writer) commitPending() {
+	s := w.s
+	for {
+		w.gather()
+		s.mu.Lock()
+		batches := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		if len(batches) == 0 {
+			return
+		}
+		start := time.Now()
+		for _, b := range batches {
+			b.err = w.commit(b)
+			close(b.done)
+			if w.seg != nil && len(w.seg.buf)+trailerSize >= s.opts.MaxSegmentBytes {
+				_ = w.seal() // after the callers are released: a seal is not theirs to wait for
+			}
+		}
+		w.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
+	}
+}
+
+// messages counts the messages of batches.
+func messages(batches []*batch) int {
+	n := 0
+	for _, b := range batches {
+		n += b.count
+	}
+	return n
+}
+
+// flush is what the committer remembers of its last flush.
+type flush struct {
+	msgs int           // messages it carried
+	took time.Duration // from taking them to releasing their callers
+}
+
+// maxGather bounds gather whatever the last flush took: a commit that stalled for seconds on a
+// share must not make the next one wait as long.
+const maxGather = 50 * time.Millisecond
+
+// gather waits, before a flush, until as many messages are pending as the last flush carried, or
+// at most as long as that flush took (never more than w.gatherCap: maxGather outside tests).
+// Under load most callers are clients that send their next message as soon as the last is
+// acknowledged: flushing the moment the committer is free splits them into two groups that
+// alternate (one committing, one waiting), each paying a commit for half the crowd. Waiting for
+// the returning half lets one commit carry both. A lone client (a last flush of one message)
+// never waits, and no caller waits more than one commit's time longer than without gathering.
+// docs/performance.md has the measurements.
+func (w *writer) gather() {
+	want, limit := w.lastFlush.msgs, min(w.lastFlush.took, w.gatherCap)
+	if want <= 1 || limit <= 0 {
+		return
+	}
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
+	for {
+		w.s.mu.Lock()
+		n := messages(w.s.pending)
+		w.s.mu.Unlock()
+		if n >= want {
+			return
+		}
+		select {
+		case <-w.kick: // another append: count again
+		case <-timeout.C:
+			return
+		case <-w.s.stop:
+			return
+		}
+	}
+}
+
+// commit appends one batch at the open segment's tail in one write, then one fdatasync. The
+// callers are acknowledged only if that fdatasync returned within this writer's lease, in the
+// epoch the segment was created in: a writer paused past its lease may have had its open
+// segment recovered by another process, and must not acknowledge into it.
+func (w *writer) commit(b *batch) error {
+	s := w.s
+	start := time.Now()
+	err := w.commitErr(b)
+	s.counts.commitNanos.Add(int64(time.Since(start)))
+	if err != nil {
+		s.counts.commitErrors.Add(1)
+		s.log.Error("commit failed", "messages", b.count, "err", err)
+		if errors.Is(err, ErrFull) {
+			s.mu.Lock()
+			s.refusedBytes = int64(b.size)
+			s.mu.Unlock()
+		}
+		return err
+	}
+	s.counts.commits.Add(1)
+	s.counts.committedMsgs.Add(int64(b.count))
+	// The segment's header and trailer are counted with its first records: the capacity check
+	// then sees what the sealed segment will take.
+	w.used(int64(b.size) + w.newSegBytes)
+	w.newSegBytes = 0
+	return nil
+}
+
+// used adds n bytes this writer put in the spool to the capacity figures, until the next scan
+// sees them.
+func (w *writer) used(n int64) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.s.usedBytes += n
+	if w.s.freeBytes >= 0 {
+		w.s.freeBytes -= n
+	}
+}
+
+func (w *writer) commitErr(b *batch) error {
+	s := w.s
+	if w.seg != nil && w.seg.count > 0 && len(w.seg.buf)+b.size+trailerSize > s.opts.MaxSegmentBytes {
+		_ = w.seal() // one Append is never split across segments
+	}
+	seg, err := w.current()
+	if err != nil {
+		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
+	}
+	from := len(seg.buf)
+	if from == 0 {
+		w.newSegBytes = headerSize + trailerSize
+		seg.buf = append(seg.buf, make([]byte, headerSize)...)
+		putHeader(seg.buf, makeBase(seg.name.Created, seg.name.Rand, s.writer, 0, 0))
+	}
+	for _, r := range b.recs {
+		seg.buf = append(seg.buf, r...)
+	}
+	n, err := seg.f.Write(seg.buf[from:])
+	if err != nil {
+		seg.buf = seg.buf[:from]
+		if n == 0 && fsys.IsNoSpace(err) {
+			// Nothing reached the file (ENOSPC before any byte): the segment is still whole and
+			// its acknowledged records durable, so it stays open.
+			return fmt.Errorf("%w: commit %d messages: %w", ErrFull, b.count, err)
+		}
+		w.abandon("write failed")
+		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
+	}
+	if err := seg.f.Datasync(); err != nil {
+		// The kernel may have dropped the dirty pages: never fsync this file again.
+		w.abandon("fdatasync failed")
+		return fmt.Errorf("%w: commit %d messages: fdatasync %s: %w", classify(err), b.count, seg.name.open(), err)
+	}
+	if err := s.lease.checkEpoch(s.now(), seg.epoch); err != nil {
+		w.abandon("writer lease ended during the commit")
+		return fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
+	}
+	if seg.count == 0 {
+		seg.first = s.now()
+		w.sealTimer.Reset(s.opts.SealAfter)
+	}
+	seg.count += b.count
+	return nil
+}
+
+// current returns the open segment to append to, taking the one created ahead when there is
+// none. A segment (or a spare) of an earlier lease epoch is never written again: another
+// process may have recovered it while this writer was paused.
+func (w *writer) current() (*openSeg, error) {
+	s := w.s
+	epoch, err := s.lease.check(s.now())
+	if err != nil {
+		return nil, err
+	}
+	if w.seg != nil {
+		if w.seg.epoch == epoch {
+			return w.seg, nil
+		}
+		w.abandon("writer lease lapsed")
+	}
+	for {
+		var sp spareSeg
+		select {
+		case sp = <-w.spare:
+		case <-w.spareDone:
+			return nil, ErrClosed
+		}
+		select {
+		case w.spareUsed <- struct{}{}:
+		default:
+		}
+		if sp.err != nil {
+			// The create ahead failed (it may have been a while ago): try once more here, so
+			// callers get the error of now.
+			if sp = w.newSpare(); sp.err != nil {
+				return nil, sp.err
+			}
+		}
+		if sp.epoch != epoch {
+			w.discard(sp)
+			if epoch, err = s.lease.check(s.now()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		w.seg = &openSeg{f: sp.f, name: sp.name, epoch: sp.epoch}
+		return w.seg, nil
+	}
+}
+
+// discard removes an empty spare of an earlier epoch. If a recoverer claimed it meanwhile, the
+// remove finds nothing and the recoverer finds an empty file: either way it is gone.
+func (w *writer) discard(sp spareSeg) {
+	_ = sp.f.Close()
+	if err := w.s.fs.Remove(w.s.path(dirOpen, sp.name.open())); err != nil && !fsys.IsNotExist(err) {
+		w.s.log.Warn("remove an unused open segment of an earlier lease", "segment", sp.name.open(), "err", err)
+	}
+}
+
+// abandon stops appending to the open segment (after a failed write or fdatasync, or a lease
+// that ended) and hands it to the recoverer: its acknowledged records are durable and will be
+// re-published; the failed commit's records may be too (a duplicate, never a loss).
+func (w *writer) abandon(why string) {
+	seg := w.seg
+	w.seg = nil
+	w.sealTimer.Stop()
+	_ = seg.f.Close()
+	w.s.log.Warn("abandoning open segment to recovery", "segment", seg.name.open(), "messages", seg.count, "why", why)
+	w.abandonedMu.Lock()
+	w.abandoned = append(w.abandoned, seg.name.open())
+	w.abandonedMu.Unlock()
+	select {
+	case w.recoverKick <- struct{}{}:
+	default:
+	}
+}
+
+// seal completes the open segment and publishes it: the header gets the count and the first
+// record's time, the trailer is appended, then fdatasync, close and a rename into ready/. No
+// directory fsync: a rename lost in a crash leaves the file in open/, where recovery finds it.
+// A failed seal abandons the segment to recovery. An empty segment stays open.
+func (w *writer) seal() error {
+	s := w.s
+	seg := w.seg
+	if seg == nil || seg.count == 0 {
+		return nil
+	}
+	w.sealTimer.Stop()
+	if err := s.lease.checkEpoch(s.now(), seg.epoch); err != nil {
+		// Another process may be recovering it: do not write into it.
+		w.abandon("writer lease ended before the seal")
+		return err
+	}
+	base := makeBase(seg.first, seg.name.Rand, s.writer, seg.count, int64(len(seg.buf)+trailerSize))
+	putHeader(seg.buf[:headerSize], base)
+	end := len(seg.buf)
+	seg.buf = appendTrailer(seg.buf, seg.count)
+	_, err := seg.f.WriteAt(seg.buf[:headerSize], 0)
+	if err == nil {
+		_, err = seg.f.Write(seg.buf[end:])
+	}
+	if err == nil {
+		err = seg.f.Datasync()
+	}
+	if err != nil {
+		w.abandon("seal failed")
+		return fmt.Errorf("seal %s: %w", seg.name.open(), err)
+	}
+	w.seg = nil
+	if err := seg.f.Close(); err != nil {
+		// NFS reports deferred write errors at close: the seal may not be whole. Recovery reads
+		// what is there.
+		w.seg = seg
+		w.abandon("close failed at seal")
+		return fmt.Errorf("seal %s: close: %w", seg.name.open(), err)
+	}
+	ready := segName{segBase: base}
+	if err := s.renameResolved(s.path(dirOpen, seg.name.open()), s.path(dirReady, ready.ready())); err != nil {
+		if fsys.IsNotExist(err) {
+			// Recovered by another process meanwhile (this writer was paused): it publishes them.
+			s.log.Warn("sealed segment was taken by recovery", "segment", seg.name.open())
+			return nil
+		}
+		w.abandonedMu.Lock()
+		w.abandoned = append(w.abandoned, seg.name.open())
+		w.abandonedMu.Unlock()
+		return fmt.Errorf("seal %s: %w", seg.name.open(), err)
+	}
+	s.counts.seals.Add(1)
+	return nil
+}
+
+// prepareSpares creates, one at a time, the empty open segment the committer takes next, and
+// fsyncs open/ so that the file survives a crash: records fsynced into a file whose directory
+// entry is lost would be lost with it. Creating a file is a metadata round trip on a share, and
+// it needs nothing from a batch, so it runs here, off the commit's path. A spare is made only
+// while the lease holds, and carries the lease's epoch. A failed create is handed over too: the
+// committer reports it to its callers.
+func (w *writer) prepareSpares() {
+	s := w.s
+	defer s.wg.Done()
+	defer close(w.spareDone)
+	for {
+		sp := w.newSpare()
+		select {
+		case w.spare <- sp:
+		case <-s.stop:
+			if sp.f != nil {
+				w.discard(sp)
+			}
+			return
+		}
+		select {
+		case <-w.spareUsed:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// newSpare creates an empty open segment in the lease's current epoch and makes its directory
+// entry durable.
+func (w *writer) newSpare() spareSeg {
+	s := w.s
+	var sp spareSeg
+	if sp.epoch, sp.err = s.lease.check(s.now()); sp.err != nil {
+		return sp
+	}
+	sp.name = newOpenName(s.now(), s.writer)
+	path := s.path(dirOpen, sp.name.open())
+	if sp.f, sp.err = s.fs.CreateExcl(path); sp.err != nil {
+		s.log.Debug("creating the next open segment failed", "err", sp.err)
+		return sp
+	}
+	if err := s.syncDir(dirOpen); err != nil {
+		_ = sp.f.Close()
+		_ = s.fs.Remove(path)
+		sp.f, sp.err = nil, fmt.Errorf("fsync open/: %w", err)
+	}
+	return sp
+}
+
+// recoverLoop re-publishes the segments this writer abandoned, through the same claim (a rename
+// into recovering/) as any recoverer: another process may be at it too.
+func (w *writer) recoverLoop() {
+	s := w.s
+	defer s.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-w.recoverKick:
+		case <-retry.C:
+		case <-s.stop:
+			return
+		}
+		w.abandonedMu.Lock()
+		names := w.abandoned
+		w.abandoned = nil
+		w.abandonedMu.Unlock()
+		var failed []string
+		for _, name := range names {
+			n, _ := parseOpenName(dirOpen, name)
+			if _, err := s.recoverOpen(n); err != nil {
+				s.log.Error("re-publishing an abandoned open segment failed; will retry", "segment", name, "err", err)
+				failed = append(failed, name)
+			}
+		}
+		if len(failed) > 0 {
+			w.abandonedMu.Lock()
+			w.abandoned = append(w.abandoned, failed...)
+			w.abandonedMu.Unlock()
+			retry.Reset(w.recoverRetry)
+		}
+	}
+}
