@@ -9,7 +9,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test vet lint fmt-check fuzz bench soak tools clean
+.PHONY: all build test vet lint fmt-check fuzz bench bench-http soak tools clean
 
 all: build
 
@@ -65,6 +65,15 @@ bench:
 	$(GO) test -run '^$$' -bench BenchmarkDrain -benchtime 200000x -count 3 -timeout 30m ./internal/forward/ | tee -a bench.out
 	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg OR cpu-µs/req)' bench.out
 	$(BENCHSTAT) -col /sec -filter '.name:(Security OR Guard)' bench.out
+	@# 45 s for ext4 to forget the deletions above (docs/performance.md), then the HTTP comparison.
+	$(MAKE) bench-http SETTLE=45
+
+## bench-http: the API over HTTP loaded by wrk, in ROUNDS alternating rounds: the work tree's
+## `serve --role api`, the same at BASELINE, the handler persisting nothing and a one-fsync-a-request
+## reference, at 1, 64 and 256 connections (DURATION, CONNS, SPOOL_DIR_PARENT: see the script).
+## Lines in bench-http.out, medians and ratios on stdout. ~13 minutes at the defaults.
+bench-http:
+	ROUNDS=$(ROUNDS) GO=$(GO) ./scripts/bench-http.sh
 
 clean:
-	rm -rf bin data bench.out
+	rm -rf bin data bench.out bench-http.out bench-http.wrk.out

@@ -1,0 +1,95 @@
+// Command nop serves the API of `bridgehead serve --role api` with nothing persisted: the same
+// ingest handler, metrics registry, logger and http.Server settings as serve, on a spool that
+// accepts every message without writing it. It is the "persists nothing" server of
+// scripts/bench-http.sh, the denominator of the durable/baseline ratio (like the baseline of
+// internal/ingest's BenchmarkAPIProcess).
+//
+// It prints "listening on http://ADDR" once it accepts connections and serves until SIGTERM or
+// SIGINT.
+//
+//	go run ./test/benchhttp/nop -listen 127.0.0.1:0
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/web"
+)
+
+// nopSpool accepts everything and keeps nothing.
+type nopSpool struct{}
+
+func (nopSpool) Append(context.Context, ...message.Message) error { return nil }
+func (nopSpool) Ready() error                                     { return nil }
+func (nopSpool) LastStats() spool.Stats                           { return spool.Stats{} }
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, *listen); err != nil {
+		fmt.Fprintln(os.Stderr, "nop:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends. The configuration is serve's for --role api on its defaults, with
+// the spool left out (and with it the dead-letter routes, which no benchmark calls).
+func run(ctx context.Context, listen string) error {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := ingest.New(ingest.Config{
+		Spool: nopSpool{}, Stamp: "vm", Role: "api", Version: "nop",
+		Logger: log, Registerer: reg, Gatherer: reg, Console: web.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

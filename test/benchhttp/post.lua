@@ -1,0 +1,17 @@
+-- wrk script of scripts/bench-http.sh: every request is the same POST of one message, as
+-- `bridgehead bench` sends it (senderId "bench", a 256-byte value; 287 bytes of JSON), and at the
+-- end one machine-readable line for the harness:
+--   RESULT <req/s> <p50 ms> <p99 ms> <non-2xx responses> <socket errors>
+-- (wrk counts responses with a status of 400 or more as non-2xx; socket errors are connect, read,
+-- write and timeout errors).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"senderId":"bench","value":"' .. string.rep("0123456789abcdef", 16) .. '"}'
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %.1f %.3f %.3f %d %d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
