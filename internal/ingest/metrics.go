@@ -80,10 +80,10 @@ var (
 	descSegments = prometheus.NewDesc("bridgehead_spool_segments", "Segments in the spool by state.", []string{"state"}, nil)
 	descMessages = prometheus.NewDesc("bridgehead_spool_messages", "Messages in the spool by state.", []string{"state"}, nil)
 	descBytes    = prometheus.NewDesc("bridgehead_spool_bytes", "Bytes in the spool by state.", []string{"state"}, nil)
-	descOldest   = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest ready or claimed segment.", nil, nil)
+	descOldest   = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest undelivered (open, ready or claimed) segment.", nil, nil)
 
-	descCommits       = prometheus.NewDesc("bridgehead_spool_commits_total", "Segments this process committed (one fsync of a segment and one of its directory each).", nil, nil)
-	descCommittedMsgs = prometheus.NewDesc("bridgehead_spool_committed_messages_total", "Messages in the segments this process committed: divided by commits, the messages sharing an fsync.", nil, nil)
+	descCommits       = prometheus.NewDesc("bridgehead_spool_commits_total", "Group commits this process made (one write and one fdatasync of its open segment each).", nil, nil)
+	descCommittedMsgs = prometheus.NewDesc("bridgehead_spool_committed_messages_total", "Messages in the commits this process made: divided by commits, the messages sharing an fdatasync.", nil, nil)
 	descCommitErrors  = prometheus.NewDesc("bridgehead_spool_commit_errors_total", "Commits of this process that failed (their callers got an error).", nil, nil)
 )
 
@@ -113,7 +113,7 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range []struct {
 		state string
 		st    spool.StateStats
-	}{{"ready", st.Ready}, {"claimed", st.Claimed}, {"dead", st.Dead}, {"quarantine", st.Quarantine}} {
+	}{{"open", st.Open}, {"recovering", st.Recovering}, {"ready", st.Ready}, {"claimed", st.Claimed}, {"dead", st.Dead}, {"quarantine", st.Quarantine}} {
 		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(s.st.Segments), s.state)
 		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(s.st.Messages), s.state)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.st.Bytes), s.state)

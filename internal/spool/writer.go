@@ -37,6 +37,10 @@ type writer struct {
 	// newSegBytes is committer-owned: the header and trailer of a segment the current commit
 	// starts, for the capacity figures.
 	newSegBytes int64
+	// buf is committer-owned: the buffer every open segment's copy is kept in, one segment after
+	// another, allocated once at MaxSegmentBytes (growing it per segment cost 4 % of the API's
+	// CPU at 64 connections, in copies and in pages returned to the system).
+	buf []byte
 }
 
 // openSeg is the open segment the committer appends to.
@@ -317,7 +321,10 @@ func (w *writer) current() (*openSeg, error) {
 			}
 			continue
 		}
-		w.seg = &openSeg{f: sp.f, name: sp.name, epoch: sp.epoch}
+		if w.buf == nil {
+			w.buf = make([]byte, 0, s.opts.MaxSegmentBytes+trailerSize)
+		}
+		w.seg = &openSeg{f: sp.f, name: sp.name, epoch: sp.epoch, buf: w.buf[:0]}
 		return w.seg, nil
 	}
 }
@@ -381,6 +388,7 @@ func (w *writer) seal() error {
 		return fmt.Errorf("seal %s: %w", seg.name.open(), err)
 	}
 	w.seg = nil
+	w.buf = seg.buf[:0] // reused by the next segment, grown if an Append outgrew it
 	if err := seg.f.Close(); err != nil {
 		// NFS reports deferred write errors at close: the seal may not be whole. Recovery reads
 		// what is there.

@@ -64,7 +64,8 @@ type Faulty struct {
 
 	mu       sync.Mutex
 	rules    []*ruleState
-	latency  time.Duration
+	latency  time.Duration       // added to every metadata call
+	netDelay time.Duration       // added to every call (SetNetworkLatency)
 	frozen   map[string][]string // dir → the listing ReadDir keeps returning (stale view)
 	counts   map[Op]int
 	inDir    map[call]int   // calls by op and the name of the directory they were made in
@@ -104,6 +105,7 @@ func (f *Faulty) Reset() {
 	f.rules = nil
 	f.frozen = map[string][]string{}
 	f.latency = 0
+	f.netDelay = 0
 }
 
 // SetLatency delays every metadata call by d, like a round trip to an NFS or SMB server.
@@ -111,6 +113,26 @@ func (f *Faulty) SetLatency(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.latency = d
+}
+
+// SetNetworkLatency delays every call, data and metadata alike (create, write, fsync, close,
+// rename, unlink, stat, readdir, directory fsync, …), by d: a share where each operation is a
+// round trip. It replaces SetLatency's metadata-only delay.
+func (f *Faulty) SetNetworkLatency(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.netDelay = d
+}
+
+// Counts returns how many calls of each kind were made.
+func (f *Faulty) Counts() map[Op]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[Op]int, len(f.counts))
+	for op, n := range f.counts {
+		out[op] = n
+	}
+	return out
 }
 
 // FreezeListing makes ReadDir(dir) return what it returns now until Thaw: a client whose
@@ -174,9 +196,9 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 	f.mu.Lock()
 	f.counts[op]++
 	f.inDir[call{op, dirOf(op, path)}]++
-	var wait time.Duration
+	wait := f.netDelay
 	if op.isMetadata() {
-		wait = f.latency
+		wait = max(wait, f.latency)
 	}
 	var fired *Rule
 	for _, r := range f.rules {
