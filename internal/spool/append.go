@@ -111,7 +111,7 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	b.count += len(msgs)
 	s.mu.Unlock()
 
-	s.w.wake()
+	s.w.lead()
 	select {
 	case <-b.done:
 		return b.err
