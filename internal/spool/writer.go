@@ -238,10 +238,11 @@ func (w *writer) gather() {
 	}
 }
 
-// commit appends one batch at the open segment's tail in one write, then one fdatasync. The
-// callers are acknowledged only if that fdatasync returned within this writer's lease, in the
-// epoch the segment was created in: a writer paused past its lease may have had its open
-// segment recovered by another process, and must not acknowledge into it.
+// commit appends one batch at the open segment's tail in one durable write (WriteSync: pwritev2
+// with RWF_DSYNC, a write and an fdatasync in one call, one round trip on a share). The callers
+// are acknowledged only if it returned within this writer's lease, in the epoch the segment was
+// created in: a writer paused past its lease may have had its open segment recovered by another
+// process, and must not acknowledge into it.
 func (w *writer) commit(b *batch) error {
 	s := w.s
 	start := time.Now()
@@ -295,21 +296,12 @@ func (w *writer) commitErr(b *batch) error {
 	for _, r := range b.recs {
 		seg.buf = append(seg.buf, r...)
 	}
-	n, err := seg.f.Write(seg.buf[from:])
-	if err != nil {
+	if _, err := seg.f.WriteSync(seg.buf[from:], int64(from)); err != nil {
+		// A failed write or flush (one call cannot tell which, and after a failed flush the
+		// kernel may have dropped the dirty pages): this file is never written or flushed again.
 		seg.buf = seg.buf[:from]
-		if n == 0 && fsys.IsNoSpace(err) {
-			// Nothing reached the file (ENOSPC before any byte): the segment is still whole and
-			// its acknowledged records durable, so it stays open.
-			return fmt.Errorf("%w: commit %d messages: %w", ErrFull, b.count, err)
-		}
-		w.abandon("write failed")
+		w.abandon("durable write failed")
 		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
-	}
-	if err := seg.f.Datasync(); err != nil {
-		// The kernel may have dropped the dirty pages: never fsync this file again.
-		w.abandon("fdatasync failed")
-		return fmt.Errorf("%w: commit %d messages: fdatasync %s: %w", classify(err), b.count, seg.name.open(), err)
 	}
 	if err := s.lease.checkEpoch(s.now(), seg.epoch); err != nil {
 		w.abandon("writer lease ended during the commit")
@@ -420,7 +412,7 @@ func (w *writer) seal() error {
 	seg.buf = appendTrailer(seg.buf, seg.count)
 	_, err := seg.f.WriteAt(seg.buf[:headerSize], 0)
 	if err == nil {
-		_, err = seg.f.Write(seg.buf[end:])
+		_, err = seg.f.WriteAt(seg.buf[end:], int64(end)) // every write names its offset
 	}
 	if err == nil {
 		err = seg.f.Datasync()

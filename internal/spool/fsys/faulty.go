@@ -14,18 +14,21 @@ type Op string
 
 // The operations a Faulty file system can fail, delay or count.
 const (
-	OpCreate  Op = "create"
-	OpWrite   Op = "write"
-	OpSync    Op = "sync"
-	OpClose   Op = "close"
-	OpRead    Op = "read"
-	OpRename  Op = "rename"
-	OpRemove  Op = "remove"
-	OpStat    Op = "stat"
-	OpReadDir Op = "readdir"
-	OpMkdir   Op = "mkdir"
-	OpSyncDir Op = "syncdir"
-	OpStatfs  Op = "statfs"
+	OpCreate Op = "create"
+	OpWrite  Op = "write"
+	OpSync   Op = "sync"
+	// OpWriteSync is File.WriteSync: one call. Rules for OpWrite fire on it as a failed write
+	// (nothing written unless After), rules for OpSync as a failed flush (written, not durable).
+	OpWriteSync Op = "writesync"
+	OpClose     Op = "close"
+	OpRead      Op = "read"
+	OpRename    Op = "rename"
+	OpRemove    Op = "remove"
+	OpStat      Op = "stat"
+	OpReadDir   Op = "readdir"
+	OpMkdir     Op = "mkdir"
+	OpSyncDir   Op = "syncdir"
+	OpStatfs    Op = "statfs"
 )
 
 // isMetadata reports whether op is a metadata round trip on a network file system, the calls an
@@ -225,6 +228,36 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 	return fired
 }
 
+// fire checks the rules for (op, path) without counting or delaying the call: WriteSync, one
+// call, answers to both the OpWrite and the OpSync rules. It returns the rule that fires with an
+// error, if any, after waiting out its delay.
+func (f *Faulty) fire(op Op, path string) *Rule {
+	f.mu.Lock()
+	var fired *Rule
+	for _, r := range f.rules {
+		if r.Op != op || !strings.Contains(path, r.Match) {
+			continue
+		}
+		r.seen++
+		if r.seen <= r.Skip || (r.Times > 0 && r.seen > r.Skip+r.Times) {
+			continue
+		}
+		fired = &r.Rule
+		break
+	}
+	f.mu.Unlock()
+	if fired == nil {
+		return nil
+	}
+	if fired.Delay > 0 {
+		time.Sleep(fired.Delay)
+	}
+	if fired.Err == nil {
+		return nil
+	}
+	return fired
+}
+
 // do runs call under the fault rules of (op, path).
 func (f *Faulty) do(op Op, path string, call func() error) error {
 	r := f.enter(op, path)
@@ -365,6 +398,41 @@ func (ff *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 		n, err = ff.File.WriteAt(p, off)
 		return err
 	})
+	return n, err
+}
+
+// WriteSync implements File: counted and delayed once, as OpWriteSync; an OpWrite rule fails
+// it as a write, an OpSync rule as a flush (and the file counts as one whose fsync failed).
+func (ff *faultyFile) WriteSync(p []byte, off int64) (int, error) {
+	ff.f.mu.Lock()
+	ff.f.syncs[ff.name]++
+	if ff.f.failed[ff.name] {
+		ff.f.resynced = append(ff.f.resynced, ff.name)
+	}
+	ff.f.mu.Unlock()
+	if r := ff.f.enter(OpWriteSync, ff.name); r != nil {
+		return 0, wrap(OpWriteSync, ff.name, r.Err)
+	}
+	if r := ff.f.fire(OpWrite, ff.name); r != nil {
+		n := 0
+		if r.After {
+			n, _ = ff.File.WriteAt(p, off)
+		}
+		return n, wrap(OpWrite, ff.name, r.Err)
+	}
+	if r := ff.f.fire(OpSync, ff.name); r != nil {
+		n, _ := ff.File.WriteAt(p, off)
+		ff.f.mu.Lock()
+		ff.f.failed[ff.name] = true
+		ff.f.mu.Unlock()
+		return n, wrap(OpSync, ff.name, r.Err)
+	}
+	n, err := ff.File.WriteSync(p, off)
+	if err != nil {
+		ff.f.mu.Lock()
+		ff.f.failed[ff.name] = true
+		ff.f.mu.Unlock()
+	}
 	return n, err
 }
 

@@ -116,3 +116,47 @@ func TestFaultyDelayOnly(t *testing.T) {
 		t.Fatalf("delayed rename did not happen: %v", err)
 	}
 }
+
+// TestWriteSync: the real file system's durable write lands at its offset, whatever the
+// handle's own offset; through Faulty an OpWrite rule fails it unwritten, an OpSync rule fails
+// it written but not durable, and a later flush of that file is reported as a re-fsync.
+func TestWriteSync(t *testing.T) {
+	dir := t.TempDir()
+	f := fsys.NewFaulty(fsys.OS{})
+	path := filepath.Join(dir, "seg")
+	file, err := f.CreateExcl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if n, err := file.WriteSync([]byte("world"), 6); n != 5 || err != nil {
+		t.Fatalf("WriteSync: got %d, %v; want 5, nil", n, err)
+	}
+	if n, err := file.WriteSync([]byte("hello "), 0); n != 6 || err != nil {
+		t.Fatalf("WriteSync: got %d, %v; want 6, nil", n, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "hello world" {
+		t.Fatalf("file: got %q, want %q", b, "hello world")
+	}
+	f.Inject(fsys.Rule{Op: fsys.OpWrite, Err: syscall.EIO, Times: 1})
+	if n, err := file.WriteSync([]byte("!"), 11); n != 0 || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("WriteSync under an OpWrite rule: got %d, %v; want 0, EIO", n, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "hello world" {
+		t.Fatalf("a failed write wrote: %q", b)
+	}
+	f.Inject(fsys.Rule{Op: fsys.OpSync, Err: syscall.EIO, Times: 1})
+	if _, err := file.WriteSync([]byte("?"), 11); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("WriteSync under an OpSync rule: got %v, want EIO", err)
+	}
+	if len(f.Resynced()) != 0 {
+		t.Fatalf("resynced before any flush after the failure: %v", f.Resynced())
+	}
+	_ = file.Datasync()
+	if r := f.Resynced(); len(r) != 1 || r[0] != path {
+		t.Fatalf("resynced: got %v, want [%s]", r, path)
+	}
+	if got := f.Count(fsys.OpWriteSync); got != 4 {
+		t.Fatalf("OpWriteSync calls: got %d, want 4", got)
+	}
+}

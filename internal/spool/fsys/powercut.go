@@ -839,6 +839,27 @@ func (f *powerCutFile) writeAt(op string, b []byte, off int, now time.Time) (int
 	return n, nil
 }
 
+// WriteSync is WriteAt then Datasync in one step: no cut comes between them. It makes the whole
+// file durable, more than RWF_DSYNC's range; the spool never relies on that (every byte it
+// needs durable was flushed by the call that wrote it, or by a Datasync).
+func (f *powerCutFile) WriteSync(b []byte, off int64) (int, error) {
+	now := f.p.now()
+	f.p.mu.Lock()
+	defer f.p.mu.Unlock()
+	if err := f.check("writesync"); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, &fs.PathError{Op: "writesync", Path: f.name, Err: syscall.EINVAL}
+	}
+	n, err := f.writeAt("writesync", b, int(off), now)
+	if err != nil {
+		return n, err
+	}
+	f.ino.sync()
+	return n, nil
+}
+
 // Sync makes the inode's contents, size and mtime durable, not its name.
 func (f *powerCutFile) Sync() error {
 	f.p.mu.Lock()
