@@ -85,11 +85,17 @@ var (
 	descCommits       = prometheus.NewDesc("bridgehead_spool_commits_total", "Group commits this process made (one write and one fdatasync of its open segment each).", nil, nil)
 	descCommittedMsgs = prometheus.NewDesc("bridgehead_spool_committed_messages_total", "Messages in the commits this process made: divided by commits, the messages sharing an fdatasync.", nil, nil)
 	descCommitErrors  = prometheus.NewDesc("bridgehead_spool_commit_errors_total", "Commits of this process that failed (their callers got an error).", nil, nil)
+	descSeals         = prometheus.NewDesc("bridgehead_spool_seals_total", "Open segments this process sealed into ready/.", nil, nil)
+	descRecovered     = prometheus.NewDesc("bridgehead_spool_recovered_segments_total", "Open segments of dead (or fenced) writers this process recovered into ready/.", nil, nil)
+	descRecoveredMsgs = prometheus.NewDesc("bridgehead_spool_recovered_messages_total", "Messages in the open segments this process recovered.", nil, nil)
+	descSkew          = prometheus.NewDesc("bridgehead_spool_clock_skew_seconds", "Clock skew between this host and the spool's file server, measured at the last heartbeat; past the allowance, appends are refused.", nil, nil)
 )
 
-// commitCounter is what a spool that counts its commits offers (spool.Spool does).
+// commitCounter is what a spool that counts its commits and measures its clock skew offers
+// (spool.Spool does).
 type commitCounter interface {
 	Counters() spool.Counters
+	Skew() time.Duration
 }
 
 func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -100,6 +106,10 @@ func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCommits
 	ch <- descCommittedMsgs
 	ch <- descCommitErrors
+	ch <- descSeals
+	ch <- descRecovered
+	ch <- descRecoveredMsgs
+	ch <- descSkew
 }
 
 func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -108,6 +118,10 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n.Commits))
 		ch <- prometheus.MustNewConstMetric(descCommittedMsgs, prometheus.CounterValue, float64(n.Messages))
 		ch <- prometheus.MustNewConstMetric(descCommitErrors, prometheus.CounterValue, float64(n.Errors))
+		ch <- prometheus.MustNewConstMetric(descSeals, prometheus.CounterValue, float64(n.Seals))
+		ch <- prometheus.MustNewConstMetric(descRecovered, prometheus.CounterValue, float64(n.Recovered))
+		ch <- prometheus.MustNewConstMetric(descRecoveredMsgs, prometheus.CounterValue, float64(n.RecoveredMessages))
+		ch <- prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, cc.Skew().Seconds())
 	}
 	st := c.sp.LastStats()
 	for _, s := range []struct {

@@ -11,7 +11,8 @@ import (
 // is alive, and they recover its open segments only once that heartbeat is older than
 // WriterLease + 2 × SkewAllowance. The writer, for its part, takes the lease as starting when it
 // began its last successful heartbeat, and acknowledges nothing whose fdatasync returned after
-// that start + WriterLease (on its own, monotonic, clock).
+// that start + WriterLease (on its own monotonic clock: time.Now, never Options.Now, so that a
+// step of the wall clock neither ends nor stretches it).
 //
 // A heartbeat that completes after the lease ran out means the lease lapsed: another process may
 // have recovered this writer's open segments in the gap. The epoch then moves on, and the writer

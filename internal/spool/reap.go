@@ -68,6 +68,9 @@ func (s *Spool) heartbeat() error {
 }
 
 func (s *Spool) beat() error {
+	// The lease runs on the monotonic clock (time.Now), whatever Options.Now says; the skew is
+	// between the wall clocks (Options.Now's and the file server's).
+	began := time.Now()
 	start := s.now()
 	tmp := s.path(dirTmp, tmpName(start, s.writer, "hb"))
 	f, err := s.fs.CreateExcl(tmp)
@@ -89,7 +92,7 @@ func (s *Spool) beat() error {
 		_ = s.fs.Remove(tmp)
 		return err
 	}
-	end := s.now()
+	end, ended := s.now(), time.Now()
 	if serr == nil {
 		skew := skewOf(fi.ModTime(), start, end)
 		s.lease.measured(skew, s.opts.SkewAllowance)
@@ -97,7 +100,7 @@ func (s *Spool) beat() error {
 			s.log.Error("clock skew against the file server exceeds the allowance: appends refused until it is fixed", "skew", skew, "allowance", s.opts.SkewAllowance)
 		}
 	}
-	if s.lease.renewed(start, end, s.opts.WriterLease, s.opts.SkewAllowance) {
+	if s.lease.renewed(began, ended, s.opts.WriterLease, s.opts.SkewAllowance) {
 		s.log.Error("writer lease lapsed (this process was paused or its heartbeats failed): open segments abandoned to recovery", "lease", s.opts.WriterLease)
 	}
 	return nil
@@ -169,7 +172,7 @@ func (s *Spool) Ready() error {
 	if s.w == nil {
 		return nil
 	}
-	if _, err := s.lease.check(s.now()); err != nil {
+	if _, err := s.lease.check(time.Now()); err != nil {
 		if s.hbErr != nil {
 			return fmt.Errorf("%w: %w; last heartbeat: %w", classify(s.hbErr), err, s.hbErr)
 		}
@@ -186,7 +189,8 @@ type ReapStats struct {
 	DeadLettered int
 	// Orphans are tmp/ files of dead writers that were removed.
 	Orphans int
-	// Recovered open segments of dead writers were re-published into ready/.
+	// Recovered open segments of dead writers, holding records, were re-published into ready/
+	// (empty ones, created ahead and never written, are removed without a count).
 	Recovered int
 	// Heartbeats of writers dead for OrphanAge were removed from hb/.
 	Heartbeats int

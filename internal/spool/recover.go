@@ -18,7 +18,8 @@ import (
 // a loss is not.
 
 // recoverDead recovers the open segments of other writers whose lease has run out, and takes over
-// recovery claims whose recoverer died. It returns how many segments it re-published.
+// recovery claims whose recoverer died. It returns how many segments with records it
+// re-published (empty ones, created ahead and never written, are removed without a count).
 func (s *Spool) recoverDead(ctx context.Context, now time.Time) (int, error) {
 	names, err := s.fs.ReadDir(s.path(dirOpen))
 	if err != nil {
@@ -38,14 +39,14 @@ func (s *Spool) recoverDead(ctx context.Context, now time.Time) (int, error) {
 			if ctx.Err() != nil {
 				return recovered, ctx.Err()
 			}
-			ok, err := s.recoverOpen(n)
+			published, err := s.recoverOpen(n)
 			if err != nil {
 				s.log.Error("recover open segment", "segment", n.open(), "err", err)
 				if firstErr == nil {
 					firstErr = err
 				}
 			}
-			if ok {
+			if published > 0 {
 				recovered++
 			}
 		}
@@ -70,14 +71,17 @@ func (s *Spool) recoverDead(ctx context.Context, now time.Time) (int, error) {
 			continue
 		}
 		s.log.Warn("took over an expired recovery claim", "segment", e)
-		if err := s.recoverClaimed(next); err != nil {
+		published, err := s.recoverClaimed(next)
+		if err != nil {
 			s.log.Error("recover open segment", "segment", next.recovering(), "err", err)
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		recovered++
+		if published > 0 {
+			recovered++
+		}
 	}
 	return recovered, firstErr
 }
@@ -110,45 +114,43 @@ func (s *Spool) deadWritersFiles(writer string, files []openName) []openName {
 	return out
 }
 
-// recoverOpen claims open/<n> for recovery and re-publishes it. ok is false when another process
-// got it first (or it was sealed meanwhile).
-func (s *Spool) recoverOpen(n openName) (ok bool, err error) {
+// recoverOpen claims open/<n> for recovery and re-publishes it, returning how many messages it
+// published: 0 when another process got it first (or it was sealed meanwhile), or when it held
+// none.
+func (s *Spool) recoverOpen(n openName) (published int, err error) {
 	claim := n
 	claim.Owner, claim.Deadline = s.writer, s.now().Add(s.opts.Lease)
 	if err := s.renameResolved(s.path(dirOpen, n.open()), s.path(dirRecovering, claim.recovering())); err != nil {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) {
-			return false, nil
+			return 0, nil
 		}
-		return false, fmt.Errorf("claim %s for recovery: %w", n.open(), err)
+		return 0, fmt.Errorf("claim %s for recovery: %w", n.open(), err)
 	}
-	if err := s.recoverClaimed(claim); err != nil {
-		return false, err
-	}
-	return true, nil
+	return s.recoverClaimed(claim)
 }
 
 // recoverClaimed re-publishes recovering/<n>: its intact records become a new ready segment
 // (written, fsynced, renamed, directory fsynced), then the claimed file is unlinked. A file whose
 // header is damaged cannot be trusted to say where its records are: it goes to quarantine/ for
 // a human, never deleted. An empty file (created ahead, never written) is just unlinked.
-func (s *Spool) recoverClaimed(n openName) error {
+func (s *Spool) recoverClaimed(n openName) (published int, err error) {
 	path := s.path(dirRecovering, n.recovering())
 	data, err := s.fs.ReadFile(path)
 	if err != nil {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) {
-			return nil // taken over by another recoverer: it publishes
+			return 0, nil // taken over by another recoverer: it publishes
 		}
-		return fmt.Errorf("read %s: %w", n.recovering(), err)
+		return 0, fmt.Errorf("read %s: %w", n.recovering(), err)
 	}
 	msgs, tail, derr := decodeOpen(n.recovering(), data)
 	if derr != nil {
 		q := segName{segBase: makeBase(n.Created, n.Rand, n.Writer, 0, int64(len(data)))}
 		reason := fmt.Sprintf("open segment of writer %s with a damaged header, found by recovery: %v", n.Writer, derr)
 		if err := s.settleFile(path, dirQuarantine, q, reason); err != nil {
-			return fmt.Errorf("quarantine %s: %w", n.recovering(), err)
+			return 0, fmt.Errorf("quarantine %s: %w", n.recovering(), err)
 		}
 		s.log.Error("open segment quarantined", "segment", n.recovering(), "reason", reason)
-		return nil
+		return 0, nil
 	}
 	if len(msgs) > 0 {
 		// The segment's age is its oldest message's: the file may have been created long
@@ -165,7 +167,7 @@ func (s *Spool) recoverClaimed(n openName) error {
 		seg, base := encodeSegment(created, s.writer, msgs)
 		ready := segName{segBase: base}
 		if err := s.writeFile(base.String()+".tmp", s.path(dirReady, ready.ready()), dirReady, seg); err != nil {
-			return fmt.Errorf("publish recovered %s: %w", n.recovering(), err)
+			return 0, fmt.Errorf("publish recovered %s: %w", n.recovering(), err)
 		}
 		s.counts.recovered.Add(1)
 		s.counts.recoveredMsgs.Add(int64(len(msgs)))
@@ -178,5 +180,5 @@ func (s *Spool) recoverClaimed(n openName) error {
 	if len(msgs) > 0 || tail > 0 {
 		s.log.Warn("recovered open segment", "segment", n.open(), "writer", n.Writer, "messages", len(msgs), "unacknowledgedTailBytes", tail)
 	}
-	return nil
+	return len(msgs), nil
 }

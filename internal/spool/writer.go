@@ -303,7 +303,7 @@ func (w *writer) commitErr(b *batch) error {
 		w.abandon("durable write failed")
 		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
-	if err := s.lease.checkEpoch(s.now(), seg.epoch); err != nil {
+	if err := s.lease.checkEpoch(time.Now(), seg.epoch); err != nil {
 		w.abandon("writer lease ended during the commit")
 		return fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
 	}
@@ -320,7 +320,7 @@ func (w *writer) commitErr(b *batch) error {
 // process may have recovered it while this writer was paused.
 func (w *writer) current() (*openSeg, error) {
 	s := w.s
-	epoch, err := s.lease.check(s.now())
+	epoch, err := s.lease.check(time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +350,7 @@ func (w *writer) current() (*openSeg, error) {
 		}
 		if sp.epoch != epoch {
 			w.discard(sp)
-			if epoch, err = s.lease.check(s.now()); err != nil {
+			if epoch, err = s.lease.check(time.Now()); err != nil {
 				return nil, err
 			}
 			continue
@@ -401,7 +401,7 @@ func (w *writer) seal() error {
 		return nil
 	}
 	w.sealTimer.Stop()
-	if err := s.lease.checkEpoch(s.now(), seg.epoch); err != nil {
+	if err := s.lease.checkEpoch(time.Now(), seg.epoch); err != nil {
 		// Another process may be recovering it: do not write into it.
 		w.abandon("writer lease ended before the seal")
 		return err
@@ -479,7 +479,7 @@ func (w *writer) prepareSpares() {
 func (w *writer) newSpare() spareSeg {
 	s := w.s
 	var sp spareSeg
-	if sp.epoch, sp.err = s.lease.check(s.now()); sp.err != nil {
+	if sp.epoch, sp.err = s.lease.check(time.Now()); sp.err != nil {
 		return sp
 	}
 	sp.name = newOpenName(s.now(), s.writer)
