@@ -15,7 +15,7 @@ import (
 // per segment) and the file created ahead.
 func TestCommitIsOneDurableWrite(t *testing.T) {
 	f := fsys.NewFaulty(fsys.OS{})
-	s, err := Open(t.TempDir(), Options{FS: f, SealAfter: time.Hour})
+	s, err := Open(t.TempDir(), Options{FS: f, SealAfter: time.Hour, SealIdle: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

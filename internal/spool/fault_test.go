@@ -105,7 +105,7 @@ func TestAppendUnderInjectedFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ffs := fsys.NewFaulty(fsys.OS{})
-			s := mustOpenSpool(t, dir, spool.Options{FS: ffs, SealAfter: time.Hour})
+			s := mustOpenSpool(t, dir, spool.Options{FS: ffs, SealAfter: time.Hour, SealIdle: time.Hour})
 			ffs.Inject(tt.rule)
 			first := msgs(1, 100)
 			err := s.Append(context.Background(), first...)

@@ -20,7 +20,7 @@ import (
 func deadWriterSpool(t *testing.T, n int) (dir string, acked []uuid.UUID) {
 	t.Helper()
 	dir = t.TempDir()
-	w := mustOpenSpool(t, dir, spool.Options{SealAfter: time.Hour})
+	w := mustOpenSpool(t, dir, spool.Options{SealAfter: time.Hour, SealIdle: time.Hour})
 	in := msgs(n, 40)
 	for i := range in {
 		if err := w.Append(context.Background(), in[i]); err != nil {
@@ -176,4 +176,22 @@ func TestSkewAfterStartStopsAcknowledgements(t *testing.T) {
 	mu.Unlock()
 	waitFor(t, 10*time.Second, func() bool { return s.Ready() == nil })
 	mustAppend(t, s, msgs(1, 10)...)
+}
+
+// TestIdleWriterSealsWithinSealIdle: a message acknowledged by a writer that then goes quiet is
+// claimable within SealIdle, not only after SealAfter.
+func TestIdleWriterSealsWithinSealIdle(t *testing.T) {
+	s := mustOpenSpool(t, "", spool.Options{SealAfter: time.Hour, SealIdle: 20 * time.Millisecond})
+	in := msgs(1, 10)
+	if err := s.Append(context.Background(), in...); err != nil {
+		t.Fatal(err)
+	}
+	acked := time.Now()
+	waitFor(t, 10*time.Second, func() bool { return mustStats(t, s).Ready.Messages == 1 })
+	if d := time.Since(acked); d > 5*time.Second {
+		t.Fatalf("sealed %v after the append, want within SealIdle (20 ms), far before SealAfter (1 h)", d)
+	}
+	if err := sameSet(drain(t, s), ids(in)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -61,6 +61,7 @@ var (
 const (
 	DefaultMaxSegmentBytes   = 1 << 20
 	DefaultSealAfter         = 100 * time.Millisecond
+	DefaultSealIdle          = 10 * time.Millisecond
 	DefaultWriterLease       = 15 * time.Second
 	DefaultLease             = 30 * time.Second
 	DefaultSkewAllowance     = 2 * time.Second
@@ -121,6 +122,11 @@ type Options struct {
 	// default 100 ms. It bounds how long an acknowledged message waits before a consumer can
 	// claim it.
 	SealAfter time.Duration
+	// SealIdle seals the open segment sooner when no commit came for this long; default 10 ms.
+	// A writer that is busy (commits closer together than this) seals by SealAfter and size; an
+	// idle one (an alarm now and then) makes each message claimable within SealIdle, at the
+	// price of a segment per message, which its rate can afford.
+	SealIdle time.Duration
 	// WriterLease is how long a writer's heartbeat holds its open segments: a writer
 	// acknowledges nothing whose fdatasync returned later than this after its last successful
 	// heartbeat began, and another process recovers its open segments once the heartbeat is
@@ -167,6 +173,9 @@ func (o *Options) setDefaults() {
 	if o.SealAfter == 0 {
 		o.SealAfter = DefaultSealAfter
 	}
+	if o.SealIdle == 0 {
+		o.SealIdle = min(DefaultSealIdle, o.SealAfter)
+	}
 
 	if o.Lease == 0 {
 		o.Lease = DefaultLease
@@ -199,7 +208,7 @@ func (o *Options) validate() error {
 		return fmt.Errorf("MinFreeBytes %d is negative", o.MinFreeBytes)
 	case o.MaxSegmentBytes < 0:
 		return fmt.Errorf("MaxSegmentBytes %d is negative", o.MaxSegmentBytes)
-	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0 || o.SealAfter < 0 || o.WriterLease < 0:
+	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0 || o.SealAfter < 0 || o.SealIdle < 0 || o.WriterLease < 0:
 		return errors.New("durations must not be negative")
 	case o.WriterLease < 3*o.HeartbeatInterval:
 		return fmt.Errorf("WriterLease %v is shorter than three HeartbeatIntervals (%v)", o.WriterLease, 3*o.HeartbeatInterval)

@@ -33,10 +33,12 @@ type writer struct {
 	recoverKick  chan struct{} // wakes the recoverer; capacity 1
 	recoverRetry time.Duration // how long the recoverer waits after a failure
 
-	seg       *openSeg      // committer-owned: the segment commits append to, nil if none
-	sealTimer *time.Timer   // committer-owned: fires SealAfter after seg's first record
-	lastFlush flush         // committer-owned: what its last flush carried and took
-	gatherCap time.Duration // committer-owned: gather never waits longer (maxGather)
+	seg        *openSeg      // committer-owned: the segment commits append to, nil if none
+	sealTimer  *time.Timer   // committer-owned: fires SealAfter after seg's first record
+	idleTimer  *time.Timer   // committer-owned: fires SealIdle after the last commit
+	lastFlush  flush         // committer-owned: what its last flush carried and took
+	gatherCap  time.Duration // committer-owned: gather never waits longer (maxGather)
+	lastCommit time.Time     // committer-owned: when the last commit completed
 	// newSegBytes is committer-owned: the header and trailer of a segment the current commit
 	// starts, for the capacity figures.
 	newSegBytes int64
@@ -67,10 +69,12 @@ type spareSeg struct {
 }
 
 func newWriter(s *Spool) *writer {
-	sealTimer := time.NewTimer(time.Hour)
+	sealTimer, idleTimer := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
 	sealTimer.Stop()
+	idleTimer.Stop()
 	return &writer{
 		sealTimer:    sealTimer,
+		idleTimer:    idleTimer,
 		s:            s,
 		kick:         make(chan struct{}, 1),
 		sealNow:      make(chan chan error),
@@ -114,6 +118,15 @@ func (w *writer) commitLoop() {
 		case <-w.sealTimer.C:
 			w.commitMu.Lock()
 			_ = w.seal()
+			w.commitMu.Unlock()
+		case <-w.idleTimer.C:
+			// No commit for SealIdle: the writer is idle, and what it acknowledged need not
+			// wait the rest of SealAfter to be claimable. (A commit since re-armed the timer;
+			// the seal then comes at the next idle moment.)
+			w.commitMu.Lock()
+			if time.Since(w.lastCommit) >= w.s.opts.SealIdle {
+				_ = w.seal()
+			}
 			w.commitMu.Unlock()
 		case done := <-w.sealNow:
 			w.commitMu.Lock()
@@ -311,6 +324,8 @@ func (w *writer) commitErr(b *batch) error {
 		seg.first = s.now()
 		w.sealTimer.Reset(s.opts.SealAfter)
 	}
+	w.lastCommit = time.Now()
+	w.idleTimer.Reset(s.opts.SealIdle)
 	seg.count += b.count
 	return nil
 }
