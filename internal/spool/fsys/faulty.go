@@ -203,6 +203,19 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 	if op.isMetadata() {
 		wait = max(wait, f.latency)
 	}
+	f.mu.Unlock()
+	return f.fireAfter(op, path, wait)
+}
+
+// fire checks the rules for (op, path) without counting or delaying the call: WriteSync, one
+// call, answers to both the OpWrite and the OpSync rules. It returns the rule that fires with an
+// error, if any, after waiting out its delay.
+func (f *Faulty) fire(op Op, path string) *Rule { return f.fireAfter(op, path, 0) }
+
+// fireAfter finds the rule that fires for (op, path), sleeps wait plus its delay, and returns
+// it if it injects an error.
+func (f *Faulty) fireAfter(op Op, path string, wait time.Duration) *Rule {
+	f.mu.Lock()
 	var fired *Rule
 	for _, r := range f.rules {
 		if r.Op != op || !strings.Contains(path, r.Match) {
@@ -223,36 +236,6 @@ func (f *Faulty) enter(op Op, path string) *Rule {
 		time.Sleep(wait)
 	}
 	if fired != nil && fired.Err == nil {
-		return nil
-	}
-	return fired
-}
-
-// fire checks the rules for (op, path) without counting or delaying the call: WriteSync, one
-// call, answers to both the OpWrite and the OpSync rules. It returns the rule that fires with an
-// error, if any, after waiting out its delay.
-func (f *Faulty) fire(op Op, path string) *Rule {
-	f.mu.Lock()
-	var fired *Rule
-	for _, r := range f.rules {
-		if r.Op != op || !strings.Contains(path, r.Match) {
-			continue
-		}
-		r.seen++
-		if r.seen <= r.Skip || (r.Times > 0 && r.seen > r.Skip+r.Times) {
-			continue
-		}
-		fired = &r.Rule
-		break
-	}
-	f.mu.Unlock()
-	if fired == nil {
-		return nil
-	}
-	if fired.Delay > 0 {
-		time.Sleep(fired.Delay)
-	}
-	if fired.Err == nil {
 		return nil
 	}
 	return fired
