@@ -199,7 +199,7 @@ func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
 	s.claimDeadline("c")
 	now = now.Add(recentDeadlines + 2*time.Second)
 	s.claimDeadline("d")
-	if n := len(s.deadlines) + len(s.oldDeadlines); n != 2 {
+	if n := len(s.claims.deadlines) + len(s.claims.oldDeadlines); n != 2 {
 		t.Fatalf("%d deadlines remembered %v after the first 5002 were given, want only c's and d's", n, 2*(recentDeadlines+2*time.Second))
 	}
 }

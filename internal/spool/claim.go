@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -34,6 +35,20 @@ type Claim struct {
 
 // Name returns the claim's current file name in claimed/.
 func (c *Claim) Name() string { return c.name.claimed() }
+
+// claimState is the consuming role's own state, shared by this process's claiming goroutines
+// and guarded by mu.
+type claimState struct {
+	mu    sync.Mutex
+	cache readyCache // the claim candidates from the last listing of ready/
+	// claiming holds the segments a goroutine of this process is claiming right now.
+	claiming map[string]bool
+	// deadlines and oldDeadlines hold the last deadline (Unix ms) this process put in a claimed
+	// name of each segment, in two generations swapped every recentDeadlines, the current one
+	// begun at deadlinesSince (see claimDeadline).
+	deadlines, oldDeadlines map[string]int64
+	deadlinesSince          int64
+}
 
 // readyCache holds the parsed listing of ready/, oldest first. Claimers in one process share it
 // so that a listing (a READDIR round trip on NFS) serves many claims; a stale entry only costs a
@@ -67,9 +82,9 @@ func (s *Spool) Claim(ctx context.Context) (*Claim, error) {
 		}
 		tried[cand.id] = true
 		c, err := s.claimOne(cand)
-		s.cacheMu.Lock()
-		delete(s.claiming, cand.id)
-		s.cacheMu.Unlock()
+		s.claims.mu.Lock()
+		delete(s.claims.claiming, cand.id)
+		s.claims.mu.Unlock()
 		if errors.Is(err, errRaceLost) {
 			continue
 		}
@@ -92,22 +107,22 @@ var errRaceLost = errors.New("lost the race for a segment")
 // (which a stale listing, an NFS directory cache, can offer again).
 func (s *Spool) claimDeadline(id string) time.Time {
 	ms := s.now().Add(s.opts.Lease).UnixMilli()
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
-	if ms-s.deadlinesSince >= recentDeadlines.Milliseconds() {
+	s.claims.mu.Lock()
+	defer s.claims.mu.Unlock()
+	if ms-s.claims.deadlinesSince >= recentDeadlines.Milliseconds() {
 		// Two generations, swapped every recentDeadlines: a deadline is remembered for at least
 		// that long and at most twice, with no scan of the map under the lock.
-		s.oldDeadlines, s.deadlines = s.deadlines, make(map[string]int64, len(s.deadlines))
-		s.deadlinesSince = ms
+		s.claims.oldDeadlines, s.claims.deadlines = s.claims.deadlines, make(map[string]int64, len(s.claims.deadlines))
+		s.claims.deadlinesSince = ms
 	}
-	last, ok := s.deadlines[id]
+	last, ok := s.claims.deadlines[id]
 	if !ok {
-		last, ok = s.oldDeadlines[id]
+		last, ok = s.claims.oldDeadlines[id]
 	}
 	if ok && ms <= last {
 		ms = last + 1
 	}
-	s.deadlines[id] = ms
+	s.claims.deadlines[id] = ms
 	return time.UnixMilli(ms)
 }
 
@@ -119,10 +134,10 @@ const recentDeadlines = 10 * time.Second
 // pickCandidate removes and returns a claimable name not in tried from the cache, refilling the
 // cache from a fresh listing when it is old, or (once per Claim call) when it has nothing left.
 func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, error) {
-	s.cacheMu.Lock()
-	defer s.cacheMu.Unlock()
+	s.claims.mu.Lock()
+	defer s.claims.mu.Unlock()
 	now := s.now()
-	if now.Sub(s.cache.at) > s.opts.ScanInterval {
+	if now.Sub(s.claims.cache.at) > s.opts.ScanInterval {
 		if err := s.refreshCacheLocked(now); err != nil {
 			return segName{}, err
 		}
@@ -131,7 +146,7 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 	for {
 		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
 		var window []int
-		for i, n := range s.cache.names {
+		for i, n := range s.claims.cache.names {
 			if n.NotBefore.After(now) || tried[n.id] {
 				continue
 			}
@@ -142,11 +157,11 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		}
 		if len(window) > 0 {
 			i := window[rand.IntN(len(window))]
-			n := s.cache.names[i]
-			s.cache.names = slices.Delete(s.cache.names, i, i+1)
+			n := s.claims.cache.names[i]
+			s.claims.cache.names = slices.Delete(s.claims.cache.names, i, i+1)
 			// Until this claim attempt ends, listings leave the segment out, so that no other
 			// goroutine of this process spends a rename on it.
-			s.claiming[n.id] = true
+			s.claims.claiming[n.id] = true
 			return n, nil
 		}
 		if *refreshed {
@@ -167,12 +182,12 @@ func (s *Spool) refreshCacheLocked(now time.Time) error {
 	names := make([]segName, 0, len(entries))
 	for _, e := range entries {
 		// A segment being claimed may still be listed: its claim may succeed after the listing.
-		if n, ok := parseName(dirReady, e); ok && !s.claiming[n.id] {
+		if n, ok := parseName(dirReady, e); ok && !s.claims.claiming[n.id] {
 			names = append(names, n)
 		}
 	}
 	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.id, b.id) })
-	s.cache = readyCache{names: names, at: now}
+	s.claims.cache = readyCache{names: names, at: now}
 	return nil
 }
 

@@ -222,9 +222,15 @@ func (o *Options) validate() error {
 
 // Spool is an open spool directory. Its methods are safe for concurrent use.
 //
-// Ownership: the writer's goroutines own the open segment (writer.go); mu guards the pending
-// batches, the closed flag and the capacity figures; the heartbeat goroutine owns heartbeats
-// (lease has its own mutex); the maintenance goroutine owns scans.
+// The roles keep their own state over the names and file helpers they share: the writer
+// (writer.go, lease.go: appends, seals; started only by a process that appends), the consumer
+// (claim.go: claims, renewals, acks, settlements; claimState), the janitor (reap.go, recover.go:
+// reclaims, recovery, collection; no state of its own) and the inspector (admin.go: the CLI's
+// reads and repairs; nothing started when opened with Inspect).
+//
+// Ownership: the writer's goroutines own the open segment; mu guards the pending batches, the
+// closed flag and the capacity figures; the heartbeat goroutine owns heartbeats (lease has its
+// own mutex); the maintenance goroutine owns scans; claims.mu guards the consumer's state.
 type Spool struct {
 	root   string
 	opts   Options
@@ -245,21 +251,12 @@ type Spool struct {
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
 
-	w       *writer       // the appending role; nil in a consumer or an inspector
-	lease   lease         // the writer's lease on its open segments, renewed by the heartbeat
-	stop    chan struct{} // closed by Close
-	wg      sync.WaitGroup
-	cacheMu sync.Mutex // guards cache
-	cache   readyCache // the claim candidates from the last listing of ready/
-	// claiming holds the segments a goroutine of this process is claiming right now (guarded
-	// by cacheMu).
-	claiming map[string]bool
-	// deadlines and oldDeadlines hold the last deadline (Unix ms) this process put in a claimed
-	// name of each segment, in two generations swapped every recentDeadlines, the current one
-	// begun at deadlinesSince (guarded by cacheMu; see claimDeadline).
-	deadlines, oldDeadlines map[string]int64
-	deadlinesSince          int64
-	counts                  counters // cumulative counters since Open
+	w      *writer       // the appending role; nil in a consumer or an inspector
+	lease  lease         // the writer's lease on its open segments, renewed by the heartbeat
+	stop   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+	claims claimState // the consuming role's own state (claim.go)
+	counts counters   // cumulative counters since Open
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -278,7 +275,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		log:       opts.Logger.With("spool", root),
 		writer:    newWriterID(),
 		freeBytes: -1,
-		claiming:  map[string]bool{},
+		claims:    claimState{claiming: map[string]bool{}},
 		stop:      make(chan struct{}),
 	}
 	if opts.Inspect {
