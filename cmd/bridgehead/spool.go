@@ -163,6 +163,10 @@ func newSpoolShowCmd(f *spoolFlags) *cobra.Command {
 				return rerr
 			}
 			errw := cmd.ErrOrStderr()
+			if e.State == spool.StateOpen || e.State == spool.StateRecovering {
+				// Its name carries no count: say what reads back (its writer may still append).
+				e.Messages = len(msgs)
+			}
 			fmt.Fprintf(errw, "%s/%s: %d messages, %d bytes, attempt %d, created %s\n", e.State, e.Name, e.Messages, e.Bytes, e.Attempt, e.Created.UTC().Format(time.RFC3339Nano))
 			if reason, _ := s.Reason(cmd.Context(), e); reason != "" {
 				fmt.Fprintln(errw, formatReason(reason))

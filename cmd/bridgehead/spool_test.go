@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
 // statsJSON is the decoded output of `spool stats --json`.
@@ -634,4 +635,44 @@ func TestSpoolVerify(t *testing.T) {
 			t.Errorf("show damaged stderr: got %q, want no %q", stderr, "exit status")
 		}
 	})
+}
+
+// TestSpoolShowOpenSegment: an API replica's open segment (messages acknowledged, not sealed yet)
+// is listed with its messages as "-" and shown with what reads back.
+func TestSpoolShowOpenSegment(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := spool.Open(dir, spool.Options{SealAfter: time.Hour, SealIdle: time.Hour})
+	if err != nil {
+		t.Fatalf("spool.Open: got error %v, want nil", err)
+	}
+	in := testMessages("open", 2)
+	if err := s.Append(t.Context(), in...); err != nil {
+		t.Fatalf("Append: got error %v, want nil", err)
+	}
+	entries, err := s.List(t.Context(), spool.StateOpen)
+	if err != nil {
+		t.Fatalf("List(open): got error %v, want nil", err)
+	}
+	var name string
+	for _, e := range entries {
+		if e.Bytes > 0 {
+			name = e.Name
+		}
+	}
+	if name == "" {
+		t.Fatalf("List(open): got %+v, want a segment with the 2 messages", entries)
+	}
+	ls, _ := mustRunCLI(t, "spool", "ls", "--spool-dir", dir, "--state", "open")
+	if !strings.Contains(ls, name) || !strings.Contains(ls, " - ") {
+		t.Errorf("ls --state open: got %q, want %s with its messages as -", ls, name)
+	}
+	stdout, stderr := mustRunCLI(t, "spool", "show", "--spool-dir", dir, name)
+	checkRecords(t, stdout, in)
+	if want := "open/" + name + ": 2 messages, "; !strings.HasPrefix(stderr, want) {
+		t.Errorf("summary: got %q, want it to start with %q", stderr, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: got error %v, want nil", err)
+	}
 }
