@@ -63,6 +63,7 @@ bench:
 	  $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 60m ./internal/spool/ ./internal/ingest/ | tee -a bench.out || exit 1; \
 	done
 	$(GO) test -run '^$$' -bench BenchmarkDrain -benchtime 200000x -count 3 -timeout 30m ./internal/forward/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench BenchmarkIdleDelivery -benchtime 40x -count 1 ./internal/forward/ | tee -a bench.out
 	$(BENCHSTAT) -col /impl -filter '.unit:(msgs/s OR fsyncs/msg OR fsops/msg OR cpu-µs/req)' bench.out
 	$(BENCHSTAT) -col /sec -filter '.name:(Security OR Guard)' bench.out
 	@# 45 s for ext4 to forget the deletions above (docs/performance.md), then the HTTP comparison.
