@@ -193,7 +193,9 @@ func (w *writer) commitOnce() bool {
 		b.err = w.commit(b)
 		close(b.done)
 		if w.seg != nil && len(w.seg.buf)+trailerSize >= s.opts.MaxSegmentBytes {
-			_ = w.seal() // after the callers are released: a seal is not theirs to wait for
+			// Full: the committer goroutine seals it at once. Not here: a leading appender's
+			// own answer must not wait for a seal.
+			w.sealTimer.Reset(0)
 		}
 	}
 	w.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
