@@ -2,8 +2,12 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,5 +205,69 @@ func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
 	s.claimDeadline("d")
 	if n := len(s.claims.deadlines) + len(s.claims.oldDeadlines); n != 2 {
 		t.Fatalf("%d deadlines remembered %v after the first 5002 were given, want only c's and d's", n, 2*(recentDeadlines+2*time.Second))
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.b.String(), s)
+}
+
+// TestAbandonedSegmentRepublishedAfterAFullShare: a segment abandoned after a failed write whose
+// re-publishing keeps failing (the share is full) is retried from the claim it holds, logged
+// once rather than at every retry, and published once space returns.
+func TestAbandonedSegmentRepublishedAfterAFullShare(t *testing.T) {
+	ffs := fsys.NewFaulty(fsys.OS{})
+	var logs syncBuffer
+	dir := t.TempDir()
+	s, err := Open(dir, Options{FS: ffs, SealAfter: time.Hour, SealIdle: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.w.recoverRetry = 5 * time.Millisecond
+	if err := s.Append(context.Background(), testMessages(3)...); err != nil {
+		t.Fatal(err)
+	}
+	ffs.Inject(fsys.Rule{Op: fsys.OpWriteSync, Match: "/open/", Err: syscall.EIO, Times: 1})
+	ffs.Inject(fsys.Rule{Op: fsys.OpCreate, Match: "/tmp/", Err: syscall.ENOSPC})
+	if err := s.Append(context.Background(), testMessages(1)...); !errors.Is(err, ErrUnwritable) {
+		t.Fatalf("Append on a failing write: got %v, want ErrUnwritable", err)
+	}
+	const failing = "re-publishing abandoned open segments failed"
+	for deadline := time.Now().Add(10 * time.Second); ffs.CountIn(fsys.OpCreate, "tmp") < 20; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the recoverer did not retry")
+		}
+	}
+	if n := logs.count(failing); n != 1 {
+		t.Fatalf("%d log lines for %d retries, want 1", n, ffs.CountIn(fsys.OpCreate, "tmp"))
+	}
+	ffs.Reset()
+	for deadline := time.Now().Add(10 * time.Second); logs.count("re-published after earlier failures") == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned segment was not re-published once space returned")
+		}
+	}
+	st, err := s.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ready.Messages < 3 || st.Recovering.Segments != 0 {
+		t.Fatalf("after the space returned: %+v, want the 3 acknowledged messages ready and nothing left in recovering/", st)
 	}
 }

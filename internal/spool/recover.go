@@ -118,15 +118,25 @@ func (s *Spool) deadWritersFiles(writer string, files []openName) []openName {
 // published: 0 when another process got it first (or it was sealed meanwhile), or when it held
 // none.
 func (s *Spool) recoverOpen(n openName) (published int, err error) {
-	claim := n
+	claim, ok, err := s.claimOpen(n)
+	if !ok || err != nil {
+		return 0, err
+	}
+	return s.recoverClaimed(claim)
+}
+
+// claimOpen claims open/<n> for recovery by a rename into recovering/ under this process and a
+// deadline. ok is false when the file is gone (another recoverer, or a seal, got there first).
+func (s *Spool) claimOpen(n openName) (claim openName, ok bool, err error) {
+	claim = n
 	claim.Owner, claim.Deadline = s.writer, s.now().Add(s.opts.Lease)
 	if err := s.renameResolved(s.path(dirOpen, n.open()), s.path(dirRecovering, claim.recovering())); err != nil {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) {
-			return 0, nil
+			return claim, false, nil
 		}
-		return 0, fmt.Errorf("claim %s for recovery: %w", n.open(), err)
+		return claim, false, fmt.Errorf("claim %s for recovery: %w", n.open(), err)
 	}
-	return s.recoverClaimed(claim)
+	return claim, true, nil
 }
 
 // recoverClaimed re-publishes recovering/<n>: its intact records become a new ready segment

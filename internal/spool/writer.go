@@ -514,12 +514,17 @@ func (w *writer) newSpare() spareSeg {
 }
 
 // recoverLoop re-publishes the segments this writer abandoned, through the same claim (a rename
-// into recovering/) as any recoverer: another process may be at it too.
+// into recovering/) as any recoverer: another process may be at it too. A publish that fails (a
+// full share) is retried every recoverRetry from the claim it holds; past the claim's deadline
+// a forwarder's reaper may take it over, which is as good. Failures are logged when they start
+// and then at most every recoverLogEvery, not at every retry.
 func (w *writer) recoverLoop() {
 	s := w.s
 	defer s.wg.Done()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	var claims []openName // claimed by this writer, not yet published
+	var loggedAt time.Time
 	for {
 		select {
 		case <-w.recoverKick:
@@ -532,18 +537,43 @@ func (w *writer) recoverLoop() {
 		w.abandoned = nil
 		w.abandonedMu.Unlock()
 		var failed []string
+		var errs []error
 		for _, name := range names {
 			n, _ := parseOpenName(dirOpen, name)
-			if _, err := s.recoverOpen(n); err != nil {
-				s.log.Error("re-publishing an abandoned open segment failed; will retry", "segment", name, "err", err)
+			claim, ok, err := s.claimOpen(n)
+			switch {
+			case err != nil:
 				failed = append(failed, name)
+				errs = append(errs, err)
+			case ok:
+				claims = append(claims, claim)
 			}
 		}
-		if len(failed) > 0 {
-			w.abandonedMu.Lock()
-			w.abandoned = append(w.abandoned, failed...)
-			w.abandonedMu.Unlock()
-			retry.Reset(w.recoverRetry)
+		kept := claims[:0]
+		for _, c := range claims {
+			if _, err := s.recoverClaimed(c); err != nil {
+				errs = append(errs, err)
+				kept = append(kept, c)
+			}
 		}
+		claims = kept
+		if len(failed) == 0 && len(claims) == 0 {
+			if !loggedAt.IsZero() {
+				s.log.Info("abandoned open segments re-published after earlier failures")
+				loggedAt = time.Time{}
+			}
+			continue
+		}
+		if loggedAt.IsZero() || time.Since(loggedAt) >= recoverLogEvery {
+			s.log.Error("re-publishing abandoned open segments failed; retrying", "waiting", len(failed)+len(claims), "err", errors.Join(errs...))
+			loggedAt = time.Now()
+		}
+		w.abandonedMu.Lock()
+		w.abandoned = append(w.abandoned, failed...)
+		w.abandonedMu.Unlock()
+		retry.Reset(w.recoverRetry)
 	}
 }
+
+// recoverLogEvery is how often the recoverer repeats that it keeps failing.
+const recoverLogEvery = 30 * time.Second
