@@ -224,14 +224,23 @@ func scanRecords(name string, b []byte, end, countHint int) (msgs []message.Mess
 // and writes the count and trailer only when it seals it). It returns every intact record up to
 // the first broken frame, and how many bytes at the tail held no intact record: after a crash,
 // what a commit was writing when it died, never acknowledged. A sealed file (its seal's rename
-// was lost) decodes as a segment. err is a *CorruptionError only when the header is damaged: the
-// file cannot be trusted at all. An empty file (created ahead, never written) has no records.
+// was lost) decodes as a segment. A damaged header does not hide the records after it: the seal
+// rewrites the header in place, and a crash in the middle of that write can tear it while every
+// record (each with its own checksum, at a fixed offset after the header) is intact (found by the
+// power-cut test). err is a *CorruptionError only when the header is damaged and no record
+// reads back. An empty file (created ahead, never written) has no records.
 func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err error) {
 	if len(b) == 0 {
 		return nil, 0, nil
 	}
 	h, err := decodeHeader(name, b)
 	if err != nil {
+		if len(b) > headerSize {
+			msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
+			if len(msgs) > 0 {
+				return msgs, len(b) - stop, nil
+			}
+		}
 		return nil, len(b), err
 	}
 	if h.Count > 0 {
