@@ -74,7 +74,7 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	if s.w == nil {
 		return ErrReadOnly
 	}
-	if _, err := s.lease.check(time.Now()); err != nil {
+	if _, err := s.lease.check(); err != nil {
 		// Fenced (paused past the lease, clock skew): answer at once rather than queue.
 		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}

@@ -41,8 +41,9 @@ var (
 	errLeaseNone     = errors.New("writer has no lease yet (no heartbeat written)")
 )
 
-// check returns the current epoch if the lease holds at now.
-func (l *lease) check(now time.Time) (uint64, error) {
+// check returns the current epoch if the lease holds now (on the monotonic clock).
+func (l *lease) check() (uint64, error) {
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -59,8 +60,8 @@ func (l *lease) check(now time.Time) (uint64, error) {
 }
 
 // checkEpoch is check, and that the epoch is still epoch.
-func (l *lease) checkEpoch(now time.Time, epoch uint64) error {
-	e, err := l.check(now)
+func (l *lease) checkEpoch(epoch uint64) error {
+	e, err := l.check()
 	if err != nil {
 		return err
 	}

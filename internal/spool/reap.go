@@ -172,7 +172,7 @@ func (s *Spool) Ready() error {
 	if s.w == nil {
 		return nil
 	}
-	if _, err := s.lease.check(time.Now()); err != nil {
+	if _, err := s.lease.check(); err != nil {
 		if s.hbErr != nil {
 			return fmt.Errorf("%w: %w; last heartbeat: %w", classify(s.hbErr), err, s.hbErr)
 		}

@@ -62,12 +62,11 @@ func (s *Spool) recoverDead(ctx context.Context, now time.Time) (int, error) {
 		if !ok || !now.After(n.Deadline.Add(2*s.opts.SkewAllowance)) {
 			continue
 		}
-		next := n
-		next.Owner, next.Deadline = s.writer, s.now().Add(s.opts.Lease)
-		if err := s.renameResolved(s.path(dirRecovering, e), s.path(dirRecovering, next.recovering())); err != nil {
-			if !fsys.IsNotExist(err) {
-				s.log.Error("take over a recovery claim", "segment", e, "err", err)
-			}
+		next, ok, err := s.claimForRecovery(dirRecovering, e, n)
+		if err != nil {
+			s.log.Error("take over a recovery claim", "segment", e, "err", err)
+		}
+		if !ok {
 			continue
 		}
 		s.log.Warn("took over an expired recovery claim", "segment", e)
@@ -125,16 +124,22 @@ func (s *Spool) recoverOpen(n openName) (published int, err error) {
 	return s.recoverClaimed(claim)
 }
 
-// claimOpen claims open/<n> for recovery by a rename into recovering/ under this process and a
-// deadline. ok is false when the file is gone (another recoverer, or a seal, got there first).
+// claimOpen claims open/<n> for recovery.
 func (s *Spool) claimOpen(n openName) (claim openName, ok bool, err error) {
+	return s.claimForRecovery(dirOpen, n.open(), n)
+}
+
+// claimForRecovery renames dir/name (an open segment n, or an expired recovery claim of it) into
+// recovering/ under this process and a deadline Lease from now. ok is false when the file is
+// gone: another recoverer, or a seal, got there first.
+func (s *Spool) claimForRecovery(dir, name string, n openName) (claim openName, ok bool, err error) {
 	claim = n
 	claim.Owner, claim.Deadline = s.writer, s.now().Add(s.opts.Lease)
-	if err := s.renameResolved(s.path(dirOpen, n.open()), s.path(dirRecovering, claim.recovering())); err != nil {
+	if err := s.renameResolved(s.path(dir, name), s.path(dirRecovering, claim.recovering())); err != nil {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) {
 			return claim, false, nil
 		}
-		return claim, false, fmt.Errorf("claim %s for recovery: %w", n.open(), err)
+		return claim, false, fmt.Errorf("claim %s for recovery: %w", name, err)
 	}
 	return claim, true, nil
 }

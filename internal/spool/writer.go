@@ -39,9 +39,6 @@ type writer struct {
 	lastFlush  flush         // committer-owned: what its last flush carried and took
 	gatherCap  time.Duration // committer-owned: gather never waits longer (maxGather)
 	lastCommit time.Time     // committer-owned: when the last commit completed
-	// newSegBytes is committer-owned: the header and trailer of a segment the current commit
-	// starts, for the capacity figures.
-	newSegBytes int64
 	// buf is committer-owned: the buffer every open segment's copy is kept in, one segment after
 	// another, allocated once at MaxSegmentBytes (growing it per segment cost 4 % of the API's
 	// CPU at 64 connections, in copies and in pages returned to the system).
@@ -261,7 +258,7 @@ func (w *writer) gather() {
 func (w *writer) commit(b *batch) error {
 	s := w.s
 	start := time.Now()
-	err := w.commitErr(b)
+	grew, err := w.commitErr(b)
 	s.counts.commitNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		s.counts.commitErrors.Add(1)
@@ -275,10 +272,7 @@ func (w *writer) commit(b *batch) error {
 	}
 	s.counts.commits.Add(1)
 	s.counts.committedMsgs.Add(int64(b.count))
-	// The segment's header and trailer are counted with its first records: the capacity check
-	// then sees what the sealed segment will take.
-	w.used(int64(b.size) + w.newSegBytes)
-	w.newSegBytes = 0
+	w.used(grew)
 	return nil
 }
 
@@ -293,18 +287,22 @@ func (w *writer) used(n int64) {
 	}
 }
 
-func (w *writer) commitErr(b *batch) error {
+// commitErr is commit's work. It returns how many bytes the spool grew by: the batch, and with a
+// segment's first records its header and trailer, so that the capacity check sees what the
+// sealed segment will take.
+func (w *writer) commitErr(b *batch) (grew int64, err error) {
 	s := w.s
 	if w.seg != nil && w.seg.count > 0 && len(w.seg.buf)+b.size+trailerSize > s.opts.MaxSegmentBytes {
 		_ = w.seal() // one Append is never split across segments
 	}
 	seg, err := w.current()
 	if err != nil {
-		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
+		return 0, fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
+	grew = int64(b.size)
 	from := len(seg.buf)
 	if from == 0 {
-		w.newSegBytes = headerSize + trailerSize
+		grew += headerSize + trailerSize
 		seg.buf = append(seg.buf, make([]byte, headerSize)...)
 		putHeader(seg.buf, makeBase(seg.name.Created, seg.name.Rand, s.writer, 0, 0))
 	}
@@ -316,11 +314,11 @@ func (w *writer) commitErr(b *batch) error {
 		// kernel may have dropped the dirty pages): this file is never written or flushed again.
 		seg.buf = seg.buf[:from]
 		w.abandon("durable write failed")
-		return fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
+		return 0, fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
-	if err := s.lease.checkEpoch(time.Now(), seg.epoch); err != nil {
+	if err := s.lease.checkEpoch(seg.epoch); err != nil {
 		w.abandon("writer lease ended during the commit")
-		return fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
+		return 0, fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
 	}
 	if seg.count == 0 {
 		seg.first = s.now()
@@ -329,7 +327,7 @@ func (w *writer) commitErr(b *batch) error {
 	w.lastCommit = time.Now()
 	w.idleTimer.Reset(s.opts.SealIdle)
 	seg.count += b.count
-	return nil
+	return grew, nil
 }
 
 // current returns the open segment to append to, taking the one created ahead when there is
@@ -337,7 +335,7 @@ func (w *writer) commitErr(b *batch) error {
 // process may have recovered it while this writer was paused.
 func (w *writer) current() (*openSeg, error) {
 	s := w.s
-	epoch, err := s.lease.check(time.Now())
+	epoch, err := s.lease.check()
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +365,7 @@ func (w *writer) current() (*openSeg, error) {
 		}
 		if sp.epoch != epoch {
 			w.discard(sp)
-			if epoch, err = s.lease.check(time.Now()); err != nil {
+			if epoch, err = s.lease.check(); err != nil {
 				return nil, err
 			}
 			continue
@@ -418,7 +416,7 @@ func (w *writer) seal() error {
 		return nil
 	}
 	w.sealTimer.Stop()
-	if err := s.lease.checkEpoch(time.Now(), seg.epoch); err != nil {
+	if err := s.lease.checkEpoch(seg.epoch); err != nil {
 		// Another process may be recovering it: do not write into it.
 		w.abandon("writer lease ended before the seal")
 		return err
@@ -496,7 +494,7 @@ func (w *writer) prepareSpares() {
 func (w *writer) newSpare() spareSeg {
 	s := w.s
 	var sp spareSeg
-	if sp.epoch, sp.err = s.lease.check(time.Now()); sp.err != nil {
+	if sp.epoch, sp.err = s.lease.check(); sp.err != nil {
 		return sp
 	}
 	sp.name = newOpenName(s.now(), s.writer)
