@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
@@ -209,30 +210,12 @@ func TestClaimDeadlinesStrictlyIncreaseAndAreForgotten(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.b.String(), s)
-}
-
 // TestAbandonedSegmentRepublishedAfterAFullShare: a segment abandoned after a failed write whose
 // re-publishing keeps failing (the share is full) is retried from the claim it holds, logged
 // once rather than at every retry, and published once space returns.
 func TestAbandonedSegmentRepublishedAfterAFullShare(t *testing.T) {
 	ffs := fsys.NewFaulty(fsys.OS{})
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	dir := t.TempDir()
 	s, err := Open(dir, Options{FS: ffs, SealAfter: time.Hour, SealIdle: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -255,11 +238,11 @@ func TestAbandonedSegmentRepublishedAfterAFullShare(t *testing.T) {
 			t.Fatal("the recoverer did not retry")
 		}
 	}
-	if n := logs.count(failing); n != 1 {
+	if n := strings.Count(logs.String(), failing); n != 1 {
 		t.Fatalf("%d log lines for %d retries, want 1", n, ffs.CountIn(fsys.OpCreate, "tmp"))
 	}
 	ffs.Reset()
-	for deadline := time.Now().Add(10 * time.Second); logs.count("re-published after earlier failures") == 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), "re-published after earlier failures") == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the abandoned segment was not re-published once space returned")
 		}

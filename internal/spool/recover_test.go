@@ -55,6 +55,34 @@ func deadWriterSpool(t *testing.T, n int) (dir string, acked []uuid.UUID) {
 	return dir, ids(in)
 }
 
+// writtenOpenSegment returns the path of the open segment in dir that holds records.
+func writtenOpenSegment(t *testing.T, dir string) string {
+	t.Helper()
+	for _, name := range dirFiles(t, dir, "open") {
+		if fi, err := os.Stat(filepath.Join(dir, "open", name)); err == nil && fi.Size() > 0 {
+			return filepath.Join(dir, "open", name)
+		}
+	}
+	t.Fatalf("no open segment with records in %s", dir)
+	return ""
+}
+
+// recoverWhole recovers dir's dead writer in a new process and checks that exactly the acked
+// messages come back and that nothing went to quarantine.
+func recoverWhole(t *testing.T, dir string, acked []uuid.UUID) {
+	t.Helper()
+	r := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer})
+	if rs, err := r.Reap(context.Background()); err != nil || rs.Recovered != 1 {
+		t.Fatalf("Reap: %+v, %v; want one recovered", rs, err)
+	}
+	if err := sameSet(drain(t, r), acked); err != nil {
+		t.Fatal(err)
+	}
+	if q := dirFiles(t, dir, "quarantine"); len(q) != 0 {
+		t.Fatalf("the recovered segment (and its acknowledged records) went to quarantine: %v", q)
+	}
+}
+
 // TestTwoRecoverersRaceForOneOrphan: processes reaping at once never both publish a dead
 // writer's open segment; its messages are delivered exactly once.
 func TestTwoRecoverersRaceForOneOrphan(t *testing.T) {
@@ -114,16 +142,7 @@ func TestRecoveryWithAStaleListingOfOpen(t *testing.T) {
 // died while writing it, unacknowledged) gives back every whole record before it.
 func TestRecoveryOfATornTail(t *testing.T) {
 	dir, acked := deadWriterSpool(t, 12)
-	open := dirFiles(t, dir, "open")
-	var seg string
-	for _, name := range open {
-		if fi, err := os.Stat(filepath.Join(dir, "open", name)); err == nil && fi.Size() > 0 {
-			seg = filepath.Join(dir, "open", name)
-		}
-	}
-	if seg == "" {
-		t.Fatalf("no open segment with records in %v", open)
-	}
+	seg := writtenOpenSegment(t, dir)
 	// A torn commit: the first bytes of a record frame and part of its payload.
 	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -135,16 +154,7 @@ func TestRecoveryOfATornTail(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer})
-	if rs, err := r.Reap(context.Background()); err != nil || rs.Recovered != 1 {
-		t.Fatalf("Reap: %+v, %v; want one recovered", rs, err)
-	}
-	if err := sameSet(drain(t, r), acked); err != nil {
-		t.Fatal(err)
-	}
-	if q := dirFiles(t, dir, "quarantine"); len(q) != 0 {
-		t.Fatalf("a torn tail quarantined the segment: %v", q)
-	}
+	recoverWhole(t, dir, acked)
 }
 
 // TestSkewAfterStartStopsAcknowledgements: a clock that steps away from the file server's after
@@ -201,12 +211,7 @@ func TestIdleWriterSealsWithinSealIdle(t *testing.T) {
 // records rather than quarantining the file (found by the power-cut test).
 func TestRecoveryOfATornHeader(t *testing.T) {
 	dir, acked := deadWriterSpool(t, 7)
-	var seg string
-	for _, name := range dirFiles(t, dir, "open") {
-		if fi, err := os.Stat(filepath.Join(dir, "open", name)); err == nil && fi.Size() > 0 {
-			seg = filepath.Join(dir, "open", name)
-		}
-	}
+	seg := writtenOpenSegment(t, dir)
 	b, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
@@ -215,14 +220,5 @@ func TestRecoveryOfATornHeader(t *testing.T) {
 	if err := os.WriteFile(seg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer})
-	if rs, err := r.Reap(context.Background()); err != nil || rs.Recovered != 1 {
-		t.Fatalf("Reap: %+v, %v; want one recovered", rs, err)
-	}
-	if err := sameSet(drain(t, r), acked); err != nil {
-		t.Fatal(err)
-	}
-	if q := dirFiles(t, dir, "quarantine"); len(q) != 0 {
-		t.Fatalf("a torn header quarantined the segment and its acknowledged records: %v", q)
-	}
+	recoverWhole(t, dir, acked)
 }
