@@ -288,94 +288,66 @@ func (v *powerCutProcess) enter(op, name string) (func(), error) {
 	return v.p.cutMu.RUnlock, nil
 }
 
-// CreateExcl implements FS.
-func (v *powerCutProcess) CreateExcl(name string) (File, error) {
-	done, err := v.enter("create", name)
+// viewCall runs call unless a cut came since the view was taken, holding cuts off meanwhile.
+func viewCall[T any](v *powerCutProcess, op, name string, call func() (T, error)) (T, error) {
+	done, err := v.enter(op, name)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	defer done()
-	return v.p.CreateExcl(name)
+	return call()
+}
+
+// viewDo is viewCall for the calls that return only an error.
+func viewDo(v *powerCutProcess, op, name string, call func() error) error {
+	_, err := viewCall(v, op, name, func() (struct{}, error) { return struct{}{}, call() })
+	return err
+}
+
+// CreateExcl implements FS.
+func (v *powerCutProcess) CreateExcl(name string) (File, error) {
+	return viewCall(v, "create", name, func() (File, error) { return v.p.CreateExcl(name) })
 }
 
 // ReadFile implements FS.
 func (v *powerCutProcess) ReadFile(name string) ([]byte, error) {
-	done, err := v.enter("read", name)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return v.p.ReadFile(name)
+	return viewCall(v, "read", name, func() ([]byte, error) { return v.p.ReadFile(name) })
 }
 
 // Rename implements FS.
 func (v *powerCutProcess) Rename(oldname, newname string) error {
-	done, err := v.enter("rename", oldname)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return v.p.Rename(oldname, newname)
+	return viewDo(v, "rename", oldname, func() error { return v.p.Rename(oldname, newname) })
 }
 
 // Remove implements FS.
 func (v *powerCutProcess) Remove(name string) error {
-	done, err := v.enter("remove", name)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return v.p.Remove(name)
+	return viewDo(v, "remove", name, func() error { return v.p.Remove(name) })
 }
 
 // Stat implements FS.
 func (v *powerCutProcess) Stat(name string) (fs.FileInfo, error) {
-	done, err := v.enter("stat", name)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return v.p.Stat(name)
+	return viewCall(v, "stat", name, func() (fs.FileInfo, error) { return v.p.Stat(name) })
 }
 
 // ReadDir implements FS.
 func (v *powerCutProcess) ReadDir(dir string) ([]string, error) {
-	done, err := v.enter("readdir", dir)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return v.p.ReadDir(dir)
+	return viewCall(v, "readdir", dir, func() ([]string, error) { return v.p.ReadDir(dir) })
 }
 
 // MkdirAll implements FS.
 func (v *powerCutProcess) MkdirAll(dir string) error {
-	done, err := v.enter("mkdir", dir)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return v.p.MkdirAll(dir)
+	return viewDo(v, "mkdir", dir, func() error { return v.p.MkdirAll(dir) })
 }
 
 // SyncDir implements FS.
 func (v *powerCutProcess) SyncDir(dir string) error {
-	done, err := v.enter("syncdir", dir)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return v.p.SyncDir(dir)
+	return viewDo(v, "syncdir", dir, func() error { return v.p.SyncDir(dir) })
 }
 
 // Statfs implements FS.
 func (v *powerCutProcess) Statfs(dir string) (FSInfo, error) {
-	done, err := v.enter("statfs", dir)
-	if err != nil {
-		return FSInfo{}, err
-	}
-	defer done()
-	return v.p.Statfs(dir)
+	return viewCall(v, "statfs", dir, func() (FSInfo, error) { return v.p.Statfs(dir) })
 }
 
 // cut is Cut with a nil r, CutRandom otherwise.
