@@ -387,12 +387,7 @@ func (ff *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 // WriteSync implements File: counted and delayed once, as OpWriteSync; an OpWrite rule fails
 // it as a write, an OpSync rule as a flush (and the file counts as one whose fsync failed).
 func (ff *faultyFile) WriteSync(p []byte, off int64) (int, error) {
-	ff.f.mu.Lock()
-	ff.f.syncs[ff.name]++
-	if ff.f.failed[ff.name] {
-		ff.f.resynced = append(ff.f.resynced, ff.name)
-	}
-	ff.f.mu.Unlock()
+	ff.flushing()
 	if r := ff.f.enter(OpWriteSync, ff.name); r != nil {
 		return 0, wrap(OpWriteSync, ff.name, r.Err)
 	}
@@ -405,16 +400,12 @@ func (ff *faultyFile) WriteSync(p []byte, off int64) (int, error) {
 	}
 	if r := ff.f.fire(OpSync, ff.name); r != nil {
 		n, _ := ff.File.WriteAt(p, off)
-		ff.f.mu.Lock()
-		ff.f.failed[ff.name] = true
-		ff.f.mu.Unlock()
+		ff.flushFailed()
 		return n, wrap(OpSync, ff.name, r.Err)
 	}
 	n, err := ff.File.WriteSync(p, off)
 	if err != nil {
-		ff.f.mu.Lock()
-		ff.f.failed[ff.name] = true
-		ff.f.mu.Unlock()
+		ff.flushFailed()
 	}
 	return n, err
 }
@@ -425,19 +416,29 @@ func (ff *faultyFile) Sync() error { return ff.sync(ff.File.Sync) }
 func (ff *faultyFile) Datasync() error { return ff.sync(ff.File.Datasync) }
 
 func (ff *faultyFile) sync(call func() error) error {
+	ff.flushing()
+	err := ff.f.do(OpSync, ff.name, call)
+	if err != nil {
+		ff.flushFailed()
+	}
+	return err
+}
+
+// flushing counts a flush of the file and notes it if an earlier flush of it had failed.
+func (ff *faultyFile) flushing() {
 	ff.f.mu.Lock()
+	defer ff.f.mu.Unlock()
 	ff.f.syncs[ff.name]++
 	if ff.f.failed[ff.name] {
 		ff.f.resynced = append(ff.f.resynced, ff.name)
 	}
-	ff.f.mu.Unlock()
-	err := ff.f.do(OpSync, ff.name, call)
-	if err != nil {
-		ff.f.mu.Lock()
-		ff.f.failed[ff.name] = true
-		ff.f.mu.Unlock()
-	}
-	return err
+}
+
+// flushFailed notes that a flush of the file failed: flushing it again is the fsyncgate bug.
+func (ff *faultyFile) flushFailed() {
+	ff.f.mu.Lock()
+	defer ff.f.mu.Unlock()
+	ff.f.failed[ff.name] = true
 }
 
 // Close always releases the descriptor, as close(2) does even when it reports an error.
