@@ -154,10 +154,9 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		MinFreeBytes:  int64(c.spoolMinFreeBytes),
 		Role:          spoolRole(c.role),
 
-		WriterLease:       c.spoolWriterLease,
-		HeartbeatInterval: min(spool.DefaultHeartbeatInterval, c.spoolWriterLease/5),
-		SealAfter:         c.spoolSealAfter,
-		MaxSegmentBytes:   int(c.spoolSegmentBytes),
+		WriterLease:     c.spoolWriterLease,
+		SealAfter:       c.spoolSealAfter,
+		MaxSegmentBytes: int(c.spoolSegmentBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)

@@ -142,7 +142,8 @@ type Options struct {
 	SkewAllowance time.Duration
 	// MaxAttempts is how many claims a segment gets before it is dead-lettered; default 10.
 	MaxAttempts int
-	// HeartbeatInterval is how often this process refreshes hb/<writer>; default 3 s. A process
+	// HeartbeatInterval is how often this process refreshes hb/<writer>; default 3 s, or a fifth
+	// of WriterLease if that is set and shorter. A process
 	// silent for three intervals is dead for tmp/ collection; for its open segments, see
 	// WriterLease.
 	HeartbeatInterval time.Duration
@@ -186,10 +187,14 @@ func (o *Options) setDefaults() {
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = DefaultMaxAttempts
 	}
-	if o.HeartbeatInterval == 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if o.WriterLease == 0 {
+	// Each of HeartbeatInterval and WriterLease, when left zero, follows the other: a lease is
+	// five heartbeats at least.
+	switch {
+	case o.HeartbeatInterval == 0 && o.WriterLease == 0:
+		o.HeartbeatInterval, o.WriterLease = DefaultHeartbeatInterval, DefaultWriterLease
+	case o.HeartbeatInterval == 0:
+		o.HeartbeatInterval = max(min(DefaultHeartbeatInterval, o.WriterLease/5), time.Millisecond)
+	case o.WriterLease == 0:
 		o.WriterLease = max(DefaultWriterLease, 5*o.HeartbeatInterval)
 	}
 	if o.ScanInterval == 0 {
