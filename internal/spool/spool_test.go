@@ -59,6 +59,32 @@ func TestAppendClaimAck(t *testing.T) {
 	}
 }
 
+// TestConsumerRoleCreatesNoOpenSegment: a forwarder-only process appends nothing, so it must not
+// keep an open segment (a file a reaper elsewhere would one day recover) or a committer; and a
+// writer beside it, on the same directory, keeps exactly its own.
+func TestConsumerRoleCreatesNoOpenSegment(t *testing.T) {
+	dir := t.TempDir()
+	c := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleConsumer, ScanInterval: 10 * time.Millisecond})
+	time.Sleep(100 * time.Millisecond) // long enough for a preparer to have made its spare
+	if files := dirFiles(t, dir, "open"); len(files) != 0 {
+		t.Fatalf("a consumer created %v in open/", files)
+	}
+	if err := c.Append(context.Background(), msgs(1, 10)...); !errors.Is(err, spool.ErrReadOnly) {
+		t.Fatalf("Append on a consumer: %v, want ErrReadOnly", err)
+	}
+
+	w := mustOpenSpool(t, dir, spool.Options{Role: spool.RoleWriter})
+	mustAppend(t, w, msgs(1, 10)...)
+	for _, f := range dirFiles(t, dir, "open") {
+		if !strings.Contains(f, w.Writer()) {
+			t.Fatalf("open/%s is not the writer's (%s)", f, w.Writer())
+		}
+	}
+	if files := dirFiles(t, dir, "open"); len(files) == 0 {
+		t.Fatal("the writer has no open segment after an append")
+	}
+}
+
 func TestAppendErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
