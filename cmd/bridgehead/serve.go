@@ -145,8 +145,11 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sp, err := spool.Open(c.spoolDir, spool.Options{
 		Logger:        log,
+		Registerer:    reg,
 		Instance:      instanceName(),
 		MaxBytes:      int64(c.spoolMaxBytes),
 		Lease:         c.spoolLease,
@@ -167,8 +170,6 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		}
 	}()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
 	var fwd *forward.Forwarder
 	delivery := "not here (role api: a forwarder replica delivers)"

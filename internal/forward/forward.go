@@ -48,7 +48,6 @@ type Spool interface {
 	Renew(ctx context.Context, c *spool.Claim) error
 	Settle(ctx context.Context, c *spool.Claim, o spool.Outcome) error
 	Reap(ctx context.Context) (spool.ReapStats, error)
-	LastStats() spool.Stats
 }
 
 var _ Spool = (*spool.Spool)(nil)
@@ -67,7 +66,6 @@ const (
 	DefaultIdleMinDelay      = 5 * time.Millisecond
 	DefaultIdleMaxDelay      = 250 * time.Millisecond
 	DefaultReapInterval      = 10 * time.Second
-	DefaultStatsInterval     = 5 * time.Second
 	DefaultShutdownGrace     = 10 * time.Second
 )
 
@@ -117,9 +115,6 @@ type Config struct {
 	// ReapInterval is how often the spool's reaper runs; default 10 s; negative disables it
 	// (another forwarder, or the spool itself, reaps).
 	ReapInterval time.Duration
-	// StatsInterval is how often the oldest-undelivered-age gauge is refreshed from
-	// spool.Stats; default 5 s; negative disables it.
-	StatsInterval time.Duration
 	// ShutdownGrace is how long in-flight sends may go on after Run's context ended; default 10 s.
 	ShutdownGrace time.Duration
 	// Logger receives the forwarder's logs; nil means none.
@@ -156,7 +151,6 @@ func (c *Config) setDefaults() {
 	def(&c.IdleMinDelay, DefaultIdleMinDelay)
 	def(&c.IdleMaxDelay, DefaultIdleMaxDelay)
 	def(&c.ReapInterval, DefaultReapInterval)
-	def(&c.StatsInterval, DefaultStatsInterval)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -181,7 +175,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("forward: Breaker.FailureThreshold %d is negative", c.Breaker.FailureThreshold)
 	case c.RetryInitialDelay < 0, c.RetryMaxDelay < 0, c.Breaker.ProbeInterval < 0, c.LeaseMargin < 0,
 		c.SendTimeout < 0, c.MaxHold < 0, c.IdleMinDelay < 0, c.IdleMaxDelay < 0, c.ShutdownGrace < 0:
-		return errors.New("forward: durations other than ReapInterval and StatsInterval must not be negative")
+		return errors.New("forward: durations other than ReapInterval must not be negative")
 	}
 	// After defaults: the relations between fields.
 	switch {
@@ -261,19 +255,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	return nil
 }
 
-// maintain runs the reaper and refreshes the oldest-age gauge.
+// maintain runs the reaper.
 func (f *Forwarder) maintain(ctx context.Context) {
-	var reap, stats <-chan time.Time
+	var reap <-chan time.Time
 	if f.cfg.ReapInterval > 0 {
 		t := time.NewTicker(f.cfg.ReapInterval)
 		defer t.Stop()
 		reap = t.C
-	}
-	if f.cfg.StatsInterval > 0 {
-		t := time.NewTicker(f.cfg.StatsInterval)
-		defer t.Stop()
-		stats = t.C
-		f.refreshStats()
 	}
 	for {
 		select {
@@ -287,15 +275,8 @@ func (f *Forwarder) maintain(ctx context.Context) {
 			if rs.Reclaimed+rs.DeadLettered+rs.Orphans > 0 {
 				f.log.Info("reaper", "reclaimed", rs.Reclaimed, "dead_lettered", rs.DeadLettered, "orphans", rs.Orphans)
 			}
-		case <-stats:
-			f.refreshStats()
 		}
 	}
-}
-
-func (f *Forwarder) refreshStats() {
-	// The spool lists itself every ScanInterval anyway; reading that costs no I/O.
-	f.m.oldestAge.Set(f.sp.LastStats().OldestAgeSeconds)
 }
 
 // worker claims one segment at a time and forwards it.

@@ -16,7 +16,6 @@ type metrics struct {
 	sendSeconds  prometheus.Histogram
 	batchSize    prometheus.Histogram
 	breaker      prometheus.Gauge
-	oldestAge    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,16 +50,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "bridgehead_forward_breaker_state",
 			Help: "Circuit breaker state: 0 closed (sending), 1 half-open (probing), 2 open (not sending).",
 		}),
-		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "bridgehead_forward_oldest_undelivered_age_seconds",
-			Help: "Age of the oldest segment in ready/ or claimed/ (from spool stats), 0 when empty.",
-		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.delivered, m.retried, m.deadLettered, m.lostClaims,
-		m.sendSeconds, m.batchSize, m.breaker, m.oldestAge} {
+		m.sendSeconds, m.batchSize, m.breaker} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register forward metrics: %w", err)
 		}

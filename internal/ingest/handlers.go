@@ -71,12 +71,9 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.
 		writeProblem(w, p)
 		return false
 	}
-	start := time.Now()
-	err := s.cfg.Spool.Append(r.Context(), msgs...)
-	s.metrics.observeCommit(time.Since(start), err)
-	if err != nil {
-		// A full spool refuses every request: one line a second says so, the commit histogram's
-		// result="error" counts them all.
+	if err := s.cfg.Spool.Append(r.Context(), msgs...); err != nil {
+		// A full spool refuses every request: one line a second says so, the spool's commit
+		// histogram (result="error") counts them all.
 		s.appendFailLog.Do(func() { s.log.Warn("append failed", "err", err) })
 		writeProblem(w, s.appendProblem(err))
 		return false

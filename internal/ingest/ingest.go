@@ -203,7 +203,7 @@ func New(cfg Config) (*Server, error) {
 		s.refusedLog[reason] = &rate.Sometimes{Interval: time.Second}
 	}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Registerer, cfg.Spool); err != nil {
+	if s.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
 	s.routes = map[string]route{

@@ -31,11 +31,14 @@ type fixture struct {
 
 func newFixture(t *testing.T, sopts spool.Options, cfg ingest.Config) *fixture {
 	t.Helper()
+	reg := prometheus.NewRegistry()
+	sopts.Registerer = reg
 	sp, err := spool.Open(t.TempDir(), sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
+	cfg.Registerer, cfg.Gatherer = reg, reg
 	return serveFixture(t, sp, cfg)
 }
 
@@ -46,8 +49,10 @@ func serveFixture(t *testing.T, sp *spool.Spool, cfg ingest.Config) *fixture {
 	if cfg.Stamp == "" {
 		cfg.Stamp = "onprem"
 	}
-	reg := prometheus.NewRegistry()
-	cfg.Registerer, cfg.Gatherer = reg, reg
+	if cfg.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Registerer, cfg.Gatherer = reg, reg
+	}
 	api, err := ingest.New(cfg)
 	if err != nil {
 		t.Fatal(err)

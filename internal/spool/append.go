@@ -71,6 +71,13 @@ func (s *Spool) Append(ctx context.Context, msgs ...message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	start := time.Now()
+	err := s.append(ctx, msgs)
+	s.metrics.observeAppend(time.Since(start), err)
+	return err
+}
+
+func (s *Spool) append(ctx context.Context, msgs []message.Message) error {
 	if s.w == nil {
 		return ErrReadOnly
 	}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors a caller branches on. Every error returned by Append wraps exactly one of ErrFull,
@@ -100,6 +101,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Lease deadlines and ages use it.
 	Now func() time.Time
+	// Registerer receives the spool's metrics (docs/api.md lists them); nil means none. An
+	// inspecting spool registers nothing.
+	Registerer prometheus.Registerer
 
 	// Instance names this process in heartbeats for humans (a pod name); default the host name.
 	Instance string
@@ -256,12 +260,13 @@ type Spool struct {
 	// that much fits again, so a probe does not call "ready" a spool that refuses real traffic.
 	refusedBytes int64
 
-	w      *writer       // the appending role; nil in a consumer or an inspector
-	lease  lease         // the writer's lease on its open segments, renewed by the heartbeat
-	stop   chan struct{} // closed by Close
-	wg     sync.WaitGroup
-	claims claimState // the consuming role's own state (claim.go)
-	counts counters   // cumulative counters since Open
+	w       *writer       // the appending role; nil in a consumer or an inspector
+	lease   lease         // the writer's lease on its open segments, renewed by the heartbeat
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	claims  claimState // the consuming role's own state (claim.go)
+	counts  counters   // cumulative counters since Open
+	metrics *metrics
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -282,6 +287,7 @@ func Open(root string, opts Options) (*Spool, error) {
 		freeBytes: -1,
 		claims:    claimState{claiming: map[string]bool{}},
 		stop:      make(chan struct{}),
+		metrics:   newMetrics(),
 	}
 	if opts.Inspect {
 		if err := s.checkVersion(false); err != nil {
@@ -307,6 +313,11 @@ func Open(root string, opts Options) (*Spool, error) {
 		// A full file system must not keep a stamp from starting: its forwarder is what frees
 		// space. The writer has no lease until a heartbeat succeeds; Ready says why.
 		s.log.Warn("file system full at start: appends refused until a heartbeat succeeds", "err", err)
+	}
+	if opts.Registerer != nil {
+		if err := s.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("spool metrics: %w", err)
+		}
 	}
 	s.scan()
 	s.wg.Add(2)
