@@ -206,6 +206,20 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
+	if cfg.Registerer != nil {
+		ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bridgehead_ready",
+			Help: "1 while this instance answers /readyz with 200, 0 while not ready (draining, spool full or unwritable, clock skew).",
+		}, func() float64 {
+			if s.ready() != nil {
+				return 0
+			}
+			return 1
+		})
+		if err := cfg.Registerer.Register(ready); err != nil {
+			return nil, err
+		}
+	}
 	s.routes = map[string]route{
 		"/serviceapi/message": {"compat_message", accessSend, map[string]http.HandlerFunc{http.MethodPost: s.handleCompatMessage}},
 		"/serviceapi/health":  {"compat_health", accessOpen, map[string]http.HandlerFunc{http.MethodGet: s.handleCompatHealth}},

@@ -490,6 +490,7 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 	for _, want := range []string{
 		`bridgehead_http_requests_total{code="200",route="compat_message"} 1`,
 		`bridgehead_ingest_messages_accepted_total 1`,
+		"bridgehead_ready 1\n",
 		`bridgehead_spool_messages{state="ready"} 1`,
 		`bridgehead_spool_commit_duration_seconds_count{result="ok"} 1`,
 		"bridgehead_spool_commits_total 1\n",
