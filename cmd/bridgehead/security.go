@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
-	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -44,16 +45,16 @@ func (s *securityFlags) register(f *pflag.FlagSet) {
 }
 
 func (s *securityFlags) validate() error {
-	mode, err := ingest.ParseAuthMode(s.auth)
+	mode, err := httpapi.ParseAuthMode(s.auth)
 	if err != nil {
 		return fmt.Errorf("--auth: %w", err)
 	}
 	switch {
-	case mode != ingest.AuthOff && s.authFile == "":
+	case mode != httpapi.AuthOff && s.authFile == "":
 		return fmt.Errorf("--auth %s needs --auth-file (the principals file; see docs/security.md)", s.auth)
-	case mode == ingest.AuthOff && s.authFile != "":
+	case mode == httpapi.AuthOff && s.authFile != "":
 		return errors.New("--auth-file is set but --auth is off: set --auth required (or optional), or drop --auth-file")
-	case mode == ingest.AuthOff && s.metricsAuth:
+	case mode == httpapi.AuthOff && s.metricsAuth:
 		return errors.New("--metrics-auth needs --auth required or optional")
 	case s.reloadInterval <= 0:
 		return errors.New("--reload-interval must be positive")
@@ -76,19 +77,19 @@ func (s *securityFlags) validate() error {
 	return nil
 }
 
-// security is what the flags built: the principals watcher (nil with auth off) and the TLS
-// certificate reloader (nil without TLS), both run as actors of serve.
+// security is what the flags built: the guard every route passes, the principals watcher (nil
+// with auth off) and the TLS certificate reloader (nil without TLS); the watcher and the reloader
+// run as actors of serve.
 type security struct {
+	guard   *httpapi.Guard
 	watcher *auth.Watcher
 	tls     *tlsconf.Reloader
 }
 
-// build loads the principals file and fills cfg's security fields.
-func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger) (*security, error) {
-	mode, _ := ingest.ParseAuthMode(s.auth)
-	cfg.AuthMode, cfg.MetricsAuth = mode, s.metricsAuth
-	cfg.RateLimit, cfg.RateBurst = s.rateLimit, s.rateBurst
-	cfg.CORSOrigins = s.corsOrigins
+// build loads the principals file and the TLS files, and makes the guard, whose refusals are
+// counted on reg.
+func (s *securityFlags) build(log *slog.Logger, reg prometheus.Registerer) (*security, error) {
+	mode, _ := httpapi.ParseAuthMode(s.auth)
 	sec := &security{}
 	if s.tlsCertFile != "" {
 		r, err := tlsconf.New(tlsconf.Options{
@@ -101,13 +102,17 @@ func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger) (*security, 
 		}
 		sec.tls = r
 	}
-	if mode == ingest.AuthOff {
-		return sec, nil
+	g := httpapi.GuardConfig{Mode: mode, MetricsAuth: s.metricsAuth, Logger: log, Registerer: reg}
+	if mode != httpapi.AuthOff {
+		w, err := auth.NewWatcher(s.authFile, s.reloadInterval, log)
+		if err != nil {
+			return nil, fmt.Errorf("--auth-file: %w", err)
+		}
+		sec.watcher, g.Principals = w, w.Current
 	}
-	w, err := auth.NewWatcher(s.authFile, s.reloadInterval, log)
-	if err != nil {
-		return nil, fmt.Errorf("--auth-file: %w", err)
+	var err error
+	if sec.guard, err = httpapi.NewGuard(g); err != nil {
+		return nil, err
 	}
-	sec.watcher, cfg.Principals = w, w.Current
 	return sec, nil
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/web"
 	oklogrun "github.com/oklog/run"
@@ -197,28 +199,54 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		}
 		delivery = where
 	}
-	apiCfg := ingest.Config{
-		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version, ForwarderOnly: !runAPI,
-		MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
-		Logger: log, Registerer: reg, Gatherer: reg,
+	sec, err := c.security.build(log, reg)
+	if err != nil {
+		return err
+	}
+	rc := httpapi.RouterConfig{Guard: sec.guard, Logger: log, Registerer: reg}
+	if !runAPI {
+		rc.NotFoundHint = "this instance runs the forwarder role only; send messages to the API"
+	}
+	router, err := httpapi.NewRouter(rc)
+	if err != nil {
+		return err
+	}
+	var api *ingest.Server
+	opsCfg := ops.Config{
+		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version,
 		DeadLetters: sp, PeerURL: c.peerURL, PeerAPIKey: c.peerAPIKey, Console: web.Handler(),
+		Gatherer: reg, Registerer: reg, Logger: log,
+	}
+	if runAPI {
+		api, err = ingest.New(ingest.Config{
+			Spool: sp, Stamp: c.stamp, Guard: sec.guard,
+			MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
+			RateLimit: c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
+			Logger: log, Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		if err := router.Handle(api.Routes()...); err != nil {
+			return err
+		}
+		opsCfg.API = api
+	}
+	if fwd != nil {
+		opsCfg.Forwarder = fwd
 	}
 	if c.peerCAFile != "" {
 		tc, err := tlsConfig("--peer-ca-file", c.peerCAFile)
 		if err != nil {
 			return err
 		}
-		apiCfg.PeerClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		opsCfg.PeerClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	}
-	if fwd != nil {
-		apiCfg.ForwardStatus = func() any { return fwd.Status() }
-	}
-	sec, err := c.security.build(&apiCfg, log)
+	opsSrv, err := ops.New(opsCfg)
 	if err != nil {
 		return err
 	}
-	api, err := ingest.New(apiCfg)
-	if err != nil {
+	if err := router.Handle(opsSrv.Routes()...); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", c.listen)
@@ -226,7 +254,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--listen %s: %w", c.listen, err)
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           router,
 		ReadHeaderTimeout: c.security.readHeaderTimeout,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -255,7 +283,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return nil
 		}, func(error) {
 			// Readiness turns 503 at once; in-flight requests finish within the grace.
-			api.Drain()
+			opsSrv.Drain()
+			if api != nil {
+				api.Drain()
+			}
 			sctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace-time.Second)
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -60,11 +62,7 @@ func BenchmarkAPI(b *testing.B) {
 					durable = openBenchSpool(b, "api-")
 					sp = durable
 				}
-				api, err := ingest.New(ingest.Config{Spool: sp, Stamp: "bench"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				srv := httptest.NewServer(api)
+				srv := httptest.NewServer(apitest.APIHandler(b, ingest.Config{Spool: sp, Stamp: "bench"}, httpapi.GuardConfig{}))
 				defer srv.Close()
 				drive(b, srv.Client(), srv.URL+route.path, route.body, route.per, nil)
 				if durable != nil {

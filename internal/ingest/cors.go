@@ -7,6 +7,16 @@ import (
 	"time"
 )
 
+// cors is the message routes' Before hook: it answers a CORS preflight, and adds the CORS
+// headers for an allowed Origin to every other answer (a 401 too, so that a browser can read why).
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	if s.preflight(w, r) {
+		return true
+	}
+	s.corsHeaders(w, r)
+	return false
+}
+
 // corsHeaders adds CORS headers for an allowed Origin to a message route's answer; it reports
 // whether the origin is allowed.
 func (s *Server) corsHeaders(w http.ResponseWriter, r *http.Request) bool {

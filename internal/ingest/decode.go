@@ -11,8 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/google/uuid"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 )
 
 // CorrelationNamespace is the UUIDv5 namespace of correlation ids derived from idempotency keys:
@@ -85,10 +87,10 @@ func validKey(s string) bool {
 
 // build validates one decoded message and returns it, or the problems found (all of them, so a
 // client fixes everything in one go). key is the idempotency key to derive the id from, if any.
-func (l limits) build(index int, in *inMessage, key, stamp string, now time.Time) (message.Message, []FieldError) {
-	var errs []FieldError
+func (l limits) build(index int, in *inMessage, key, stamp string, now time.Time) (message.Message, []httpapi.FieldError) {
+	var errs []httpapi.FieldError
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, FieldError{Index: index, Field: field, Detail: fmt.Sprintf(format, args...)})
+		errs = append(errs, httpapi.FieldError{Index: index, Field: field, Detail: fmt.Sprintf(format, args...)})
 	}
 	switch {
 	case in.SenderID == nil:

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
@@ -50,16 +52,14 @@ func BenchmarkSecurity(b *testing.B) {
 					sp = openBenchSpool(b, "sec-")
 				}
 				cfg := ingest.Config{Spool: sp, Stamp: "bench"}
+				var g httpapi.GuardConfig
 				var header http.Header
 				if strings.Contains(sec, "auth") {
-					cfg.AuthMode, cfg.Principals = ingest.AuthRequired, func() *auth.Principals { return ps }
+					g.Mode, g.Principals = httpapi.AuthRequired, func() *auth.Principals { return ps }
 					cfg.RateLimit, cfg.RateBurst = 1e9, 1e6
 					header = http.Header{"Authorization": {"Bearer " + key}}
 				}
-				api, err := ingest.New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
+				api := apitest.APIHandler(b, cfg, g)
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					b.Fatal(err)
@@ -97,14 +97,12 @@ func BenchmarkGuard(b *testing.B) {
 	for _, sec := range []string{"off", "auth+rate"} {
 		b.Run("sec="+sec, func(b *testing.B) {
 			cfg := ingest.Config{Spool: nopSpool{}, Stamp: "bench"}
+			var g httpapi.GuardConfig
 			if sec != "off" {
-				cfg.AuthMode, cfg.Principals = ingest.AuthRequired, func() *auth.Principals { return ps }
+				g.Mode, g.Principals = httpapi.AuthRequired, func() *auth.Principals { return ps }
 				cfg.RateLimit, cfg.RateBurst = 1e9, 1e6
 			}
-			api, err := ingest.New(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			api := apitest.APIHandler(b, cfg, g)
 			b.ReportAllocs()
 			for b.Loop() {
 				r := httptest.NewRequest("POST", "/ServiceAPI/message", strings.NewReader(body))

@@ -7,97 +7,32 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-type fixture struct {
-	sp  *spool.Spool
-	api *ingest.Server
-	srv *httptest.Server
-}
-
-func newFixture(t *testing.T, sopts spool.Options, cfg ingest.Config) *fixture {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	sopts.Registerer = reg
-	sp, err := spool.Open(t.TempDir(), sopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sp.Close() })
-	cfg.Registerer, cfg.Gatherer = reg, reg
-	return serveFixture(t, sp, cfg)
-}
-
-// serveFixture serves an API built from cfg on sp.
-func serveFixture(t *testing.T, sp *spool.Spool, cfg ingest.Config) *fixture {
-	t.Helper()
-	cfg.Spool = sp
-	if cfg.Stamp == "" {
-		cfg.Stamp = "onprem"
-	}
-	if cfg.Registerer == nil {
-		reg := prometheus.NewRegistry()
-		cfg.Registerer, cfg.Gatherer = reg, reg
-	}
-	api, err := ingest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &fixture{sp: sp, api: api, srv: srv}
-}
-
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (f *fixture) do(t *testing.T, method, path, contentType, body string, header ...string) response {
-	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{resp.StatusCode, resp.Header, b}
-}
-
 // spooled claims everything in the spool and returns it.
-func (f *fixture) spooled(t *testing.T) []message.Message {
+func spooled(t *testing.T, sp *spool.Spool) []message.Message {
 	t.Helper()
 	var out []message.Message
-	if err := f.sp.Seal(context.Background()); err != nil {
+	if err := sp.Seal(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for {
-		c, err := f.sp.Claim(context.Background())
+		c, err := sp.Claim(context.Background())
 		if err == spool.ErrEmpty {
 			return out
 		}
@@ -105,61 +40,46 @@ func (f *fixture) spooled(t *testing.T) []message.Message {
 			t.Fatal(err)
 		}
 		out = append(out, c.Messages...)
-		if err := f.sp.Ack(context.Background(), c); err != nil {
+		if err := sp.Ack(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func decodeProblem(t *testing.T, r response) ingest.Problem {
-	t.Helper()
-	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q, want application/problem+json (body %s)", ct, r.body)
-	}
-	var p ingest.Problem
-	if err := json.Unmarshal(r.body, &p); err != nil {
-		t.Fatalf("problem body %s: %v", r.body, err)
-	}
-	if p.Status != r.status || p.Type == "" || p.Title == "" {
-		t.Fatalf("problem %+v for status %d", p, r.status)
-	}
-	return p
-}
-
 func TestCompatMessageContract(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{})
-	r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"Hello world!"}`)
-	if r.status != 200 {
-		t.Fatalf("status %d: %s", r.status, r.body)
+	f := apitest.NewStamp(t, apitest.Config{})
+	r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"Hello world!"}`)
+	if r.Status != 200 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
 	}
 	// Member order and casing exactly as the prototype's clients read them.
 	want := regexp.MustCompile(`^\{"serverTimestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z","senderId":"01","correlationId":"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}","value":"Hello world!","success":true\}\n$`)
-	if !want.Match(r.body) {
-		t.Fatalf("body %s does not match the prototype's contract", r.body)
+	if !want.Match(r.Body) {
+		t.Fatalf("body %s does not match the prototype's contract", r.Body)
 	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		t.Errorf("Content-Type = %q", ct)
 	}
 	var got struct{ CorrelationID string }
-	_ = json.Unmarshal(r.body, &got)
-	spooled := f.spooled(t)
+	_ = json.Unmarshal(r.Body, &got)
+	spooled := spooled(t, f.Spool)
 	if len(spooled) != 1 || spooled[0].ID.String() != got.CorrelationID || spooled[0].Value != "Hello world!" || spooled[0].Stamp != "onprem" {
 		t.Fatalf("spooled %+v, want the acknowledged message", spooled)
 	}
 }
 
 func TestCompatMessageCaseInsensitive(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{})
+	f := apitest.NewStamp(t, apitest.Config{})
 	for _, path := range []string{"/serviceapi/message", "/SERVICEAPI/MESSAGE/", "/ServiceAPI/Message"} {
-		r := f.do(t, "POST", path, "application/json; charset=utf-8", `{"SenderId":"01","VALUE":"x"}`)
-		if r.status != 200 {
-			t.Errorf("POST %s: status %d: %s", path, r.status, r.body)
+		r := f.Do(t, "POST", path, "application/json; charset=utf-8", `{"SenderId":"01","VALUE":"x"}`)
+		if r.Status != 200 {
+			t.Errorf("POST %s: status %d: %s", path, r.Status, r.Body)
 		}
 	}
 	for _, path := range []string{"/ServiceAPI/health", "/serviceAPI/health", "/serviceapi/health/"} {
-		r := f.do(t, "GET", path, "", "")
-		if r.status != 200 || len(r.body) != 0 {
-			t.Errorf("GET %s: %d %q, want 200 with an empty body", path, r.status, r.body)
+		r := f.Do(t, "GET", path, "", "")
+		if r.Status != 200 || len(r.Body) != 0 {
+			t.Errorf("GET %s: %d %q, want 200 with an empty body", path, r.Status, r.Body)
 		}
 	}
 }
@@ -175,52 +95,52 @@ func TestCompatMessageErrors(t *testing.T) {
 		typ         string
 		detail      string
 	}{
-		{"missing senderId", "POST", "application/json", `{"value":"x"}`, 400, ingest.ProblemInvalidMessage, "senderId is required"},
-		{"missing value", "POST", "application/json", `{"senderId":"01"}`, 400, ingest.ProblemInvalidMessage, "value is required"},
-		{"empty senderId", "POST", "application/json", `{"senderId":"","value":"x"}`, 400, ingest.ProblemInvalidMessage, "senderId must be"},
-		{"empty value", "POST", "application/json", `{"senderId":"01","value":""}`, 400, ingest.ProblemInvalidMessage, "value must not be empty"},
-		{"null value", "POST", "application/json", `{"senderId":"01","value":null}`, 400, ingest.ProblemInvalidMessage, "value is required"},
-		{"number value", "POST", "application/json", `{"senderId":"01","value":5}`, 400, ingest.ProblemInvalidJSON, "value must be a JSON string"},
-		{"null body", "POST", "application/json", `null`, 400, ingest.ProblemInvalidMessage, "senderId is required"},
-		{"empty body", "POST", "application/json", ``, 400, ingest.ProblemInvalidJSON, "empty body"},
-		{"bad JSON", "POST", "application/json", `{"senderId":`, 400, ingest.ProblemInvalidJSON, "truncated"},
-		{"array", "POST", "application/json", `[{"senderId":"01","value":"x"}]`, 400, ingest.ProblemInvalidJSON, "expected a JSON object"},
-		{"trailing data", "POST", "application/json", `{"senderId":"01","value":"x"} {}`, 400, ingest.ProblemInvalidJSON, "unexpected data"},
-		{"invalid UTF-8", "POST", "application/json", "{\"senderId\":\"01\",\"value\":\"\xff\xfe\"}", 400, ingest.ProblemInvalidJSON, "UTF-8"},
-		{"sender with a space", "POST", "application/json", `{"senderId":"plant a","value":"x"}`, 400, ingest.ProblemInvalidMessage, "senderId must be"},
-		{"sender too long", "POST", "application/json", `{"senderId":"` + strings.Repeat("a", 129) + `","value":"x"}`, 400, ingest.ProblemInvalidMessage, "senderId must be"},
-		{"value too large", "POST", "application/json", `{"senderId":"01","value":"` + big + `"}`, 400, ingest.ProblemInvalidMessage, "over the limit of 1000"},
-		{"text/plain", "POST", "text/plain", `{"senderId":"01","value":"x"}`, 415, ingest.ProblemUnsupportedMedia, "application/json"},
-		{"no content type", "POST", "", `{"senderId":"01","value":"x"}`, 415, ingest.ProblemUnsupportedMedia, "application/json"},
-		{"GET", "GET", "", "", 405, ingest.ProblemMethodNotAllowed, "GET is not allowed"},
+		{"missing senderId", "POST", "application/json", `{"value":"x"}`, 400, httpapi.ProblemInvalidMessage, "senderId is required"},
+		{"missing value", "POST", "application/json", `{"senderId":"01"}`, 400, httpapi.ProblemInvalidMessage, "value is required"},
+		{"empty senderId", "POST", "application/json", `{"senderId":"","value":"x"}`, 400, httpapi.ProblemInvalidMessage, "senderId must be"},
+		{"empty value", "POST", "application/json", `{"senderId":"01","value":""}`, 400, httpapi.ProblemInvalidMessage, "value must not be empty"},
+		{"null value", "POST", "application/json", `{"senderId":"01","value":null}`, 400, httpapi.ProblemInvalidMessage, "value is required"},
+		{"number value", "POST", "application/json", `{"senderId":"01","value":5}`, 400, httpapi.ProblemInvalidJSON, "value must be a JSON string"},
+		{"null body", "POST", "application/json", `null`, 400, httpapi.ProblemInvalidMessage, "senderId is required"},
+		{"empty body", "POST", "application/json", ``, 400, httpapi.ProblemInvalidJSON, "empty body"},
+		{"bad JSON", "POST", "application/json", `{"senderId":`, 400, httpapi.ProblemInvalidJSON, "truncated"},
+		{"array", "POST", "application/json", `[{"senderId":"01","value":"x"}]`, 400, httpapi.ProblemInvalidJSON, "expected a JSON object"},
+		{"trailing data", "POST", "application/json", `{"senderId":"01","value":"x"} {}`, 400, httpapi.ProblemInvalidJSON, "unexpected data"},
+		{"invalid UTF-8", "POST", "application/json", "{\"senderId\":\"01\",\"value\":\"\xff\xfe\"}", 400, httpapi.ProblemInvalidJSON, "UTF-8"},
+		{"sender with a space", "POST", "application/json", `{"senderId":"plant a","value":"x"}`, 400, httpapi.ProblemInvalidMessage, "senderId must be"},
+		{"sender too long", "POST", "application/json", `{"senderId":"` + strings.Repeat("a", 129) + `","value":"x"}`, 400, httpapi.ProblemInvalidMessage, "senderId must be"},
+		{"value too large", "POST", "application/json", `{"senderId":"01","value":"` + big + `"}`, 400, httpapi.ProblemInvalidMessage, "over the limit of 1000"},
+		{"text/plain", "POST", "text/plain", `{"senderId":"01","value":"x"}`, 415, httpapi.ProblemUnsupportedMedia, "application/json"},
+		{"no content type", "POST", "", `{"senderId":"01","value":"x"}`, 415, httpapi.ProblemUnsupportedMedia, "application/json"},
+		{"GET", "GET", "", "", 405, httpapi.ProblemMethodNotAllowed, "GET is not allowed"},
 	}
-	f := newFixture(t, spool.Options{}, ingest.Config{MaxMessageBytes: 1000})
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxMessageBytes: 1000}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := f.do(t, tt.method, "/ServiceAPI/message", tt.contentType, tt.body)
-			if r.status != tt.status {
-				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			r := f.Do(t, tt.method, "/ServiceAPI/message", tt.contentType, tt.body)
+			if r.Status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tt.status, r.Body)
 			}
-			p := decodeProblem(t, r)
+			p := apitest.DecodeProblem(t, r)
 			if p.Type != tt.typ || !strings.Contains(p.Detail, tt.detail) {
 				t.Fatalf("problem %+v, want type %s with %q", p, tt.typ, tt.detail)
 			}
-			if bytes.Contains(r.body, []byte("goroutine")) || bytes.Contains(r.body, []byte(".go:")) {
-				t.Fatalf("stack trace leaked: %s", r.body)
+			if bytes.Contains(r.Body, []byte("goroutine")) || bytes.Contains(r.Body, []byte(".go:")) {
+				t.Fatalf("stack trace leaked: %s", r.Body)
 			}
 		})
 	}
-	if got := f.spooled(t); len(got) != 0 {
+	if got := spooled(t, f.Spool); len(got) != 0 {
 		t.Fatalf("a refused request left %d messages in the spool", len(got))
 	}
-	r := f.do(t, "GET", "/ServiceAPI/message", "", "")
-	if allow := r.header.Get("Allow"); allow != "POST" {
+	r := f.Do(t, "GET", "/ServiceAPI/message", "", "")
+	if allow := r.Header.Get("Allow"); allow != "POST" {
 		t.Errorf("Allow = %q, want POST", allow)
 	}
 }
 
 func TestRequestTooLarge(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{MaxRequestBytes: 1024})
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxRequestBytes: 1024}})
 	body := `{"senderId":"01","value":"` + strings.Repeat("x", 4096) + `"}`
 	for _, tt := range []struct {
 		name string
@@ -230,7 +150,7 @@ func TestRequestTooLarge(t *testing.T) {
 		{"chunked", io.MultiReader(strings.NewReader(body))}, // no length: read up to the limit only
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest("POST", f.srv.URL+"/v1/messages", tt.body)
+			req, _ := http.NewRequest("POST", f.URL+"/v1/messages", tt.body)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -238,11 +158,11 @@ func TestRequestTooLarge(t *testing.T) {
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			r := response{resp.StatusCode, resp.Header, b}
-			if r.status != 413 {
-				t.Fatalf("status %d, want 413: %s", r.status, r.body)
+			r := apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+			if r.Status != 413 {
+				t.Fatalf("status %d, want 413: %s", r.Status, r.Body)
 			}
-			if p := decodeProblem(t, r); p.Type != ingest.ProblemTooLarge {
+			if p := apitest.DecodeProblem(t, r); p.Type != httpapi.ProblemTooLarge {
 				t.Fatalf("type %s", p.Type)
 			}
 		})
@@ -250,16 +170,16 @@ func TestRequestTooLarge(t *testing.T) {
 }
 
 func TestIdempotencyKeyGivesTheSameIDOnEitherStamp(t *testing.T) {
-	onprem := newFixture(t, spool.Options{}, ingest.Config{Stamp: "onprem"})
-	cloud := newFixture(t, spool.Options{}, ingest.Config{Stamp: "cloud"})
-	id := func(f *fixture, key string) string {
+	onprem := apitest.NewStamp(t, apitest.Config{API: ingest.Config{Stamp: "onprem"}})
+	cloud := apitest.NewStamp(t, apitest.Config{API: ingest.Config{Stamp: "cloud"}})
+	id := func(f *apitest.Stamp, key string) string {
 		t.Helper()
-		r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"21.5"}`, "Idempotency-Key", key)
-		if r.status != 200 {
-			t.Fatalf("status %d: %s", r.status, r.body)
+		r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"21.5"}`, "Idempotency-Key", key)
+		if r.Status != 200 {
+			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 		var got struct{ CorrelationID string }
-		_ = json.Unmarshal(r.body, &got)
+		_ = json.Unmarshal(r.Body, &got)
 		return got.CorrelationID
 	}
 	a, b := id(onprem, "reading-42"), id(cloud, "reading-42")
@@ -276,15 +196,15 @@ func TestIdempotencyKeyGivesTheSameIDOnEitherStamp(t *testing.T) {
 		t.Fatalf("id %s, want %s (documented derivation)", a, want)
 	}
 	// Without a key: fresh time-ordered ids.
-	r1 := onprem.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"x"}`)
-	r2 := onprem.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"x"}`)
-	if bytes.Equal(r1.body, r2.body) {
+	r1 := onprem.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"x"}`)
+	r2 := onprem.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"plant-a","value":"x"}`)
+	if bytes.Equal(r1.Body, r2.Body) {
 		t.Fatal("two keyless requests got the same answer")
 	}
 }
 
 func TestBatchRoute(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{})
+	f := apitest.NewStamp(t, apitest.Config{})
 	type accepted struct {
 		Count    int
 		Success  bool
@@ -300,18 +220,18 @@ func TestBatchRoute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := f.do(t, "POST", "/v1/messages", tt.contentType, tt.body)
-			if r.status != 200 {
-				t.Fatalf("status %d: %s", r.status, r.body)
+			r := f.Do(t, "POST", "/v1/messages", tt.contentType, tt.body)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
 			var got accepted
-			if err := json.Unmarshal(r.body, &got); err != nil {
+			if err := json.Unmarshal(r.Body, &got); err != nil {
 				t.Fatal(err)
 			}
 			if got.Count != tt.n || len(got.Messages) != tt.n || !got.Success {
 				t.Fatalf("answer %+v, want %d messages", got, tt.n)
 			}
-			spooled := f.spooled(t)
+			spooled := spooled(t, f.Spool)
 			if len(spooled) != tt.n {
 				t.Fatalf("spooled %d, want %d", len(spooled), tt.n)
 			}
@@ -325,13 +245,13 @@ func TestBatchRoute(t *testing.T) {
 }
 
 func TestBatchIsAllOrNothing(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{MaxMessages: 5})
-	r := f.do(t, "POST", "/v1/messages", "application/json",
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxMessages: 5}})
+	r := f.Do(t, "POST", "/v1/messages", "application/json",
 		`[{"senderId":"a","value":"ok"},{"senderId":"b"},{"senderId":"c d","value":""},{"senderId":"e","value":7},42]`)
-	if r.status != 400 {
-		t.Fatalf("status %d: %s", r.status, r.body)
+	if r.Status != 400 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
 	}
-	p := decodeProblem(t, r)
+	p := apitest.DecodeProblem(t, r)
 	var idx []int
 	for _, e := range p.Errors {
 		idx = append(idx, e.Index)
@@ -339,7 +259,7 @@ func TestBatchIsAllOrNothing(t *testing.T) {
 	if want := []int{1, 2, 2, 3, 4}; !equalInts(idx, want) {
 		t.Fatalf("errors at %v, want %v: %+v", idx, want, p.Errors)
 	}
-	if got := f.spooled(t); len(got) != 0 {
+	if got := spooled(t, f.Spool); len(got) != 0 {
 		t.Fatalf("a refused batch left %d messages", len(got))
 	}
 	for _, tt := range []struct{ body, detail string }{
@@ -350,9 +270,9 @@ func TestBatchIsAllOrNothing(t *testing.T) {
 		if strings.HasPrefix(tt.body, "{") {
 			ct = "application/x-ndjson"
 		}
-		r := f.do(t, "POST", "/v1/messages", ct, tt.body)
-		if p := decodeProblem(t, r); r.status != 400 || !strings.Contains(p.Detail, tt.detail) {
-			t.Errorf("%q: %d %+v, want 400 with %q", tt.body, r.status, p, tt.detail)
+		r := f.Do(t, "POST", "/v1/messages", ct, tt.body)
+		if p := apitest.DecodeProblem(t, r); r.Status != 400 || !strings.Contains(p.Detail, tt.detail) {
+			t.Errorf("%q: %d %+v, want 400 with %q", tt.body, r.Status, p, tt.detail)
 		}
 	}
 }
@@ -370,14 +290,14 @@ func equalInts(a, b []int) bool {
 }
 
 func TestBatchIdempotency(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{})
+	f := apitest.NewStamp(t, apitest.Config{})
 	body := `[{"senderId":"a","value":"1"},{"senderId":"a","value":"2","id":"my-id"}]`
 	ids := func() []string {
-		r := f.do(t, "POST", "/v1/messages", "application/json", body, "Idempotency-Key", "batch-7")
+		r := f.Do(t, "POST", "/v1/messages", "application/json", body, "Idempotency-Key", "batch-7")
 		var got struct {
 			Messages []struct{ CorrelationID string }
 		}
-		_ = json.Unmarshal(r.body, &got)
+		_ = json.Unmarshal(r.Body, &got)
 		return []string{got.Messages[0].CorrelationID, got.Messages[1].CorrelationID}
 	}
 	first, again := ids(), ids()
@@ -395,17 +315,17 @@ func TestBatchIdempotency(t *testing.T) {
 func TestSpoolTroubleIs503WithRetryAfter(t *testing.T) {
 	t.Run("full", func(t *testing.T) {
 		var logs logbuf.Buffer
-		sp := newFixture(t, spool.Options{MaxBytes: 400}, ingest.Config{}).sp
-		f := serveFixture(t, sp, ingest.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		sp := apitest.NewStamp(t, apitest.Config{Spool: spool.Options{MaxBytes: 400}}).Spool
+		f := apitest.ServeStamp(t, sp, apitest.Config{API: ingest.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))}})
 		// ~360 bytes of records fit under the cap; the segment's header and trailer take it past.
-		if r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 330)+`"}`); r.status != 200 {
-			t.Fatalf("first: %d %s", r.status, r.body)
+		if r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 330)+`"}`); r.Status != 200 {
+			t.Fatalf("first: %d %s", r.Status, r.Body)
 		}
 		for range 50 {
-			r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 200)+`"}`)
-			assert503(t, r, ingest.ProblemSpoolFull)
+			r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"`+strings.Repeat("x", 200)+`"}`)
+			apitest.Assert503(t, r, httpapi.ProblemSpoolFull)
 		}
-		assert503(t, f.do(t, "GET", "/readyz", "", ""), ingest.ProblemSpoolFull)
+		apitest.Assert503(t, f.Do(t, "GET", "/readyz", "", ""), httpapi.ProblemSpoolFull)
 		// A full spool refuses every request: the log says so once a second, not 50 times.
 		if n := strings.Count(logs.String(), `"msg":"append failed"`); n != 1 {
 			t.Errorf("%d \"append failed\" lines for 50 refused requests in well under a second, want 1:\n%s", n, logs.String())
@@ -413,63 +333,50 @@ func TestSpoolTroubleIs503WithRetryAfter(t *testing.T) {
 	})
 	t.Run("unwritable", func(t *testing.T) {
 		ffs := fsys.NewFaulty(fsys.OS{})
-		f := newFixture(t, spool.Options{FS: ffs}, ingest.Config{})
+		f := apitest.NewStamp(t, apitest.Config{Spool: spool.Options{FS: ffs}})
 		ffs.Inject(fsys.Rule{Op: fsys.OpSync, Match: "/tmp/", Err: syscall.EIO})
-		r := f.do(t, "POST", "/v1/messages", "application/json", `{"senderId":"01","value":"x"}`)
-		assert503(t, r, ingest.ProblemSpoolUnavailable)
+		r := f.Do(t, "POST", "/v1/messages", "application/json", `{"senderId":"01","value":"x"}`)
+		apitest.Assert503(t, r, httpapi.ProblemSpoolUnavailable)
 		ffs.Reset()
-		if got := f.spooled(t); len(got) != 0 {
+		if got := spooled(t, f.Spool); len(got) != 0 {
 			t.Fatalf("a 503 left %d messages in the spool", len(got))
 		}
 	})
 	t.Run("closed", func(t *testing.T) {
-		f := newFixture(t, spool.Options{}, ingest.Config{})
-		_ = f.sp.Close()
-		assert503(t, f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`), ingest.ProblemShuttingDown)
+		f := apitest.NewStamp(t, apitest.Config{})
+		_ = f.Spool.Close()
+		apitest.Assert503(t, f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`), httpapi.ProblemShuttingDown)
 	})
 }
 
-func assert503(t *testing.T, r response, typ string) {
-	t.Helper()
-	if r.status != 503 {
-		t.Fatalf("status %d, want 503: %s", r.status, r.body)
-	}
-	if ra := r.header.Get("Retry-After"); ra != "5" {
-		t.Errorf("Retry-After = %q, want 5", ra)
-	}
-	if p := decodeProblem(t, r); p.Type != typ {
-		t.Fatalf("type %s, want %s", p.Type, typ)
-	}
-}
-
 func TestProbesAndDrain(t *testing.T) {
-	f := newFixture(t, spool.Options{}, ingest.Config{})
+	f := apitest.NewStamp(t, apitest.Config{})
 	for _, path := range []string{"/healthz", "/readyz", "/ServiceAPI/health"} {
-		if r := f.do(t, "GET", path, "", ""); r.status != 200 {
-			t.Fatalf("%s: %d", path, r.status)
+		if r := f.Do(t, "GET", path, "", ""); r.Status != 200 {
+			t.Fatalf("%s: %d", path, r.Status)
 		}
 	}
-	f.api.Drain()
-	assert503(t, f.do(t, "GET", "/readyz", "", ""), ingest.ProblemShuttingDown)
-	assert503(t, f.do(t, "GET", "/ServiceAPI/health", "", ""), ingest.ProblemShuttingDown)
-	if r := f.do(t, "GET", "/healthz", "", ""); r.status != 200 {
-		t.Fatalf("healthz while draining: %d (liveness must hold)", r.status)
+	f.API.Drain()
+	apitest.Assert503(t, f.Do(t, "GET", "/readyz", "", ""), httpapi.ProblemShuttingDown)
+	apitest.Assert503(t, f.Do(t, "GET", "/ServiceAPI/health", "", ""), httpapi.ProblemShuttingDown)
+	if r := f.Do(t, "GET", "/healthz", "", ""); r.Status != 200 {
+		t.Fatalf("healthz while draining: %d (liveness must hold)", r.Status)
 	}
 	// Requests still arriving while draining are served.
-	if r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`); r.status != 200 {
-		t.Fatalf("POST while draining: %d", r.status)
+	if r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`); r.Status != 200 {
+		t.Fatalf("POST while draining: %d", r.Status)
 	}
 }
 
 func TestStatusMetricsAndNotFound(t *testing.T) {
 	// Spool gauges come from the spool's periodic scan: scan often, then wait for one.
-	f := newFixture(t, spool.Options{ScanInterval: 5 * time.Millisecond}, ingest.Config{Role: "api", Version: "v9"})
-	f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
-	var st ingest.Status
+	f := apitest.NewStamp(t, apitest.Config{Spool: spool.Options{ScanInterval: 5 * time.Millisecond}, Ops: ops.Config{Role: "api", Version: "v9"}})
+	f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
+	var st ops.Status
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		r := f.do(t, "GET", "/v1/status", "", "")
-		if err := json.Unmarshal(r.body, &st); err != nil || r.status != 200 {
-			t.Fatalf("status: %d %s %v", r.status, r.body, err)
+		r := f.Do(t, "GET", "/v1/status", "", "")
+		if err := json.Unmarshal(r.Body, &st); err != nil || r.Status != 200 {
+			t.Fatalf("status: %d %s %v", r.Status, r.Body, err)
 		}
 		if st.Spool.Ready.Messages == 1 || time.Now().After(deadline) {
 			break
@@ -479,10 +386,10 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 	if st.Stamp != "onprem" || st.Role != "api" || st.Version != "v9" || !st.Ready || st.Spool.Ready.Messages != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	var m response
+	var m apitest.Response
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		m = f.do(t, "GET", "/metrics", "", "")
-		if bytes.Contains(m.body, []byte(`bridgehead_spool_messages{state="ready"} 1`)) || time.Now().After(deadline) {
+		m = f.Do(t, "GET", "/metrics", "", "")
+		if bytes.Contains(m.Body, []byte(`bridgehead_spool_messages{state="ready"} 1`)) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval while the spool's next scan comes
@@ -497,24 +404,24 @@ func TestStatusMetricsAndNotFound(t *testing.T) {
 		"bridgehead_spool_committed_messages_total 1\n",
 		"bridgehead_spool_commit_errors_total 0\n",
 	} {
-		if !bytes.Contains(m.body, []byte(want)) {
+		if !bytes.Contains(m.Body, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	r := f.do(t, "GET", "/nope", "", "")
-	if p := decodeProblem(t, r); r.status != 404 || p.Type != ingest.ProblemNotFound {
-		t.Fatalf("unknown path: %d %+v", r.status, p)
+	r := f.Do(t, "GET", "/nope", "", "")
+	if p := apitest.DecodeProblem(t, r); r.Status != 404 || p.Type != httpapi.ProblemNotFound {
+		t.Fatalf("unknown path: %d %+v", r.Status, p)
 	}
 }
 
 func TestForwarderOnlyServesNoMessages(t *testing.T) {
-	f := newFixture(t, spool.Options{MaxBytes: 1}, ingest.Config{ForwarderOnly: true})
-	r := f.do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
-	if p := decodeProblem(t, r); r.status != 404 || !strings.Contains(p.Detail, "forwarder role") {
-		t.Fatalf("message route on a forwarder: %d %+v", r.status, p)
+	f := apitest.NewStamp(t, apitest.Config{Spool: spool.Options{MaxBytes: 1}, NoAPI: true, NotFoundHint: "this instance runs the forwarder role only"})
+	r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"01","value":"x"}`)
+	if p := apitest.DecodeProblem(t, r); r.Status != 404 || !strings.Contains(p.Detail, "forwarder role") {
+		t.Fatalf("message route on a forwarder: %d %+v", r.Status, p)
 	}
 	// A full spool does not make a forwarder unready: draining it is its job.
-	if r := f.do(t, "GET", "/readyz", "", ""); r.status != 200 {
-		t.Fatalf("/readyz: %d %s", r.status, r.body)
+	if r := f.Do(t, "GET", "/readyz", "", ""); r.Status != 200 {
+		t.Fatalf("/readyz: %d %s", r.Status, r.Body)
 	}
 }

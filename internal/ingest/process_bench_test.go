@@ -12,6 +12,7 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/benchdir"
 	"github.com/bridgehead-dev/bridgehead/internal/childproc"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -38,12 +39,20 @@ func runServerChild(spec string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	router, err := httpapi.NewRouter(httpapi.RouterConfig{})
+	if err == nil {
+		err = router.Handle(api.Routes()...)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	childproc.Ready("http://" + ln.Addr().String())
 	_ = srv.Close()

@@ -26,8 +26,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/web"
 )
@@ -56,11 +58,24 @@ func run(ctx context.Context, listen string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api, err := ingest.New(ingest.Config{
-		Spool: nopSpool{}, Stamp: "vm", Role: "api", Version: "nop",
-		Logger: log, Registerer: reg, Gatherer: reg, Console: web.Handler(),
-	})
+	guard, err := httpapi.NewGuard(httpapi.GuardConfig{Logger: log, Registerer: reg}) // --auth off, as serve's default
 	if err != nil {
+		return err
+	}
+	router, err := httpapi.NewRouter(httpapi.RouterConfig{Guard: guard, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	api, err := ingest.New(ingest.Config{Spool: nopSpool{}, Stamp: "vm", Guard: guard, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	opsSrv, err := ops.New(ops.Config{Spool: nopSpool{}, API: api, Stamp: "vm", Role: "api", Version: "nop",
+		Gatherer: reg, Registerer: reg, Logger: log, Console: web.Handler()})
+	if err != nil {
+		return err
+	}
+	if err := router.Handle(append(api.Routes(), opsSrv.Routes()...)...); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", listen)
@@ -68,7 +83,7 @@ func run(ctx context.Context, listen string) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,

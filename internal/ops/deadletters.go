@@ -1,4 +1,4 @@
-package ingest
+package ops
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
@@ -64,7 +65,7 @@ type deadLetterEntry struct {
 func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 	entries, err := s.cfg.DeadLetters.List(r.Context(), spool.StateDead)
 	if err != nil {
-		writeProblem(w, s.spoolProblem("listing dead letters", err))
+		httpapi.WriteProblem(w, s.spoolProblem("listing dead letters", err))
 		return
 	}
 	out := make([]deadLetter, 0, len(entries))
@@ -75,7 +76,7 @@ func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, deadLetter{ID: e.ID, Created: e.Created, Messages: e.Messages, Bytes: e.Bytes, DeadAt: at, Reason: reason})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": out})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"deadLetters": out})
 }
 
 // handleDeadLetter is GET /v1/dead-letters/{id}: one dead segment's reason and messages.
@@ -86,12 +87,12 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 	}
 	at, reason, err := s.reason(r.Context(), e)
 	if err != nil {
-		writeProblem(w, s.spoolProblem("reading the reason of "+e.ID, err))
+		httpapi.WriteProblem(w, s.spoolProblem("reading the reason of "+e.ID, err))
 		return
 	}
 	msgs, err := s.cfg.DeadLetters.Read(r.Context(), e)
 	if err != nil && !errors.Is(err, spool.ErrCorrupt) {
-		writeProblem(w, s.spoolProblem("reading "+e.ID, err))
+		httpapi.WriteProblem(w, s.spoolProblem("reading "+e.ID, err))
 		return
 	}
 	body := struct {
@@ -109,7 +110,7 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 		body.Messages = append(body.Messages, deadLetterEntry{CorrelationID: m.ID.String(), SenderID: m.SenderID,
 			Value: m.Value, Properties: m.Properties, ReceivedAt: m.ReceivedAt, Stamp: m.Stamp})
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, body)
 }
 
 // handleRequeue is POST /v1/dead-letters/{id}/requeue: the segment goes back to ready/.
@@ -120,14 +121,14 @@ func (s *Server) handleRequeue(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.cfg.DeadLetters.Requeue(r.Context(), e); err != nil {
 		if spool.IsNotFound(err) {
-			writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "Not found", "dead letter "+e.ID+" is gone (requeued or purged meanwhile)"))
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, httpapi.ProblemNotFound, "Not found", "dead letter "+e.ID+" is gone (requeued or purged meanwhile)"))
 			return
 		}
-		writeProblem(w, s.spoolProblem("requeueing "+e.ID, err))
+		httpapi.WriteProblem(w, s.spoolProblem("requeueing "+e.ID, err))
 		return
 	}
-	s.log.Info("dead letter requeued", "segment", e.ID, "messages", e.Messages, "by", principalName(r))
-	writeJSON(w, http.StatusOK, map[string]int{"requeued": 1})
+	s.log.Info("dead letter requeued", "segment", e.ID, "messages", e.Messages, "by", httpapi.PrincipalName(r))
+	httpapi.WriteJSON(w, http.StatusOK, map[string]int{"requeued": 1})
 }
 
 // handleRequeueAll is POST /v1/dead-letters/requeue-all: every dead segment goes back to ready/.
@@ -136,7 +137,7 @@ func (s *Server) handleRequeue(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleRequeueAll(w http.ResponseWriter, r *http.Request) {
 	entries, err := s.cfg.DeadLetters.List(r.Context(), spool.StateDead)
 	if err != nil {
-		writeProblem(w, s.spoolProblem("listing dead letters", err))
+		httpapi.WriteProblem(w, s.spoolProblem("listing dead letters", err))
 		return
 	}
 	n := 0
@@ -147,12 +148,12 @@ func (s *Server) handleRequeueAll(w http.ResponseWriter, r *http.Request) {
 			n++
 		case spool.IsNotFound(err):
 		default:
-			writeProblem(w, s.spoolProblem("requeueing "+e.ID+" after "+strconv.Itoa(n)+" requeued", err))
+			httpapi.WriteProblem(w, s.spoolProblem("requeueing "+e.ID+" after "+strconv.Itoa(n)+" requeued", err))
 			return
 		}
 	}
-	s.log.Info("dead letters requeued", "segments", n, "by", principalName(r))
-	writeJSON(w, http.StatusOK, map[string]int{"requeued": n})
+	s.log.Info("dead letters requeued", "segments", n, "by", httpapi.PrincipalName(r))
+	httpapi.WriteJSON(w, http.StatusOK, map[string]int{"requeued": n})
 }
 
 // findDead resolves the {id} of a dead-letter route to a dead segment, or answers 404.
@@ -163,21 +164,21 @@ func (s *Server) findDead(w http.ResponseWriter, r *http.Request) (spool.Entry, 
 	case err == nil && e.State == spool.StateDead:
 		return e, true
 	case err == nil:
-		writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "Not found", "segment "+id+" is "+string(e.State)+", not dead"))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, httpapi.ProblemNotFound, "Not found", "segment "+id+" is "+string(e.State)+", not dead"))
 	case spool.IsNotFound(err):
-		writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "Not found", "no dead letter "+id))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, httpapi.ProblemNotFound, "Not found", "no dead letter "+id))
 	case strings.Contains(err.Error(), "not a segment name"):
-		writeProblem(w, problem(http.StatusNotFound, ProblemNotFound, "Not found", err.Error()))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, httpapi.ProblemNotFound, "Not found", err.Error()))
 	default:
-		writeProblem(w, s.spoolProblem("finding "+id, err))
+		httpapi.WriteProblem(w, s.spoolProblem("finding "+id, err))
 	}
 	return spool.Entry{}, false
 }
 
-func (s *Server) spoolProblem(what string, err error) *Problem {
+func (s *Server) spoolProblem(what string, err error) *httpapi.Problem {
 	s.log.Warn("spool administration failed", "what", what, "err", err)
-	p := problem(http.StatusServiceUnavailable, ProblemSpoolUnavailable, "Spool unavailable", what+" failed: "+err.Error())
-	p.retryAfter = s.cfg.RetryAfter
+	p := httpapi.NewProblem(http.StatusServiceUnavailable, httpapi.ProblemSpoolUnavailable, "Spool unavailable", what+" failed: "+err.Error())
+	p.RetryAfter = s.cfg.RetryAfter
 	return p
 }
 
@@ -188,7 +189,7 @@ func (s *Server) handlePeerStatus(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.PeerURL+"/v1/status", nil)
 	if err != nil {
-		writeProblem(w, problem(http.StatusBadGateway, ProblemPeerUnreachable, "Peer unreachable", err.Error()))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadGateway, httpapi.ProblemPeerUnreachable, "Peer unreachable", err.Error()))
 		return
 	}
 	if s.cfg.PeerAPIKey != "" {
@@ -196,7 +197,7 @@ func (s *Server) handlePeerStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.cfg.PeerClient.Do(req)
 	if err != nil {
-		writeProblem(w, problem(http.StatusBadGateway, ProblemPeerUnreachable, "Peer unreachable", "the peer stamp "+s.cfg.PeerURL+" did not answer: "+errors.Unwrap(err).Error()))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadGateway, httpapi.ProblemPeerUnreachable, "Peer unreachable", "the peer stamp "+s.cfg.PeerURL+" did not answer: "+errors.Unwrap(err).Error()))
 		return
 	}
 	defer resp.Body.Close()
@@ -209,7 +210,7 @@ func (s *Server) handlePeerStatus(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			detail += ": " + err.Error()
 		}
-		writeProblem(w, problem(http.StatusBadGateway, ProblemPeerUnreachable, "Peer unreachable", detail))
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadGateway, httpapi.ProblemPeerUnreachable, "Peer unreachable", detail))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
