@@ -26,6 +26,7 @@ const (
 	ProblemInvalidMessage   = ProblemBase + "invalid-message"
 	ProblemUnsupportedMedia = ProblemBase + "unsupported-media-type"
 	ProblemTooLarge         = ProblemBase + "payload-too-large"
+	ProblemRequestTimeout   = ProblemBase + "request-timeout"
 	ProblemMethodNotAllowed = ProblemBase + "method-not-allowed"
 	ProblemNotFound         = ProblemBase + "not-found"
 	ProblemSpoolFull        = ProblemBase + "spool-full"

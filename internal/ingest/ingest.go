@@ -203,7 +203,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *http
 		if errors.As(err, &mbe) {
 			return nil, tooLarge()
 		}
-		return nil, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Unreadable body", "reading the body failed: "+err.Error())
+		// The body stopped short (the client's link dropped, or it outlasted the server's read
+		// timeout): not the client's data at fault, so not a final 400. A 408 tells a client to
+		// send again; the error itself names this server's addresses and stays in the log.
+		s.log.Info("request body cut off", "remote", httpapi.ClientIP(r), "path", r.URL.Path, "err", err)
+		w.Header().Set("Connection", "close")
+		return nil, httpapi.NewProblem(http.StatusRequestTimeout, httpapi.ProblemRequestTimeout, "Request timeout",
+			"the body did not arrive in full (the connection was cut off or too slow); nothing was accepted, send it again")
 	}
 	return body, nil
 }

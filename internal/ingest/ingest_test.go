@@ -1,11 +1,13 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -136,6 +138,48 @@ func TestCompatMessageErrors(t *testing.T) {
 	r := f.Do(t, "GET", "/ServiceAPI/message", "", "")
 	if allow := r.Header.Get("Allow"); allow != "POST" {
 		t.Errorf("Allow = %q, want POST", allow)
+	}
+}
+
+// TestCutOffBodyIs408: a body that stops short, by a dropped link or by outlasting the read
+// timeout, is the network's fault, not the client's data: 408 (send again), never a final 400,
+// and the answer does not name the server's addresses.
+func TestCutOffBodyIs408(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{ReadTimeout: 300 * time.Millisecond})
+	host := strings.TrimPrefix(f.URL, "http://")
+	for _, tt := range []struct {
+		name string
+		cut  func(c *net.TCPConn)
+	}{
+		{"slow", func(*net.TCPConn) {}},                          // the read timeout cuts it
+		{"cut off", func(c *net.TCPConn) { _ = c.CloseWrite() }}, // the client's side ends early
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, _ = io.WriteString(c, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"+`{"senderId":"01",`)
+			tt.cut(c.(*net.TCPConn))
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			r := apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+			if p := apitest.DecodeProblem(t, r); r.Status != 408 || p.Type != httpapi.ProblemRequestTimeout {
+				t.Fatalf("got %d %s, want 408 request-timeout", r.Status, r.Body)
+			}
+			if strings.Contains(string(r.Body), "127.0.0.1") {
+				t.Errorf("the answer names an address: %s", r.Body)
+			}
+		})
+	}
+	if got := spooled(t, f.Spool); len(got) != 0 {
+		t.Errorf("spooled %d messages from cut-off requests", len(got))
 	}
 }
 

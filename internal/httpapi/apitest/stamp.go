@@ -2,6 +2,7 @@ package apitest
 
 import (
 	"testing"
+	"time"
 
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,8 @@ type Config struct {
 	Guard httpapi.GuardConfig
 	// NotFoundHint is the router's (what a forwarder-only process says on a 404).
 	NotFoundHint string
+	// ReadTimeout is the HTTP server's (serve's is 2 min); 0 means none.
+	ReadTimeout time.Duration
 }
 
 // Stamp is one process's HTTP surface as `serve` mounts it, the message API and the operator
@@ -89,7 +92,9 @@ func serve(tb testing.TB, sp *spool.Spool, reg *prometheus.Registry, cfg Config)
 	if err := router.Handle(st.Ops.Routes()...); err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(router)
+	srv := httptest.NewUnstartedServer(router)
+	srv.Config.ReadTimeout = cfg.ReadTimeout
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	st.URL = srv.URL
 	return st
