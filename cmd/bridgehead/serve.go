@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
@@ -87,7 +88,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
-	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time allowed for in-flight requests before exit")
+	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	c.security.register(f)
 	f.StringVar(&c.peerAPIKey, "peer-api-key", "", "API key this stamp presents to the peer's /v1/status (when the peer runs --metrics-auth)")
@@ -147,6 +148,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// stopBy is when the process must be done closing: the signal's time plus the grace (less a
+	// margin for the exit itself). Until a signal it is far off: a failed start closes at leisure.
+	var stopBy atomic.Value
+	stopBy.Store(time.Now().Add(time.Hour))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sp, err := spool.Open(c.spoolDir, spool.Options{
@@ -181,8 +186,17 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer func() {
-			if err := snk.Close(); err != nil {
-				log.Error("close sink", "err", err)
+			// Claims are released by now; a client library that lingers over its connections
+			// (franz-go waits on a broker that never answers) must not push the exit past the grace.
+			closed := make(chan error, 1)
+			go func() { closed <- snk.Close() }()
+			select {
+			case err := <-closed:
+				if err != nil {
+					log.Error("close sink", "err", err)
+				}
+			case <-time.After(time.Until(stopBy.Load().(time.Time))):
+				log.Warn("close sink: still closing at the end of the shutdown grace; exiting")
 			}
 		}()
 		fwd, err = forward.New(forward.Config{
@@ -276,10 +290,15 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 
 	var g oklogrun.Group
 	{ // the HTTP API
+		// The grace is one budget for the whole process: the API drains in the background while
+		// the forwarder finishes its sends (oklog/run calls the interrupts one after the other,
+		// so a blocking Shutdown here would start the forwarder's grace only after the API's).
+		drained := make(chan struct{})
 		g.Add(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
+			<-drained
 			return nil
 		}, func(error) {
 			// Readiness turns 503 at once; in-flight requests finish within the grace.
@@ -287,12 +306,15 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			if api != nil {
 				api.Drain()
 			}
-			sctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace-time.Second)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				log.Warn("shutdown: requests still running at the end of the grace were cut", "err", err)
-				_ = srv.Close()
-			}
+			go func() {
+				defer close(drained)
+				sctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace-time.Second)
+				defer cancel()
+				if err := srv.Shutdown(sctx); err != nil {
+					log.Warn("shutdown: requests still running at the end of the grace were cut", "err", err)
+					_ = srv.Close()
+				}
+			}()
 		})
 	}
 	if sec.tls != nil { // the TLS pair and client CAs: reloaded when the files change
@@ -312,6 +334,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		g.Add(func() error {
 			select {
 			case <-ctx.Done():
+				stopBy.Store(time.Now().Add(c.shutdownGrace - 250*time.Millisecond))
 				log.Info("signal received: draining", "grace", c.shutdownGrace)
 				return nil
 			case <-done:

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,10 +63,13 @@ func launchServe(args []string, stderr io.Writer) (*serveProc, error) {
 	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
 	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
+		if !strings.HasPrefix(kv, "BRIDGEHEAD_") && !strings.HasPrefix(kv, "GORACE=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The race detector sleeps a second at exit by default (atexit_sleep_ms): the tests that
+	// time a shutdown measure serve, not that.
+	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -580,4 +584,59 @@ func TestEveryAcceptedMessageDeliveredOnce(t *testing.T) {
 		t.Fatalf("%d messages acknowledged, %d distinct delivered, %d delivered more than once", accepted, len(got), twice)
 	}
 	t.Logf("%d messages acknowledged, then delivered once each", accepted)
+}
+
+// TestShutdownGraceIsOneBudget: with --role all, a client that never finishes its body holds
+// the API's drain for the whole grace, and a sink that never answers holds the forwarder's; the
+// process still exits within --shutdown-grace, because the two waits run at the same time.
+// (Kubernetes SIGKILLs at terminationGracePeriodSeconds, mid-release, when they add up.)
+func TestShutdownGraceIsOneBudget(t *testing.T) {
+	// A "broker" that accepts connections and never answers: the forwarder's send hangs.
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	const grace = 6 * time.Second
+	s := startServe(t, "--role", "all", "--sink", "kafka", "--kafka-brokers", hole.Addr().String(), "--kafka-topic", "t",
+		"--shutdown-grace", grace.String(), "--spool-seal-after", "10ms")
+	if code, _, body, err := s.post(context.Background(), "/ServiceAPI/message", `{"senderId":"01","value":"held"}`); err != nil || code != 200 {
+		t.Fatalf("post: %d %s %v", code, body, err)
+	}
+	// Wait until the forwarder has the message in flight (claimed) before the signal.
+	eventually(t, 10*time.Second, "a claim in flight", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(s.dir, "claimed"))
+		return len(entries) > 0
+	})
+	// A client whose body never ends.
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the request is being read
+
+	start := time.Now()
+	s.signal(t, syscall.SIGTERM)
+	s.wait(t, 3*grace)
+	took := time.Since(start)
+	if took > grace+500*time.Millisecond {
+		t.Fatalf("serve took %v to exit after SIGTERM, over --shutdown-grace %v", took.Round(time.Millisecond), grace)
+	}
+	if ids := spooled(t, s.dir); len(ids) != 1 {
+		t.Fatalf("%d messages in the spool after shutdown, want the undelivered one back in ready/", len(ids))
+	}
+	t.Logf("slow client and hung sink: exit %v after SIGTERM (grace %v)", took.Round(time.Millisecond), grace)
 }
