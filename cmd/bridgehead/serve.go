@@ -44,6 +44,7 @@ type serveConfig struct {
 	spoolMinFreeBytes byteSize
 	maxMessageBytes   byteSize
 	maxRequestBytes   byteSize
+	maxInflightBytes  byteSize
 	shutdownGrace     time.Duration
 	logLevel          string
 	peerURL           string
@@ -59,6 +60,7 @@ func newServeCmd() *cobra.Command {
 		spoolSegmentBytes: spool.DefaultMaxSegmentBytes,
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
+		maxInflightBytes:  ingest.DefaultMaxInflightBytes,
 	}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -88,6 +90,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
+	f.Var(&c.maxInflightBytes, "max-inflight-bytes", "request bytes read and decoded at once, all requests together; past it 503 (retryable), not an out-of-memory kill. Size it to the memory limit: decoding takes up to ~6 × the body")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	c.security.register(f)
@@ -115,6 +118,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.maxMessageBytes <= 0 || c.maxRequestBytes <= 0 {
 		return errors.New("--max-message-bytes and --max-request-bytes must be positive")
+	}
+	if c.maxInflightBytes < c.maxRequestBytes {
+		return fmt.Errorf("--max-inflight-bytes %d is below --max-request-bytes %d: a largest request could never be read", int64(c.maxInflightBytes), int64(c.maxRequestBytes))
 	}
 	if c.stamp == "" {
 		return errors.New("--stamp must not be empty")
@@ -235,7 +241,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		api, err = ingest.New(ingest.Config{
 			Spool: sp, Stamp: c.stamp, Guard: sec.guard,
 			MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
-			RateLimit: c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
+			MaxInflightBytes: int64(c.maxInflightBytes),
+			RateLimit:        c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
 			Logger: log, Registerer: reg,
 		})
 		if err != nil {

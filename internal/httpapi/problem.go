@@ -27,6 +27,7 @@ const (
 	ProblemUnsupportedMedia = ProblemBase + "unsupported-media-type"
 	ProblemTooLarge         = ProblemBase + "payload-too-large"
 	ProblemRequestTimeout   = ProblemBase + "request-timeout"
+	ProblemBusy             = ProblemBase + "server-busy"
 	ProblemMethodNotAllowed = ProblemBase + "method-not-allowed"
 	ProblemNotFound         = ProblemBase + "not-found"
 	ProblemSpoolFull        = ProblemBase + "spool-full"

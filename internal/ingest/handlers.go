@@ -25,7 +25,8 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 			"send Content-Type: application/json"))
 		return
 	}
-	body, p := s.readBody(w, r)
+	body, release, p := s.readBody(w, r)
+	defer release()
 	if p != nil {
 		httpapi.WriteProblem(w, p)
 		return
@@ -92,7 +93,8 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, p)
 		return
 	}
-	body, p := s.readBody(w, r)
+	body, release, p := s.readBody(w, r)
+	defer release()
 	if p != nil {
 		httpapi.WriteProblem(w, p)
 		return

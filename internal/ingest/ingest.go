@@ -42,7 +42,10 @@ const (
 	DefaultMaxRequestBytes = 16 << 20
 	DefaultMaxProperties   = 32
 	DefaultMaxMessages     = 10_000
-	DefaultRetryAfter      = 5 * time.Second
+	// DefaultMaxInflightBytes suits the Deployment's 512 MiB memory limit: decoding a batch
+	// takes up to about six times its body (10,000 messages of 32 properties: 16 MiB → ~100 MiB).
+	DefaultMaxInflightBytes = 64 << 20
+	DefaultRetryAfter       = 5 * time.Second
 )
 
 // Config configures a Server. Spool is required; every other zero field takes its default.
@@ -55,6 +58,10 @@ type Config struct {
 	// MaxRequestBytes bounds a request body; a larger one is refused with 413 without being read
 	// whole. Default 16 MiB.
 	MaxRequestBytes int64
+	// MaxInflightBytes bounds the request bytes being read and decoded at once, over all
+	// requests; past it a request is answered 503 (retryable) instead of growing the heap
+	// towards the pod's memory limit. Default 64 MiB; at least MaxRequestBytes.
+	MaxInflightBytes int64
 	// MaxProperties bounds the properties of one message; default 32.
 	MaxProperties int
 	// MaxMessages bounds the messages of one /v1/messages request; default 10,000.
@@ -83,11 +90,12 @@ type Config struct {
 
 // Server is the message API. It is safe for concurrent use.
 type Server struct {
-	cfg     Config
-	lim     limits
-	log     *slog.Logger
-	now     func() time.Time
-	limiter *limiters // nil without a rate limit
+	cfg      Config
+	lim      limits
+	log      *slog.Logger
+	now      func() time.Time
+	limiter  *limiters // nil without a rate limit
+	inflight inflight
 	// appendFailLog keeps "append failed" to a line a second.
 	appendFailLog rate.Sometimes
 	draining      atomic.Bool
@@ -106,6 +114,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes == 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if cfg.MaxInflightBytes == 0 {
+		cfg.MaxInflightBytes = max(DefaultMaxInflightBytes, cfg.MaxRequestBytes)
+	}
 	if cfg.MaxProperties == 0 {
 		cfg.MaxProperties = DefaultMaxProperties
 	}
@@ -120,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("ingest: MaxMessageBytes must be positive")
 	case cfg.MaxRequestBytes < 0:
 		return nil, errors.New("ingest: MaxRequestBytes must be positive")
+	case cfg.MaxInflightBytes < cfg.MaxRequestBytes:
+		return nil, fmt.Errorf("ingest: MaxInflightBytes %d is below MaxRequestBytes %d: a largest request could never be read", cfg.MaxInflightBytes, cfg.MaxRequestBytes)
 	case cfg.MaxProperties < 0 || cfg.MaxMessages < 0:
 		return nil, errors.New("ingest: MaxProperties and MaxMessages must be positive")
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
@@ -142,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 		now:           cfg.Now,
 		appendFailLog: rate.Sometimes{Interval: time.Second},
 	}
+	s.inflight.limit = cfg.MaxInflightBytes
 	if cfg.RateLimit > 0 {
 		s.limiter = newLimiters(cfg.RateLimit, cfg.RateBurst)
 	}
@@ -184,34 +198,57 @@ var errDraining = fmt.Errorf("%w: this instance is draining", spool.ErrClosed)
 // Accepted is how many messages this API acknowledged since it started.
 func (s *Server) Accepted() uint64 { return s.accepted.Load() }
 
-// readBody reads a request body of at most MaxRequestBytes. A declared Content-Length over the
-// limit is refused before anything is read.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpapi.Problem) {
+// readBody reads a request body of at most MaxRequestBytes, within MaxInflightBytes for all
+// requests together. A declared Content-Length over the limit is refused before anything is
+// read, and so is one that does not fit in flight now (503, retryable). Call release once the
+// body and what was decoded from it are no longer needed (after the Append).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), p *httpapi.Problem) {
 	limit := s.cfg.MaxRequestBytes
 	tooLarge := func() *httpapi.Problem {
 		return httpapi.NewProblem(http.StatusRequestEntityTooLarge, httpapi.ProblemTooLarge, "Request too large",
 			"the body exceeds the limit of "+strconv.FormatInt(limit, 10)+" bytes; split it into several requests")
 	}
+	busy := func() *httpapi.Problem {
+		s.metrics.busy.Inc()
+		w.Header().Set("Connection", "close") // do not read the rest of a body we will not take
+		p := httpapi.NewProblem(http.StatusServiceUnavailable, httpapi.ProblemBusy, "Server busy",
+			"this instance is reading as many request bytes as it may hold at once (--max-inflight-bytes); nothing was accepted, retry later or send to the other stamp")
+		p.RetryAfter = s.cfg.RetryAfter
+		return p
+	}
 	if r.ContentLength > limit {
 		// Do not read it; the server closes the connection rather than drain a huge body.
 		w.Header().Set("Connection", "close")
-		return nil, tooLarge()
+		return nil, func() {}, tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	rr := &reservingReader{r: http.MaxBytesReader(w, r.Body, limit), f: &s.inflight, max: limit + 1}
+	if r.ContentLength > 0 {
+		// The server stops the body at its declared length: reserve that, all at once.
+		if !s.inflight.take(r.ContentLength) {
+			return nil, func() {}, busy()
+		}
+		rr.held, rr.max = r.ContentLength, r.ContentLength+1
+	}
+	release = func() { s.inflight.give(rr.held) }
+	body, err := io.ReadAll(rr)
 	if err != nil {
+		release()
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, tooLarge()
+		switch {
+		case errors.As(err, &mbe):
+			return nil, func() {}, tooLarge()
+		case errors.Is(err, errBusy):
+			return nil, func() {}, busy()
 		}
 		// The body stopped short (the client's link dropped, or it outlasted the server's read
 		// timeout): not the client's data at fault, so not a final 400. A 408 tells a client to
 		// send again; the error itself names this server's addresses and stays in the log.
 		s.log.Info("request body cut off", "remote", httpapi.ClientIP(r), "path", r.URL.Path, "err", err)
 		w.Header().Set("Connection", "close")
-		return nil, httpapi.NewProblem(http.StatusRequestTimeout, httpapi.ProblemRequestTimeout, "Request timeout",
+		return nil, func() {}, httpapi.NewProblem(http.StatusRequestTimeout, httpapi.ProblemRequestTimeout, "Request timeout",
 			"the body did not arrive in full (the connection was cut off or too slow); nothing was accepted, send it again")
 	}
-	return body, nil
+	return body, release, nil
 }
 
 // timestamp formats t as .NET did: UTC, ISO 8601, up to 7 fractional digits, trailing zeros

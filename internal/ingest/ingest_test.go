@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -467,5 +468,60 @@ func TestForwarderOnlyServesNoMessages(t *testing.T) {
 	// A full spool does not make a forwarder unready: draining it is its job.
 	if r := f.Do(t, "GET", "/readyz", "", ""); r.Status != 200 {
 		t.Fatalf("/readyz: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestInflightBytesBound: request bodies being read and decoded at once never pass
+// MaxInflightBytes: a request that would is answered 503 server-busy at once (retryable),
+// declared length or not, and the bytes come back when a request is done.
+func TestInflightBytesBound(t *testing.T) {
+	const maxReq = 1 << 20
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxRequestBytes: maxReq, MaxInflightBytes: 2 * maxReq}})
+	host := strings.TrimPrefix(f.URL, "http://")
+	// Two slow requests of the largest size hold the whole budget.
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = fmt.Fprintf(c, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[", maxReq)
+		held = append(held, c)
+	}
+	one := `{"senderId":"01","value":"v"}`
+	eventually(t, "the held requests to take the budget", func() bool {
+		return f.Do(t, "POST", "/v1/messages", "application/json", one).Status == 503
+	})
+	r := f.Do(t, "POST", "/v1/messages", "application/json", one)
+	apitest.Assert503(t, r, httpapi.ProblemBusy)
+	// Without a declared length too: the bytes are taken as they are read.
+	req, _ := http.NewRequest("POST", f.URL+"/v1/messages", io.MultiReader(strings.NewReader(one)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("chunked request while the budget is taken: %d, want 503", resp.StatusCode)
+	}
+	// One slow request ends (cut off): its bytes come back, and a small request fits again.
+	_ = held[0].Close()
+	eventually(t, "the budget to come back", func() bool {
+		return f.Do(t, "POST", "/v1/messages", "application/json", one).Status == 200
+	})
+	if m := f.Do(t, "GET", "/metrics", "", ""); !regexp.MustCompile(`bridgehead_ingest_busy_rejections_total [1-9]`).Match(m.Body) {
+		t.Errorf("busy rejections not counted")
+	}
+}
+
+// eventually polls cond every 5 ms for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

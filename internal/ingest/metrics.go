@@ -8,6 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	accepted    prometheus.Counter
 	rateLimited prometheus.Counter
+	busy        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -20,11 +21,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "bridgehead_ingest_rate_limited_messages_total",
 			Help: "Messages refused with 429 because their client was over --rate-limit.",
 		}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_ingest_busy_rejections_total",
+			Help: "Requests refused with 503 because --max-inflight-bytes of request bodies were being read and decoded already.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.accepted, m.rateLimited} {
+	for _, c := range []prometheus.Collector{m.accepted, m.rateLimited, m.busy} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

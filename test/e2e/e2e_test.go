@@ -59,7 +59,12 @@ type serveProc struct {
 // launchServe starts `bridgehead serve args...`, its stderr going to stderr, and waits until it
 // prints its address. It reports failures as errors, so that it can be called from anywhere.
 func launchServe(args []string, stderr io.Writer) (*serveProc, error) {
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	return launchServeBinary(binary, args, stderr)
+}
+
+// launchServeBinary is launchServe with another build of bridgehead.
+func launchServeBinary(bin string, args []string, stderr io.Writer) (*serveProc, error) {
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
 	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
 	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
 	for _, kv := range os.Environ() {
@@ -530,6 +535,7 @@ func TestServeRefusesBadConfiguration(t *testing.T) {
 		{[]string{"serve", "--tls-client-auth", "require"}, "--tls-cert-file"},
 		{[]string{"serve", "--rate-burst", "10"}, "--rate-limit"},
 		{[]string{"serve", "--cors-origins", "tester.example"}, "--cors-origins"},
+		{[]string{"serve", "--max-inflight-bytes", "1MiB"}, "--max-inflight-bytes"},
 	} {
 		dir := t.TempDir()
 		out, err := exec.Command(binary, append(tt.args, "--spool-dir", dir, "--file-path", filepath.Join(dir, "out.ndjson"))...).CombinedOutput()
