@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -102,6 +103,9 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 		if m.ID == "" {
 			errs = append(errs, client.FieldError{Index: i, Field: "id", Detail: "this test wants every id set"})
 		}
+		if m.Value == refusedByStamp {
+			errs = append(errs, client.FieldError{Index: i, Field: "value", Detail: "this stamp refuses this value"})
+		}
 		out.Messages = append(out.Messages, ack{CorrelationID: client.CorrelationID(m.SenderID, m.ID), SenderID: m.SenderID})
 	}
 	if len(errs) > 0 {
@@ -117,6 +121,10 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_ = json.NewEncoder(w).Encode(out)
 }
+
+// refusedByStamp is a value a sendStamp refuses by name, though send's own check passes it: a
+// rule of one stamp's configuration (a smaller --max-message-bytes, a key's senderIds).
+const refusedByStamp = "refused-by-the-stamp"
 
 func values(got []received) []string {
 	out := make([]string, len(got))
@@ -144,7 +152,7 @@ func TestSendNDJSONFromStdin(t *testing.T) {
 	if want := client.CorrelationID("plant-a", "reading-42"); acks[0] != want {
 		t.Errorf("got %v, want %v", acks[0], want)
 	}
-	if want := "sent 2, acked 2, failed 0, failovers 0\n  acked by " + s.URL + ": 2\n"; stdout != want {
+	if want := "sent 2, acked 2, failed 0, rejected 0, failovers 0\n  acked by " + s.URL + ": 2\n"; stdout != want {
 		t.Errorf("got %q, want %q", stdout, want)
 	}
 }
@@ -235,27 +243,97 @@ func TestSendFailsOver(t *testing.T) {
 	if got, _ := s.received(); len(got) != 2 {
 		t.Errorf("second stamp got %d messages, want 2", len(got))
 	}
-	want := "sent 2, acked 2, failed 0, failovers 1\n  acked by " + downURL + ": 0\n  acked by " + s.URL + ": 2\n"
+	want := "sent 2, acked 2, failed 0, rejected 0, failovers 1\n  acked by " + downURL + ": 0\n  acked by " + s.URL + ": 2\n"
 	if stdout != want {
 		t.Errorf("got %q, want %q", stdout, want)
 	}
 }
 
-func TestSendRefusedExitsNonZero(t *testing.T) {
+// TestSendRejectsBadLines checks that lines a stamp would refuse are not sent, that one bad line
+// does not cost the good ones, and that each rejected line is named by its line number.
+func TestSendRejectsBadLines(t *testing.T) {
 	s := mustSendStamp(t, "")
-	in := `{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n"
-	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
-	if err == nil || !strings.Contains(err.Error(), "2 messages were not acked") {
-		t.Fatalf("got %v, want an error saying 2 messages were not acked", err)
+	var in strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&in, `{"senderId":"plant-a","value":"%d"}`+"\n", i)
+		if i == 499 {
+			in.WriteString(`{"senderId":"plant a","value":"bad"}` + "\n") // line 501
+		}
 	}
-	if !strings.HasPrefix(stdout, "sent 1, acked 0, failed 2,") {
-		t.Errorf("summary: got %q, want sent 1, acked 0, failed 2", stdout)
+	in.WriteString(`{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n") // lines 1002, 1003
+	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in.String()), "send", "--url", s.URL,
+		"--batch-window", "5ms", "--rejects-file", rejects)
+	if err == nil || !strings.Contains(err.Error(), "3 lines were rejected (stdin:501, stdin:1002, stdin:1003)") {
+		t.Fatalf("got %v, want an error naming the 3 rejected lines", err)
 	}
-	for _, want := range []string{"stdin:2: not a message", "answered 400 invalid-message"} {
+	if got, _ := s.received(); len(got) != 1000 {
+		t.Errorf("the stamp got %d messages, want 1000", len(got))
+	}
+	if want := "sent 1000, acked 1000, failed 0, rejected 3, failovers 0\n"; !strings.HasPrefix(stdout, want) {
+		t.Errorf("summary: got %q, want it to start %q", stdout, want)
+	}
+	if !strings.Contains(stdout, "  rejected: stdin:501, stdin:1002, stdin:1003\n") {
+		t.Errorf("summary %q does not name the rejected lines", stdout)
+	}
+	for _, want := range []string{
+		"send: stdin:501: rejected: senderId must be 1-128 characters",
+		"send: stdin:1002: rejected: value must not be empty",
+		"send: stdin:1003: rejected: invalid JSON",
+	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr %q does not say %q", stderr, want)
 		}
 	}
+	recs := readRejects(t, rejects)
+	if len(recs) != 3 || recs[0].Line != 501 || recs[0].Input != "stdin" || recs[0].Text != `{"senderId":"plant a","value":"bad"}` ||
+		len(recs[0].Errors) != 1 || recs[0].Errors[0].Field != "senderId" || recs[0].By != "" || recs[2].Line != 1003 {
+		t.Errorf("rejects file: got %+v, want lines 501, 1002 and 1003 with their text and problems", recs)
+	}
+}
+
+// TestSendResendsWhatTheStampDidNotName checks that when a stamp refuses a request naming some
+// of its messages, the others are sent again, and the refused ones are reported by line.
+func TestSendResendsWhatTheStampDidNotName(t *testing.T) {
+	s := mustSendStamp(t, "")
+	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
+	in := "a\nb\n" + refusedByStamp + "\nc\n"
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--sender-id", "plant-a",
+		"--batch-window", "1h", "--rejects-file", rejects)
+	if err == nil || !strings.Contains(err.Error(), "1 lines were rejected (stdin:3)") {
+		t.Fatalf("got %v, want an error naming line 3", err)
+	}
+	if got, _ := s.received(); !slices.Equal(values(got), []string{"plant-a/a", "plant-a/b", "plant-a/c"}) {
+		t.Errorf("the stamp got %v, want a, b and c", values(got))
+	}
+	if want := "sent 4, acked 3, failed 0, rejected 1, failovers 0\n"; !strings.HasPrefix(stdout, want) {
+		t.Errorf("summary: got %q, want it to start %q", stdout, want)
+	}
+	if want := "send: stdin:3: rejected by " + s.URL + ": this stamp refuses this value"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not say %q", stderr, want)
+	}
+	recs := readRejects(t, rejects)
+	if len(recs) != 1 || recs[0].Line != 3 || recs[0].By != s.URL || !strings.Contains(recs[0].Text, `"value":"`+refusedByStamp+`"`) ||
+		!strings.Contains(recs[0].Text, `"id":"`) {
+		t.Errorf("rejects file: got %+v, want line 3 refused by the stamp, as sent with its id", recs)
+	}
+}
+
+func readRejects(t *testing.T, path string) []rejectRecord {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rejectRecord
+	for line := range strings.Lines(string(b)) {
+		var r rejectRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("rejects file line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func TestSendBadFlags(t *testing.T) {
@@ -270,6 +348,8 @@ func TestSendBadFlags(t *testing.T) {
 		{[]string{"--api-key", "a", "--api-key-file", "f"}, "give one"},
 		{[]string{"--ca-file", "/nonexistent"}, "--ca-file"},
 		{[]string{"--max-attempts", "-2"}, "--max-attempts"},
+		{[]string{"--sender-id", "plant a"}, `--sender-id "plant a": must be`},
+		{[]string{"--max-message-bytes", "0"}, "--max-message-bytes"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -383,7 +463,7 @@ func TestSendProgressLine(t *testing.T) {
 		st := &sendState{stderr: &buf, tty: tc.tty}
 		st.sent.Store(3)
 		st.acked.Store(2)
-		st.bad.Store(1)
+		st.failed.Store(1)
 		ep := "http://onprem"
 		st.lastEndpoint.Store(&ep)
 		st.progress(2)
