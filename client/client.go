@@ -78,6 +78,21 @@ type Config struct {
 	// MaxAttempts bounds the tries of one Send across all endpoints. Default 3 per endpoint;
 	// negative means until the Send's context ends.
 	MaxAttempts int
+	// OnFailover, when set, is called each time a Send moves a request away from an endpoint
+	// that failed, before the try at the next one: it says which endpoint failed and why. It
+	// runs on the goroutine of that Send and must not block.
+	OnFailover func(Failover)
+}
+
+// Failover is a request moving away from an endpoint that failed.
+type Failover struct {
+	// From is the endpoint that failed and To the one tried next, as in Config.Endpoints.
+	From, To string
+	// Cause says why From failed, in a few words: "connection refused", "503 spool-full",
+	// "no answer within 10s".
+	Cause string
+	// Err is From's failure in full.
+	Err error
 }
 
 func (c *Config) validate() error {
@@ -214,18 +229,21 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 	if err != nil {
 		return nil, err
 	}
-	var last error
+	var last *failure
 	var prev *endpoint // the endpoint of the previous, failed try
 	for attempt := 0; c.cfg.MaxAttempts < 0 || attempt < c.cfg.MaxAttempts; attempt++ {
 		ep, err := c.pick(ctx)
 		if err != nil {
 			if last != nil {
-				return nil, fmt.Errorf("send %d messages: %w (last failure: %v)", len(msgs), err, last)
+				return nil, fmt.Errorf("send %d messages: %w (last failure: %v)", len(msgs), err, last.err)
 			}
 			return nil, fmt.Errorf("send %d messages: %w", len(msgs), err)
 		}
 		if prev != nil && prev != ep {
 			c.countFailover()
+			if c.cfg.OnFailover != nil {
+				c.cfg.OnFailover(Failover{From: prev.name, To: ep.name, Cause: last.cause, Err: last.err})
+			}
 		}
 		prev = ep
 		acks, f := c.try(ctx, ep, body, want)
@@ -243,9 +261,9 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 		}
 		c.countFailure(ep)
 		c.markFailed(ep, f.retryAfter)
-		last = f.err
+		last = f
 	}
-	return nil, fmt.Errorf("send %d messages: %d attempts failed, last: %w", len(msgs), c.cfg.MaxAttempts, last)
+	return nil, fmt.Errorf("send %d messages: %d attempts failed, last: %w", len(msgs), c.cfg.MaxAttempts, last.err)
 }
 
 // wireMessage is a message as POST /v1/messages takes it.
@@ -279,6 +297,7 @@ func encode(msgs []Message) ([]byte, []string, error) {
 // failure is why one try failed and what it means for the endpoint.
 type failure struct {
 	err        error
+	cause      string        // err in a few words, for Failover
 	retriable  bool          // the endpoint, not the request, is at fault: try the next one
 	retryAfter time.Duration // the endpoint's Retry-After, 0 if none
 }
@@ -296,22 +315,22 @@ func (c *Client) try(ctx context.Context, ep *endpoint, body []byte, want []stri
 	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &failure{err: fmt.Errorf("post to %s: %w", ep.name, err), retriable: true}
+		return nil, &failure{err: fmt.Errorf("post to %s: %w", ep.name, err), cause: c.cause(err), retriable: true}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, &failure{err: fmt.Errorf("read answer of %s: %w", ep.name, err), retriable: true}
+		return nil, &failure{err: fmt.Errorf("read answer of %s: %w", ep.name, err), cause: c.cause(err), retriable: true}
 	}
 	if resp.StatusCode/100 != 2 {
 		e := newError(ep.name, resp.StatusCode, data)
-		return nil, &failure{err: e, retriable: retriable(resp.StatusCode), retryAfter: retryAfter(resp.Header, time.Now())}
+		return nil, &failure{err: e, cause: e.short(), retriable: retriable(resp.StatusCode), retryAfter: retryAfter(resp.Header, time.Now())}
 	}
 	acks, err := decodeAcks(ep.name, data, want)
 	if err != nil {
 		// The stamp stored the messages but its answer is unusable: a retry stores them again
 		// under the same ids, which downstream drops.
-		return nil, &failure{err: err, retriable: true}
+		return nil, &failure{err: err, cause: "unusable answer", retriable: true}
 	}
 	return acks, nil
 }

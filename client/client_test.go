@@ -123,10 +123,11 @@ func TestFailover(t *testing.T) {
 		mode       string // of the first stamp; "" = refuses connections
 		retryAfter string
 		minDown    time.Duration // the first stamp is left alone at least this long
+		cause      string        // the Failover's Cause
 	}{
-		{name: "connection refused"},
-		{name: "503 with Retry-After", mode: mode503, retryAfter: "3", minDown: 2 * time.Second},
-		{name: "500", mode: mode500},
+		{name: "connection refused", cause: "connection refused"},
+		{name: "503 with Retry-After", mode: mode503, retryAfter: "3", minDown: 2 * time.Second, cause: "503 spool-full"},
+		{name: "500", mode: mode500, cause: "500 internal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			second := mustStamp(t)
@@ -139,8 +140,10 @@ func TestFailover(t *testing.T) {
 				firstURL = first.URL
 			}
 			// No prober: the first stamp must stay out of service for its whole backoff.
+			var failovers []Failover // appended by Send, on this goroutine
 			c := mustClient(t, Config{Endpoints: []string{firstURL, second.URL}, ProbeInterval: -1,
-				BackoffMin: time.Second, BackoffMax: time.Second})
+				BackoffMin: time.Second, BackoffMax: time.Second,
+				OnFailover: func(f Failover) { failovers = append(failovers, f) }})
 
 			start := time.Now()
 			acks, err := c.Send(context.Background(),
@@ -153,6 +156,10 @@ func TestFailover(t *testing.T) {
 				if a.Endpoint != second.URL {
 					t.Errorf("ack %d endpoint: got %v, want the second %v", i, a.Endpoint, second.URL)
 				}
+			}
+			if len(failovers) != 1 || failovers[0].From != firstURL || failovers[0].To != second.URL ||
+				failovers[0].Cause != tc.cause || failovers[0].Err == nil {
+				t.Errorf("got failovers %+v, want one from %s to %s because %q", failovers, firstURL, second.URL, tc.cause)
 			}
 			if first != nil {
 				// The retry carried the ids the first try did, generated one included.
@@ -270,13 +277,18 @@ func TestContextCancel(t *testing.T) {
 func TestTimeoutFailsOver(t *testing.T) {
 	first, second := mustStamp(t), mustStamp(t)
 	first.SetMode(modeHang)
-	c := mustClient(t, Config{Endpoints: []string{first.URL, second.URL}, Timeout: 100 * time.Millisecond})
+	var causes []string // appended by Send, on this goroutine
+	c := mustClient(t, Config{Endpoints: []string{first.URL, second.URL}, Timeout: 100 * time.Millisecond,
+		OnFailover: func(f Failover) { causes = append(causes, f.Cause) }})
 	acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: "1", ID: "k"})
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	if acks[0].Endpoint != second.URL {
 		t.Errorf("got endpoint %v, want the second %v", acks[0].Endpoint, second.URL)
+	}
+	if want := []string{"no answer within 100ms"}; !slices.Equal(causes, want) {
+		t.Errorf("got failover causes %q, want %q", causes, want)
 	}
 }
 

@@ -22,7 +22,7 @@ const maxLineBytes = 8 << 20
 
 // sendFlags is every `send` setting; flags fill it, env BRIDGEHEAD_<FLAG> overrides defaults.
 type sendFlags struct {
-	urls      string
+	urls      []string // each one URL or a comma-separated list; all of them, in order
 	senderID  string
 	values    []string
 	window    time.Duration
@@ -67,7 +67,8 @@ It streams: a line read is sent within --batch-window, so "tail -f x | bridgehea
 --sender-id plant-a" works, and memory stays flat (reading pauses while a batch is in
 flight and the queue is full).
 
-Progress goes to stderr: one line rewritten in place on a terminal, plain lines (at most one
+Each failover is said on stderr with its cause ("send: failover: https://onprem:8443 failed
+(connection refused); sending to https://cloud.example"). Progress goes to stderr: one line rewritten in place on a terminal, plain lines (at most one
 a second) otherwise. The summary (sent, acked per endpoint, failed, rejected with their lines,
 failovers) goes to stdout. Exit status 1 when any message was not acked or any line rejected.
 
@@ -75,7 +76,8 @@ A request is tried up to --max-attempts times across the stamps (default 3 per s
 its messages count as failed; with --max-attempts -1 it is tried until a stamp acks it or
 send is interrupted, and reading pauses meanwhile. Every flag can also be set by
 BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KEY_FILE.`,
-		Example: `  bridgehead send --url https://onprem:8443,https://cloud.example --rejects-file rejects.ndjson readings.ndjson
+		Example: `  bridgehead send --url https://onprem:8443 --url https://cloud.example readings.ndjson
+  bridgehead send --url https://onprem:8443,https://cloud.example --rejects-file rejects.ndjson readings.ndjson
   tail -f readings.log | bridgehead send --sender-id plant-a --acked-file acked.txt
   bridgehead send --sender-id plant-a --value 21.5 --value 21.7`,
 		RunE: func(cmd *cobra.Command, files []string) error {
@@ -83,7 +85,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.urls, "url", "http://127.0.0.1:8080", "base URLs of the stamps, comma-separated, in order of preference")
+	fs.StringArrayVar(&f.urls, "url", []string{"http://127.0.0.1:8080"}, "base URL of a stamp; repeat it (or give a comma-separated list) for failover, in order of preference")
 	fs.StringVar(&f.senderID, "sender-id", "", "senderId of every message: input lines are plain values, not NDJSON")
 	fs.StringArrayVar(&f.values, "value", nil, "send this value (repeatable; needs --sender-id)")
 	fs.DurationVar(&f.window, "batch-window", client.DefaultBatchWindow, "longest a message read waits before its request is sent (at most 1000 messages a request)")
@@ -102,7 +104,10 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 
 // clientConfig checks the flags and builds the client's Config.
 func (f sendFlags) clientConfig(cmd *cobra.Command) (client.Config, error) {
-	endpoints := splitList(f.urls)
+	var endpoints []string
+	for _, u := range f.urls {
+		endpoints = append(endpoints, splitList(u)...)
+	}
 	for _, e := range endpoints {
 		if !isHTTPURL(e) {
 			return client.Config{}, fmt.Errorf("--url: %q is not an http(s) URL with a host", e)
@@ -241,6 +246,9 @@ func runSend(cmd *cobra.Command, f sendFlags, files []string) (err error) {
 		return err
 	}
 	st := &sendState{stderr: stderr, tty: isTerminal(stderr)}
+	cfg.OnFailover = func(fo client.Failover) {
+		st.warn("failover: %s failed (%s); sending to %s", fo.From, fo.Cause, fo.To)
+	}
 	closeFile := func(flag string, file *os.File) {
 		if cerr := file.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("%s: %w", flag, cerr)

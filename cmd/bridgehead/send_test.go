@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/client"
+	"github.com/spf13/cobra"
 )
 
 // received is one message as a sendStamp got it.
@@ -230,22 +231,88 @@ func TestSendAPIKeyFile(t *testing.T) {
 	}
 }
 
+// TestSendFailsOver checks that the stamps of --url, repeated or comma-separated, are a failover
+// list, and that each failover is said on stderr with its cause.
 func TestSendFailsOver(t *testing.T) {
-	s := mustSendStamp(t, "")
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close()
-	stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\nb\n"), "send", "--url", downURL+","+s.URL,
-		"--sender-id", "plant-a", "--batch-window", "5ms")
-	if err != nil {
-		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	for _, tc := range []struct {
+		name  string
+		urls  func(s, full string) []string
+		first string // "refused" or "full"
+		cause string
+	}{
+		{"comma-separated", func(s, _ string) []string { return []string{"--url", downURL + "," + s} }, "refused", "connection refused"},
+		{"repeated", func(s, _ string) []string { return []string{"--url", downURL, "--url", s} }, "refused", "connection refused"},
+		{"repeated, spool full", func(s, full string) []string { return []string{"--url", full, "--url", s} }, "full", "503 spool-full"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustSendStamp(t, "")
+			full := mustFailingStamp(t, s, 1<<30)
+			firstURL := downURL
+			if tc.first == "full" {
+				firstURL = full.URL
+			}
+			args := append([]string{"send", "--sender-id", "plant-a", "--batch-window", "5ms"}, tc.urls(s.URL, full.URL)...)
+			stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\nb\n"), args...)
+			if err != nil {
+				t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+			}
+			if got, _ := s.received(); len(got) != 2 {
+				t.Errorf("second stamp got %d messages, want 2", len(got))
+			}
+			want := "sent 2, acked 2, failed 0, rejected 0, failovers 1\n  acked by " + firstURL + ": 0\n  acked by " + s.URL + ": 2\n"
+			if stdout != want {
+				t.Errorf("got %q, want %q", stdout, want)
+			}
+			if want := "send: failover: " + firstURL + " failed (" + tc.cause + "); sending to " + s.URL + "\n"; !strings.Contains(stderr, want) {
+				t.Errorf("stderr %q does not say %q", stderr, want)
+			}
+		})
 	}
-	if got, _ := s.received(); len(got) != 2 {
-		t.Errorf("second stamp got %d messages, want 2", len(got))
-	}
-	want := "sent 2, acked 2, failed 0, rejected 0, failovers 1\n  acked by " + downURL + ": 0\n  acked by " + s.URL + ": 2\n"
-	if stdout != want {
-		t.Errorf("got %q, want %q", stdout, want)
+}
+
+// TestSendURLList checks how --url values and BRIDGEHEAD_URL make the failover list.
+func TestSendURLList(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want []string
+	}{
+		{nil, "", []string{"http://127.0.0.1:8080"}},
+		{[]string{"--url", "http://a"}, "", []string{"http://a"}},
+		{[]string{"--url", "http://a", "--url", "http://b"}, "", []string{"http://a", "http://b"}},
+		{[]string{"--url", "http://a, http://b", "--url", "http://c"}, "", []string{"http://a", "http://b", "http://c"}},
+		{nil, "http://a,http://b", []string{"http://a", "http://b"}},
+		{[]string{"--url", "http://c"}, "http://a,http://b", []string{"http://c"}},
+	} {
+		t.Run(strings.Join(tc.args, " ")+" env "+tc.env, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("BRIDGEHEAD_URL", tc.env)
+			}
+			var got []string
+			cmd := newSendCmd()
+			cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+				f := cmd.Flags()
+				if err := applyEnv(f); err != nil {
+					return err
+				}
+				urls, _ := f.GetStringArray("url")
+				var fl sendFlags
+				fl.urls, fl.window, fl.timeout, fl.maxMessageBytes = urls, time.Second, time.Second, 1
+				cfg, err := fl.clientConfig(cmd)
+				got = cfg.Endpoints
+				return err
+			}
+			cmd.SetArgs(tc.args)
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got endpoints %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
