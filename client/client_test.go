@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -470,5 +473,53 @@ func TestDefaults(t *testing.T) {
 		if cfg.BackoffMin != tc.wantMin || cfg.BackoffMax != tc.wantM {
 			t.Errorf("%s: got %v..%v, want %v..%v", tc.name, cfg.BackoffMin, cfg.BackoffMax, tc.wantMin, tc.wantM)
 		}
+	}
+}
+
+// timeoutStamp answers its first failures POSTs with 408 and then is s. With cut, the 408 comes
+// before the body is read and the connection is closed, as a server whose read timeout cut off
+// the upload does: the client may then see the 408 or a broken connection. posts counts the POSTs.
+func timeoutStamp(t *testing.T, s *fakeStamp, failures int64, cut bool) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var posts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && posts.Add(1) <= failures {
+			if cut {
+				w.Header().Set("Connection", "close")
+			} else {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}
+			problem(w, http.StatusRequestTimeout, "request-timeout", "the request body did not arrive in time", nil)
+			return
+		}
+		s.serve(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &posts
+}
+
+// TestRetriesA408 checks that a 408 (a body cut off or too slow for the stamp's read timeout) is
+// retried, at the same stamp when it is the only one, and the messages are acked.
+func TestRetriesA408(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut %v", cut), func(t *testing.T) {
+			s := mustStamp(t)
+			srv, posts := timeoutStamp(t, s, 1, cut)
+			c := mustClient(t, Config{Endpoints: []string{srv.URL}})
+			big := strings.Repeat("v", 1<<20-1) // more than the socket buffers: the stamp stops reading
+			acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: big, ID: "k"})
+			if err != nil {
+				t.Fatalf("Send: got %v, want the retry acked", err)
+			}
+			if got := posts.Load(); got != 2 {
+				t.Errorf("got %d POSTs, want 2 (408, then 200)", got)
+			}
+			if acks[0].CorrelationID != CorrelationID("a", "k") {
+				t.Errorf("got %v, want the id of the first try", acks[0].CorrelationID)
+			}
+			if st := c.Stats(); st.Endpoints[0].Failures != 1 {
+				t.Errorf("got %d failures counted, want 1 (the 408)", st.Endpoints[0].Failures)
+			}
+		})
 	}
 }

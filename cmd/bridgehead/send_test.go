@@ -437,10 +437,16 @@ type failingStamp struct {
 
 func mustFailingStamp(t *testing.T, s *sendStamp, failures int64) *failingStamp {
 	t.Helper()
+	return mustFailingStampWith(t, s, failures, http.StatusServiceUnavailable, "spool-full")
+}
+
+// mustFailingStampWith is mustFailingStamp answering status with problem type typ.
+func mustFailingStampWith(t *testing.T, s *sendStamp, failures int64, status int, typ string) *failingStamp {
+	t.Helper()
 	f := &failingStamp{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && f.posts.Add(1) <= failures {
-			sendProblem(w, http.StatusServiceUnavailable, "spool-full", nil)
+			sendProblem(w, status, typ, nil)
 			return
 		}
 		s.serve(w, r)
@@ -481,6 +487,24 @@ func TestSendMaxAttempts(t *testing.T) {
 			t.Errorf("got %d messages and %q, want 1 acked", len(got), stdout)
 		}
 	})
+}
+
+// TestSendRetriesA408 checks that a 408 (the stamp's read timeout cut the upload off) is tried
+// again, not counted as a failed message.
+func TestSendRetriesA408(t *testing.T) {
+	s := mustSendStamp(t, "")
+	f := mustFailingStampWith(t, s, 1, http.StatusRequestTimeout, "request-timeout")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\n"), "send", "--url", f.URL, "--sender-id", "plant-a",
+		"--batch-window", "5ms")
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	if got := f.posts.Load(); got != 2 {
+		t.Errorf("got %d tries, want 2 (408, then 200)", got)
+	}
+	if got, _ := s.received(); len(got) != 1 || !strings.HasPrefix(stdout, "sent 1, acked 1, failed 0") {
+		t.Errorf("got %d messages and %q, want 1 acked", len(got), stdout)
+	}
 }
 
 // TestSendStreams checks that a line is sent while its input is still open.
