@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -441,6 +443,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tls", Config{Endpoints: []string{"https://a"}, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13}}, ""},
 		{"backoff order", Config{Endpoints: []string{"http://a"}, BackoffMin: time.Second, BackoffMax: time.Millisecond}, "BackoffMin"},
 		{"negative timeout", Config{Endpoints: []string{"http://a"}, Timeout: -1}, "Timeout"},
+		{"negative connect timeout", Config{Endpoints: []string{"http://a"}, ConnectTimeout: -1}, "ConnectTimeout"},
+		{"connect timeout with client", Config{Endpoints: []string{"http://a"}, HTTPClient: http.DefaultClient, ConnectTimeout: time.Second}, "ConnectTimeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := New(tc.cfg)
@@ -472,6 +476,18 @@ func TestDefaults(t *testing.T) {
 		cfg.setDefaults()
 		if cfg.BackoffMin != tc.wantMin || cfg.BackoffMax != tc.wantM {
 			t.Errorf("%s: got %v..%v, want %v..%v", tc.name, cfg.BackoffMin, cfg.BackoffMax, tc.wantMin, tc.wantM)
+		}
+	}
+	for _, tc := range []struct{ timeout, connect, want time.Duration }{
+		{0, 0, DefaultConnectTimeout},
+		{time.Second, 0, time.Second},
+		{0, time.Second, time.Second},
+		{2 * time.Second, 5 * time.Second, 2 * time.Second},
+	} {
+		cfg := Config{Endpoints: []string{"http://a"}, Timeout: tc.timeout, ConnectTimeout: tc.connect}
+		cfg.setDefaults()
+		if cfg.ConnectTimeout != tc.want {
+			t.Errorf("Timeout %v, ConnectTimeout %v: got ConnectTimeout %v, want %v", tc.timeout, tc.connect, cfg.ConnectTimeout, tc.want)
 		}
 	}
 }
@@ -521,5 +537,57 @@ func TestRetriesA408(t *testing.T) {
 				t.Errorf("got %d failures counted, want 1 (the 408)", st.Endpoints[0].Failures)
 			}
 		})
+	}
+}
+
+// silentAddr returns the address of a listener that never completes another handshake: its
+// accept queue (backlog 0) is full and never drained, so the kernel drops further SYNs, as a cut
+// link does, without a reset.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for filled := false; !filled; {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			filled = true // this SYN was dropped: the queue is full
+			continue
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	return addr
+}
+
+// TestConnectTimeoutFailsOver checks that a stamp whose SYNs go unanswered is left after
+// ConnectTimeout, not after the whole Timeout.
+func TestConnectTimeoutFailsOver(t *testing.T) {
+	silent, second := "http://"+silentAddr(t), mustStamp(t)
+	var causes []string // appended by Send, on this goroutine
+	c := mustClient(t, Config{Endpoints: []string{silent, second.URL}, Timeout: 10 * time.Second,
+		ConnectTimeout: 300 * time.Millisecond, OnFailover: func(f Failover) { causes = append(causes, f.Cause) }})
+	start := time.Now()
+	acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: "1"})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second || acks[0].Endpoint != second.URL {
+		t.Errorf("acked by %s after %v, want the second stamp after about the connect timeout", acks[0].Endpoint, took)
+	}
+	if want := []string{"no connection within 300ms"}; !slices.Equal(causes, want) {
+		t.Errorf("got failover causes %q, want %q", causes, want)
 	}
 }

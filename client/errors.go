@@ -126,7 +126,7 @@ func (c *Client) cause(err error) string {
 	case errors.As(err, &dns):
 		return "cannot resolve " + dns.Name
 	case errors.As(err, &op) && op.Op == "dial" && op.Timeout():
-		return fmt.Sprintf("no connection within %v", c.cfg.Timeout)
+		return fmt.Sprintf("no connection within %v", c.cfg.ConnectTimeout)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return fmt.Sprintf("no answer within %v", c.cfg.Timeout)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):

@@ -35,6 +35,7 @@ type sendFlags struct {
 	apiKeyFile      string
 	caFile          string
 	timeout         time.Duration
+	connectTimeout  time.Duration
 	// maxAttempts bounds the tries of one request across the stamps: 0 is the client's default
 	// (3 per stamp), -1 means until interrupted.
 	maxAttempts int
@@ -96,7 +97,8 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 	fs.StringVar(&f.apiKey, "api-key", "", "sent as Authorization: Bearer <key> (or BRIDGEHEAD_API_KEY_FILE)")
 	fs.StringVar(&f.apiKeyFile, "api-key-file", "", "file holding the API key")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of CA certificates to trust for https stamps (default: the system's)")
-	fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "per try at one stamp, from sending to the end of the answer")
+	fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "per try at one stamp, from sending to the end of the answer (a cut link fails over after it)")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", client.DefaultConnectTimeout, "per new connection to a stamp (at most --timeout)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 0, "tries of one request across the stamps before its messages count as failed (0: 3 per stamp; -1: until acked or interrupted)")
 	_ = fs.SetAnnotation("api-key", secretAnnotation, []string{"true"})
 	return cmd
@@ -120,6 +122,8 @@ func (f sendFlags) clientConfig(cmd *cobra.Command) (client.Config, error) {
 		return client.Config{}, fmt.Errorf("--batch-window %v: must be positive", f.window)
 	case f.timeout <= 0:
 		return client.Config{}, fmt.Errorf("--timeout %v: must be positive", f.timeout)
+	case f.connectTimeout <= 0 || f.connectTimeout > f.timeout:
+		return client.Config{}, fmt.Errorf("--connect-timeout %v: must be positive and at most --timeout %v", f.connectTimeout, f.timeout)
 	case f.maxAttempts < -1:
 		return client.Config{}, fmt.Errorf("--max-attempts %d: must be positive, 0 (3 per stamp) or -1 (until acked)", f.maxAttempts)
 	case len(f.values) > 0 && f.senderID == "":
@@ -131,7 +135,8 @@ func (f sendFlags) clientConfig(cmd *cobra.Command) (client.Config, error) {
 	case cmd.Flags().Changed("api-key") && cmd.Flags().Changed("api-key-file"):
 		return client.Config{}, errors.New("--api-key and --api-key-file: give one")
 	}
-	cfg := client.Config{Endpoints: endpoints, APIKey: f.apiKey, Timeout: f.timeout, MaxAttempts: f.maxAttempts}
+	cfg := client.Config{Endpoints: endpoints, APIKey: f.apiKey, Timeout: f.timeout, ConnectTimeout: f.connectTimeout,
+		MaxAttempts: f.maxAttempts}
 	if f.apiKey == "" && f.apiKeyFile != "" {
 		key, err := os.ReadFile(f.apiKeyFile)
 		if err != nil {

@@ -300,7 +300,7 @@ func TestSendURLList(t *testing.T) {
 				}
 				urls, _ := f.GetStringArray("url")
 				var fl sendFlags
-				fl.urls, fl.window, fl.timeout, fl.maxMessageBytes = urls, time.Second, time.Second, 1
+				fl.urls, fl.window, fl.timeout, fl.connectTimeout, fl.maxMessageBytes = urls, time.Second, time.Second, time.Second, 1
 				cfg, err := fl.clientConfig(cmd)
 				got = cfg.Endpoints
 				return err
@@ -417,6 +417,8 @@ func TestSendBadFlags(t *testing.T) {
 		{[]string{"--max-attempts", "-2"}, "--max-attempts"},
 		{[]string{"--sender-id", "plant a"}, `--sender-id "plant a": must be`},
 		{[]string{"--max-message-bytes", "0"}, "--max-message-bytes"},
+		{[]string{"--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{"--connect-timeout", "11s"}, "--connect-timeout 11s: must be positive and at most --timeout 10s"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -58,7 +58,16 @@ type serveProc struct {
 // launchServe starts `bridgehead serve args...`, its stderr going to stderr, and waits until it
 // prints its address. It reports failures as errors, so that it can be called from anywhere.
 func launchServe(args []string, stderr io.Writer) (*serveProc, error) {
+	return launchServeIn("", args, stderr)
+}
+
+// launchServeIn is launchServe in the network namespace netns ("" for the test's own), through
+// `ip netns exec`, which execs serve in place: the process is serve's.
+func launchServeIn(netns string, args []string, stderr io.Writer) (*serveProc, error) {
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	if netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", netns, binary, "serve"}, args...)...)
+	}
 	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
 	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
 	for _, kv := range os.Environ() {

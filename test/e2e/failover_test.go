@@ -53,6 +53,7 @@ type failoverStamp struct {
 	spool  string
 	sink   string
 	listen string // 127.0.0.1:0 until the first start, then the address it got
+	netns  string // the network namespace it runs in; "" for the test's own
 	log    *os.File
 	proc   *serveProc
 }
@@ -83,7 +84,7 @@ func newFailoverStamp(t *testing.T, name string) *failoverStamp {
 // start runs a new incarnation and returns once it listens.
 func (s *failoverStamp) start(t *testing.T) {
 	t.Helper()
-	p, err := launchServe([]string{"--listen", s.listen, "--spool-dir", s.spool, "--stamp", s.name,
+	p, err := launchServeIn(s.netns, []string{"--listen", s.listen, "--spool-dir", s.spool, "--stamp", s.name,
 		"--file-path", s.sink, "--spool-lease", failoverLease, "--spool-skew-allowance", failoverSkew,
 		"--spool-writer-lease", failoverWriterLease,
 		"--shutdown-grace", "5s"}, s.log)
