@@ -393,26 +393,10 @@ func TestCutLink(t *testing.T) {
 	if err := sp.finish(); err != nil {
 		t.Errorf("send: exit %v, want 0; stdout %q", err, sp.stdout.String())
 	}
-	sendingEnded := time.Now()
-
-	eventuallyEvery(t, 100*time.Millisecond, failoverDrainBound, "both spools to drain", func() bool {
-		a, _ := onprem.spoolDepth(t)
-		b, _ := cloud.spoolDepth(t)
-		return a+b == 0
-	})
-	onprem.stop(t)
-	cloud.stop(t)
 
 	// Every ack is in a sink: the Go client's in the sink of the stamp that acked it, send's
 	// (whose acked file does not say which stamp) in either.
-	sinks := map[string]map[string]int{}
-	for ep, s := range map[string]*failoverStamp{onURL: onprem, cloudURL: cloud} {
-		d, err := s.delivered(t)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinks[ep] = d
-	}
+	sinks, drained := drainAndStop(t, onprem, cloud)
 	var missing []string
 	goAcked := 0
 	for _, a := range seen.acks {
@@ -452,8 +436,8 @@ func TestCutLink(t *testing.T) {
 		goSwitch.Round(time.Millisecond), goCause, sendSwitchTime.Round(time.Millisecond), strings.TrimPrefix(sendSwitch.text, "send: "))
 	t.Logf("link back: first on-prem ack %v after it for the Go client, %v for send (its next progress line naming on-prem)",
 		goReturnAt.Sub(restoredAt).Round(time.Millisecond), sendReturn.at.Sub(restoredAt).Round(time.Millisecond))
-	t.Logf("acked: Go client %d (on-prem %d, cloud %d; failovers %d), send %d (%s); in both sinks %d; none lost; sending ended %v ago",
+	t.Logf("acked: Go client %d (on-prem %d, cloud %d; failovers %d), send %d (%s); in both sinks %d; none lost; drained %v after sending stopped",
 		goAcked, seen.count(onURL, time.Time{}), seen.count(cloudURL, time.Time{}), c.Stats().Failovers, sendAcked, summary, dups,
-		time.Since(sendingEnded).Round(time.Millisecond))
+		drained.Round(time.Millisecond))
 	t.Logf("wall time %v", time.Since(began).Round(time.Millisecond))
 }

@@ -70,11 +70,7 @@ func launchServeIn(netns string, args []string, stderr io.Writer) (*serveProc, e
 	}
 	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
 	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = withoutBridgeheadEnv()
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -111,6 +107,17 @@ func launchServeIn(netns string, args []string, stderr io.Writer) (*serveProc, e
 		<-p.done
 		return nil, fmt.Errorf("serve %v did not print its address within 30 s", args)
 	}
+}
+
+// withoutBridgeheadEnv is the environment less every BRIDGEHEAD_* variable.
+func withoutBridgeheadEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // running reports whether the process has not exited.
@@ -172,11 +179,16 @@ func startServeLogging(t *testing.T, logs io.Writer, flags ...string) *server {
 }
 
 func (s *server) post(ctx context.Context, path, body string) (int, http.Header, []byte, error) {
+	return s.postType(ctx, path, "application/json", body)
+}
+
+// postType posts body with the Content-Type ct.
+func (s *server) postType(ctx context.Context, path, ct, body string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", s.url+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ct)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, nil, err

@@ -33,18 +33,6 @@ func runSendCmd(t *testing.T, stdin io.Reader, args ...string) (stdout, stderr s
 	return out.String(), errb.String(), err
 }
 
-// withoutBridgeheadEnv is the environment less every BRIDGEHEAD_* variable: the tests set every
-// setting by flag.
-func withoutBridgeheadEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRIDGEHEAD_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 // TestSendChecksLikeTheStamp posts each line, alone, to a real stamp and checks it with the rules
 // `send` applies before sending (internal/message): both must take or refuse it, naming the same
 // fields. This is what lets send skip a bad line without sending it.
@@ -124,22 +112,6 @@ func manyProperties(n int) string {
 		ps[i] = fmt.Sprintf(`"p%d":"v"`, i)
 	}
 	return strings.Join(ps, ",")
-}
-
-// postType posts body with the Content-Type ct.
-func (s *server) postType(ctx context.Context, path, ct, body string) (int, http.Header, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", s.url+path, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Content-Type", ct)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b, err
 }
 
 // TestSendSkipsBadLines sends 1,000 good NDJSON lines, one line that send's own check refuses
