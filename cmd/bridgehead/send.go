@@ -59,7 +59,7 @@ every line is a plain value. --value sends values given on the command line (wit
 Every line is checked with the stamps' own rules (docs/api.md, "Limits") before it is sent: a
 line a stamp would refuse is not sent, and is reported on stderr with its file and line number
 ("stdin:1001: rejected: senderId must be ...") and, with --rejects-file, appended there as
-{"input","line","errors","text"}. A line that passes here but that a stamp still refuses by
+{"input","line","errors","by"?,"text"} ("by": the stamp that refused it). A line that passes here but that a stamp still refuses by
 name (a stamp with a smaller --max-message-bytes, a key that may not send as its senderId) is
 reported the same way, and the other messages of its request are sent again without it: one
 bad line costs only itself.
@@ -69,8 +69,8 @@ It streams: a line read is sent within --batch-window, so "tail -f x | bridgehea
 flight and the queue is full).
 
 Each failover is said on stderr with its cause ("send: failover: https://onprem:8443 failed
-(connection refused); sending to https://cloud.example"). Progress goes to stderr: one line rewritten in place on a terminal, plain lines (at most one
-a second) otherwise. The summary (sent, acked per endpoint, failed, rejected with their lines,
+(connection refused); sending to https://cloud.example"). Progress goes to stderr too: one
+line rewritten in place on a terminal, plain lines (at most one a second) otherwise. The summary (sent, acked per endpoint, failed, rejected with their lines,
 failovers) goes to stdout. Exit status 1 when any message was not acked or any line rejected.
 
 A request is tried up to --max-attempts times across the stamps (default 3 per stamp) before
@@ -91,7 +91,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores); the API key also by BRIDGEHEAD_API_KE
 	fs.StringArrayVar(&f.values, "value", nil, "send this value (repeatable; needs --sender-id)")
 	fs.DurationVar(&f.window, "batch-window", client.DefaultBatchWindow, "longest a message read waits before its request is sent (at most 1000 messages a request)")
 	fs.StringVar(&f.ackedFile, "acked-file", "", "append the correlationId of each acked message to this file, one a line, as they are acked")
-	fs.StringVar(&f.rejectsFile, "rejects-file", "", "append each rejected line to this file as a JSON object {\"input\",\"line\",\"errors\",\"text\"}")
+	fs.StringVar(&f.rejectsFile, "rejects-file", "", "append each rejected line to this file as a JSON object {\"input\",\"line\",\"errors\",\"by\"?,\"text\"}")
 	f.maxMessageBytes = message.DefaultMaxBytes
 	fs.Var(&f.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) a line may hold: the stamps' --max-message-bytes")
 	fs.StringVar(&f.apiKey, "api-key", "", "sent as Authorization: Bearer <key> (or BRIDGEHEAD_API_KEY_FILE)")
