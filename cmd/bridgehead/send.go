@@ -69,7 +69,8 @@ It streams: a line read is sent within --batch-window, so "tail -f x | bridgehea
 flight and the queue is full).
 
 Each failover is said on stderr with its cause ("send: failover: https://onprem:8443 failed
-(connection refused); sending to https://cloud.example"). Progress goes to stderr too: one
+(connection refused); sending to https://cloud.example"), and so is the return to a preferred
+stamp ("send: back to https://onprem:8443: it answers again"). Progress goes to stderr too: one
 line rewritten in place on a terminal, plain lines (at most one a second) otherwise. The summary (sent, acked per endpoint, failed, rejected with their lines,
 failovers) goes to stdout. Exit status 1 when any message was not acked or any line rejected.
 
@@ -280,12 +281,21 @@ func runSend(cmd *cobra.Command, f sendFlags, files []string) (err error) {
 	}
 	defer c.Close()
 
+	rank := map[string]int{} // an endpoint's place in the order of preference
+	for i, e := range cfg.Endpoints {
+		if _, ok := rank[e]; !ok {
+			rank[e] = i
+		}
+	}
 	var ackErr error // first write error of the acked file; only the batcher's goroutine sets it
 	b, err := c.NewBatcher(client.BatcherConfig{
 		Window: f.window,
 		OnAcked: func(acks []client.Ack) {
 			st.acked.Add(int64(len(acks)))
-			st.lastEndpoint.Store(&acks[len(acks)-1].Endpoint)
+			ep := acks[len(acks)-1].Endpoint
+			if prev := st.lastEndpoint.Swap(&ep); prev != nil && rank[ep] < rank[*prev] {
+				st.warn("back to %s: it answers again", ep)
+			}
 			for _, a := range acks {
 				st.lines.take(a.CorrelationID)
 			}

@@ -491,6 +491,55 @@ func TestSendMaxAttempts(t *testing.T) {
 	})
 }
 
+// TestSendSaysItIsBack checks that traffic returning to the preferred stamp is said on stderr.
+func TestSendSaysItIsBack(t *testing.T) {
+	s := mustSendStamp(t, "")
+	preferred := mustFailingStamp(t, s, 1) // 503 once, then it takes messages
+	other := mustSendStamp(t, "")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- run(t.Context(), []string{"send", "--url", preferred.URL, "--url", other.URL, "--sender-id", "plant-a",
+			"--batch-window", "5ms"}, pr, &stdout, &stderr)
+	}()
+	write := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(pw, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first line goes to the other stamp, after the 503. The prober finds the preferred stamp
+	// ready after its backoff (0.5 s at most) and a probe interval (1 s); lines keep coming
+	// meanwhile, until one reaches the preferred stamp again.
+	write("a")
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		if got, _ := s.received(); len(got) > 0 {
+			break
+		}
+		if got, _ := other.received(); len(got) > 0 {
+			write("b")
+		}
+		select {
+		case <-deadline:
+			t.Fatal("no line reached the preferred stamp again")
+		case <-tick.C:
+		}
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr.String())
+	}
+	if want := "send: back to " + preferred.URL + ": it answers again\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+}
+
 // TestSendRetriesA408 checks that a 408 (the stamp's read timeout cut the upload off) is tried
 // again, not counted as a failed message.
 func TestSendRetriesA408(t *testing.T) {

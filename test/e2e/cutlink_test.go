@@ -377,7 +377,7 @@ func TestCutLink(t *testing.T) {
 	eventually(t, cutReturnBound, "both clients acked by on-prem after the link came back", func() bool {
 		_, goOK := seen.first(onURL, restoredAt)
 		var sendOK bool
-		sendReturn, sendOK = sp.stderr.first(restoredAt, "via "+onURL)
+		sendReturn, sendOK = sp.stderr.first(restoredAt, "send: back to "+onURL)
 		return goOK && sendOK
 	})
 	goReturnAt, _ := seen.first(onURL, restoredAt)
@@ -434,9 +434,9 @@ func TestCutLink(t *testing.T) {
 	summary, _, _ := strings.Cut(sp.stdout.String(), "\n")
 	t.Logf("cut link: switch to cloud %v after the cut for the Go client (%s), %v for send (%s)",
 		goSwitch.Round(time.Millisecond), goCause, sendSwitchTime.Round(time.Millisecond), strings.TrimPrefix(sendSwitch.text, "send: "))
-	t.Logf("link back: first on-prem ack %v after it for the Go client, %v for send (its next progress line naming on-prem)",
-		goReturnAt.Sub(restoredAt).Round(time.Millisecond), sendReturn.at.Sub(restoredAt).Round(time.Millisecond))
-	t.Logf("acked: Go client %d (on-prem %d, cloud %d; failovers %d), send %d (%s); in both sinks %d; none lost; drained %v after sending stopped",
+	t.Logf("link back: first on-prem ack %v after it for the Go client, %v for send (its line %q)",
+		goReturnAt.Sub(restoredAt).Round(time.Millisecond), sendReturn.at.Sub(restoredAt).Round(time.Millisecond), sendReturn.text)
+	t.Logf("acked: Go client %d (on-prem %d, cloud %d; failovers %d), send %d (%s); in both sinks %d; none lost; spools drained %v after the clients stopped",
 		goAcked, seen.count(onURL, time.Time{}), seen.count(cloudURL, time.Time{}), c.Stats().Failovers, sendAcked, summary, dups,
 		drained.Round(time.Millisecond))
 	t.Logf("wall time %v", time.Since(began).Round(time.Millisecond))
