@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -37,10 +38,16 @@ type BatcherConfig struct {
 	// OnError is called with the messages of each request that was not acknowledged, and why
 	// (an *Error when the stamp refused them as bad). Their IDs are set, so sending them again
 	// yields the same correlationIds.
-	//
-	// Both callbacks run on the batcher's goroutine, one at a time, and must not call Add,
-	// Flush or Close.
 	OnError func(msgs []Message, err error)
+	// OnRejected is called with each message a stamp refused by name: a 400 invalid-message or a
+	// 403 forbidden whose errors name it by its index in the request. The other messages of that
+	// request are sent again without it (a request is all or nothing, so none of them was
+	// stored). errs are the stamp's problems with m, and err the whole answer. Default: the
+	// rejected messages of a request go to OnError together, with err.
+	//
+	// The callbacks run on the batcher's goroutine, one at a time, and must not call Add, Flush
+	// or Close.
+	OnRejected func(m Message, errs []FieldError, err *Error)
 }
 
 func (c *BatcherConfig) validate() error {
@@ -73,10 +80,22 @@ func (c *BatcherConfig) setDefaults() {
 	}
 }
 
+// rejected hands the messages a stamp refused by name to OnRejected, or to OnError.
+func (c *BatcherConfig) rejected(msgs []Message, errs [][]FieldError, e *Error) {
+	if c.OnRejected == nil {
+		c.OnError(msgs, e)
+		return
+	}
+	for i, m := range msgs {
+		c.OnRejected(m, errs[i], e)
+	}
+}
+
 // Batcher groups messages added one at a time into requests of the Client: a request leaves
 // when Window has passed since its first message, or when it is full (MaxMessages, MaxBytes).
 // One request is in flight at a time; meanwhile Add queues up to MaxMessages messages and
-// then blocks. Results go to the callbacks.
+// then blocks. Results go to the callbacks. A request a stamp refuses naming some of its messages
+// (400 invalid-message, 403 forbidden, by index) is sent again without them (OnRejected).
 //
 // The batcher's goroutine owns the batch being built; it is started by the first Add and
 // stopped by Close. Its lifecycle fields are guarded by mu. A Batcher is safe for concurrent
@@ -269,17 +288,53 @@ func (b *Batcher) loop(ctx context.Context) {
 	}
 }
 
-// send sends one request and hands its result to the callbacks.
+// send sends one request and hands its result to the callbacks. When the stamp refuses it
+// naming the bad messages, those are rejected and the rest are sent again, until a request is
+// acked, fails, or no message is left: each round has fewer messages.
 func (b *Batcher) send(ctx context.Context, batch []Message) {
-	acks, err := b.c.Send(ctx, batch...)
-	if err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			err = fmt.Errorf("batcher closed before the stamp answered: %w", err)
+	for len(batch) > 0 {
+		acks, err := b.c.Send(ctx, batch...)
+		if err == nil {
+			b.cfg.OnAcked(acks)
+			return
 		}
-		b.cfg.OnError(batch, err)
-		return
+		e, bad, errs, good := splitRefused(err, batch)
+		if e == nil {
+			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				err = fmt.Errorf("batcher closed before the stamp answered: %w", err)
+			}
+			b.cfg.OnError(batch, err)
+			return
+		}
+		b.cfg.rejected(bad, errs, e)
+		batch = good
 	}
-	b.cfg.OnAcked(acks)
+}
+
+// splitRefused sorts the messages of a request the stamp refused by name (400 invalid-message,
+// 403 forbidden, with errors naming messages by index) into the named ones, with their problems,
+// and the others. e is nil when err is not such a refusal, or names an index outside the request:
+// then nothing can be resent with confidence.
+func splitRefused(err error, batch []Message) (e *Error, bad []Message, errs [][]FieldError, good []Message) {
+	if !errors.As(err, &e) || len(e.Errors) == 0 ||
+		(e.Status != http.StatusBadRequest && e.Status != http.StatusForbidden) {
+		return nil, nil, nil, nil
+	}
+	byIndex := map[int][]FieldError{}
+	for _, f := range e.Errors {
+		if f.Index < 0 || f.Index >= len(batch) {
+			return nil, nil, nil, nil
+		}
+		byIndex[f.Index] = append(byIndex[f.Index], f)
+	}
+	for i, m := range batch {
+		if fe, ok := byIndex[i]; ok {
+			bad, errs = append(bad, m), append(errs, fe)
+		} else {
+			good = append(good, m)
+		}
+	}
+	return e, bad, errs, good
 }
 
 func messageSize(m Message) int {

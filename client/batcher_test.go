@@ -205,3 +205,105 @@ func TestBatcherConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestBatcherResendsTheGoodOnes checks that a request refused for some of its messages, named by
+// index, is sent again without them: one bad message costs only itself.
+func TestBatcherResendsTheGoodOnes(t *testing.T) {
+	msgs := []Message{
+		{SenderID: "a", Value: "0"}, {SenderID: "a", Value: ""}, {SenderID: "a", Value: "2"},
+		{SenderID: "", Value: "3"}, {SenderID: "a", Value: "4"},
+	}
+	for _, withOnRejected := range []bool{true, false} {
+		name := "OnRejected"
+		if !withOnRejected {
+			name = "default: OnError"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := mustStamp(t)
+			c := mustClient(t, Config{Endpoints: []string{s.URL}})
+			var r recorder
+			var rejected []string // "value/field" of each rejection
+			cfg := BatcherConfig{Window: time.Hour}
+			if withOnRejected {
+				cfg.OnRejected = func(m Message, errs []FieldError, e *Error) {
+					if e.Status != http.StatusBadRequest {
+						t.Errorf("OnRejected: got status %d, want 400", e.Status)
+					}
+					rejected = append(rejected, m.Value+"/"+errs[0].Field)
+				}
+			}
+			b := mustBatcher(t, c, &r, cfg)
+			for _, m := range msgs {
+				if err := b.Add(context.Background(), m); err != nil {
+					t.Fatalf("Add: %v", err)
+				}
+			}
+			if err := b.Close(context.Background()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			acks, failed, errs := r.snapshot()
+			if len(acks) != 3 {
+				t.Errorf("got %d acks, want 3", len(acks))
+			}
+			if requests, _, _ := s.counts(); requests != 2 {
+				t.Errorf("got %d requests, want 2 (the batch, then its good messages)", requests)
+			}
+			if withOnRejected {
+				if want := []string{"/value", "3/senderId"}; !slices.Equal(rejected, want) || len(failed) != 0 {
+					t.Errorf("got rejected %q and failed %v, want rejected %q", rejected, failed, want)
+				}
+				return
+			}
+			if len(failed) != 2 || failed[0].Value != "" || failed[1].Value != "3" || len(errs) != 1 {
+				t.Errorf("got failed %v (%v), want messages 1 and 3 in one OnError", failed, errs)
+			}
+		})
+	}
+}
+
+func TestSplitRefused(t *testing.T) {
+	batch := []Message{{Value: "0"}, {Value: "1"}, {Value: "2"}}
+	named := func(status int, idx ...int) error {
+		e := &Error{Status: status, Type: "https://bridgehead.dev/problems/invalid-message"}
+		for _, i := range idx {
+			e.Errors = append(e.Errors, FieldError{Index: i, Field: "value"})
+		}
+		return e
+	}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		bad, good string // values; bad "-" means not a refusal by name
+	}{
+		{"one named", named(400, 1), "1", "02"},
+		{"two problems of one message", named(400, 2, 2), "2", "01"},
+		{"all named", named(400, 0, 1, 2), "012", ""},
+		{"403 forbidden by index", named(403, 0), "0", "12"},
+		{"index out of range", named(400, 3), "-", ""},
+		{"negative index", named(400, -1), "-", ""},
+		{"no errors", named(400), "-", ""},
+		{"413", named(413, 0), "-", ""},
+		{"wrapped 503", errors.Join(errors.New("3 attempts failed"), named(503, 0)), "-", ""},
+		{"not an *Error", errors.New("connection refused"), "-", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, bad, errs, good := splitRefused(tc.err, batch)
+			vals := func(ms []Message) string {
+				var b strings.Builder
+				for _, m := range ms {
+					b.WriteString(m.Value)
+				}
+				return b.String()
+			}
+			if tc.bad == "-" {
+				if e != nil {
+					t.Fatalf("got a refusal by name (bad %q), want none", vals(bad))
+				}
+				return
+			}
+			if e == nil || vals(bad) != tc.bad || vals(good) != tc.good || len(errs) != len(bad) {
+				t.Fatalf("got bad %q good %q (%d problem lists), want bad %q good %q", vals(bad), vals(good), len(errs), tc.bad, tc.good)
+			}
+		})
+	}
+}

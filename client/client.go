@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,12 +39,18 @@ import (
 	"github.com/google/uuid"
 )
 
-// Defaults of Config.
+// Defaults of Config. docs/failover.md says why these values.
 const (
-	DefaultTimeout       = 10 * time.Second
-	DefaultBackoffMin    = 500 * time.Millisecond
-	DefaultBackoffMax    = 30 * time.Second
-	DefaultProbeInterval = time.Second
+	// DefaultTimeout bounds one try: long enough for the Batcher's largest request (8 MiB) over
+	// a 10 Mbit/s uplink (about 7 s) plus the stamp's durable commit.
+	DefaultTimeout = 10 * time.Second
+	// DefaultConnectTimeout bounds a new connection: a handshake takes one round trip (well under
+	// a second on any working link), and an unanswered SYN is sent again after 1 s, so 3 s
+	// tolerates a lost SYN while a cut link fails over in 3 s rather than the whole Timeout.
+	DefaultConnectTimeout = 3 * time.Second
+	DefaultBackoffMin     = 500 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	DefaultProbeInterval  = time.Second
 )
 
 // maxResponseBytes bounds how much of an answer the client reads: 10,000 acks fit easily.
@@ -65,8 +72,14 @@ type Config struct {
 	TLSConfig *tls.Config
 	// APIKey, when set, is sent as "Authorization: Bearer <APIKey>" on every request.
 	APIKey string
-	// Timeout bounds one try at one endpoint (connect, send, answer). Default 10 s.
+	// Timeout bounds one try at one endpoint (connect, send, answer). Default 10 s. A try on a
+	// kept-alive connection whose link was cut (packets dropped, nothing reset) fails over only
+	// after it.
 	Timeout time.Duration
+	// ConnectTimeout bounds the TCP connect of a try or a probe that needs a new connection.
+	// Default 3 s; at most Timeout. Only with the default HTTPClient (set the Dialer's Timeout of
+	// your own transport instead).
+	ConnectTimeout time.Duration
 	// BackoffMin and BackoffMax bound how long a failed endpoint is left alone: BackoffMin after
 	// the first failure, doubling per consecutive failure up to BackoffMax, jittered down by up
 	// to half, and never less than the endpoint's Retry-After. Defaults 500 ms and 30 s.
@@ -78,6 +91,21 @@ type Config struct {
 	// MaxAttempts bounds the tries of one Send across all endpoints. Default 3 per endpoint;
 	// negative means until the Send's context ends.
 	MaxAttempts int
+	// OnFailover, when set, is called each time a Send moves a request away from an endpoint
+	// that failed, before the try at the next one: it says which endpoint failed and why. It
+	// runs on the goroutine of that Send and must not block.
+	OnFailover func(Failover)
+}
+
+// Failover is a request moving away from an endpoint that failed.
+type Failover struct {
+	// From is the endpoint that failed and To the one tried next, as in Config.Endpoints.
+	From, To string
+	// Cause says why From failed, in a few words: "connection refused", "503 spool-full",
+	// "no answer within 10s".
+	Cause string
+	// Err is From's failure in full.
+	Err error
 }
 
 func (c *Config) validate() error {
@@ -96,8 +124,11 @@ func (c *Config) validate() error {
 	if c.HTTPClient != nil && c.TLSConfig != nil {
 		return errors.New("field TLSConfig: set it on HTTPClient's transport when HTTPClient is set")
 	}
-	if c.Timeout < 0 || c.BackoffMin < 0 || c.BackoffMax < 0 {
-		return errors.New("field Timeout, BackoffMin, BackoffMax: must not be negative")
+	if c.Timeout < 0 || c.ConnectTimeout < 0 || c.BackoffMin < 0 || c.BackoffMax < 0 {
+		return errors.New("field Timeout, ConnectTimeout, BackoffMin, BackoffMax: must not be negative")
+	}
+	if c.HTTPClient != nil && c.ConnectTimeout != 0 {
+		return errors.New("field ConnectTimeout: set the Dialer's Timeout of HTTPClient's transport when HTTPClient is set")
 	}
 	if c.BackoffMax != 0 && c.BackoffMin > c.BackoffMax {
 		return fmt.Errorf("field BackoffMin: %v is above BackoffMax %v", c.BackoffMin, c.BackoffMax)
@@ -108,6 +139,9 @@ func (c *Config) validate() error {
 func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.ConnectTimeout == 0 || c.ConnectTimeout > c.Timeout {
+		c.ConnectTimeout = min(DefaultConnectTimeout, c.Timeout)
 	}
 	if c.BackoffMax == 0 {
 		c.BackoffMax = max(DefaultBackoffMax, c.BackoffMin)
@@ -123,6 +157,7 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
 		if c.TLSConfig != nil {
 			tr.TLSClientConfig = c.TLSConfig.Clone()
 		}
@@ -214,18 +249,21 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 	if err != nil {
 		return nil, err
 	}
-	var last error
+	var last *failure
 	var prev *endpoint // the endpoint of the previous, failed try
 	for attempt := 0; c.cfg.MaxAttempts < 0 || attempt < c.cfg.MaxAttempts; attempt++ {
 		ep, err := c.pick(ctx)
 		if err != nil {
 			if last != nil {
-				return nil, fmt.Errorf("send %d messages: %w (last failure: %v)", len(msgs), err, last)
+				return nil, fmt.Errorf("send %d messages: %w (last failure: %v)", len(msgs), err, last.err)
 			}
 			return nil, fmt.Errorf("send %d messages: %w", len(msgs), err)
 		}
 		if prev != nil && prev != ep {
 			c.countFailover()
+			if c.cfg.OnFailover != nil {
+				c.cfg.OnFailover(Failover{From: prev.name, To: ep.name, Cause: last.cause, Err: last.err})
+			}
 		}
 		prev = ep
 		acks, f := c.try(ctx, ep, body, want)
@@ -243,9 +281,9 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 		}
 		c.countFailure(ep)
 		c.markFailed(ep, f.retryAfter)
-		last = f.err
+		last = f
 	}
-	return nil, fmt.Errorf("send %d messages: %d attempts failed, last: %w", len(msgs), c.cfg.MaxAttempts, last)
+	return nil, fmt.Errorf("send %d messages: %d attempts failed, last: %w", len(msgs), c.cfg.MaxAttempts, last.err)
 }
 
 // wireMessage is a message as POST /v1/messages takes it.
@@ -279,6 +317,7 @@ func encode(msgs []Message) ([]byte, []string, error) {
 // failure is why one try failed and what it means for the endpoint.
 type failure struct {
 	err        error
+	cause      string        // err in a few words, for Failover
 	retriable  bool          // the endpoint, not the request, is at fault: try the next one
 	retryAfter time.Duration // the endpoint's Retry-After, 0 if none
 }
@@ -296,22 +335,22 @@ func (c *Client) try(ctx context.Context, ep *endpoint, body []byte, want []stri
 	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &failure{err: fmt.Errorf("post to %s: %w", ep.name, err), retriable: true}
+		return nil, &failure{err: fmt.Errorf("post to %s: %w", ep.name, err), cause: c.cause(err), retriable: true}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, &failure{err: fmt.Errorf("read answer of %s: %w", ep.name, err), retriable: true}
+		return nil, &failure{err: fmt.Errorf("read answer of %s: %w", ep.name, err), cause: c.cause(err), retriable: true}
 	}
 	if resp.StatusCode/100 != 2 {
 		e := newError(ep.name, resp.StatusCode, data)
-		return nil, &failure{err: e, retriable: retriable(resp.StatusCode), retryAfter: retryAfter(resp.Header, time.Now())}
+		return nil, &failure{err: e, cause: e.short(), retriable: retriable(resp.StatusCode), retryAfter: retryAfter(resp.Header, time.Now())}
 	}
 	acks, err := decodeAcks(ep.name, data, want)
 	if err != nil {
 		// The stamp stored the messages but its answer is unusable: a retry stores them again
 		// under the same ids, which downstream drops.
-		return nil, &failure{err: err, retriable: true}
+		return nil, &failure{err: err, cause: "unusable answer", retriable: true}
 	}
 	return acks, nil
 }

@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,10 +128,11 @@ func TestFailover(t *testing.T) {
 		mode       string // of the first stamp; "" = refuses connections
 		retryAfter string
 		minDown    time.Duration // the first stamp is left alone at least this long
+		cause      string        // the Failover's Cause
 	}{
-		{name: "connection refused"},
-		{name: "503 with Retry-After", mode: mode503, retryAfter: "3", minDown: 2 * time.Second},
-		{name: "500", mode: mode500},
+		{name: "connection refused", cause: "connection refused"},
+		{name: "503 with Retry-After", mode: mode503, retryAfter: "3", minDown: 2 * time.Second, cause: "503 spool-full"},
+		{name: "500", mode: mode500, cause: "500 internal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			second := mustStamp(t)
@@ -139,8 +145,10 @@ func TestFailover(t *testing.T) {
 				firstURL = first.URL
 			}
 			// No prober: the first stamp must stay out of service for its whole backoff.
+			var failovers []Failover // appended by Send, on this goroutine
 			c := mustClient(t, Config{Endpoints: []string{firstURL, second.URL}, ProbeInterval: -1,
-				BackoffMin: time.Second, BackoffMax: time.Second})
+				BackoffMin: time.Second, BackoffMax: time.Second,
+				OnFailover: func(f Failover) { failovers = append(failovers, f) }})
 
 			start := time.Now()
 			acks, err := c.Send(context.Background(),
@@ -153,6 +161,10 @@ func TestFailover(t *testing.T) {
 				if a.Endpoint != second.URL {
 					t.Errorf("ack %d endpoint: got %v, want the second %v", i, a.Endpoint, second.URL)
 				}
+			}
+			if len(failovers) != 1 || failovers[0].From != firstURL || failovers[0].To != second.URL ||
+				failovers[0].Cause != tc.cause || failovers[0].Err == nil {
+				t.Errorf("got failovers %+v, want one from %s to %s because %q", failovers, firstURL, second.URL, tc.cause)
 			}
 			if first != nil {
 				// The retry carried the ids the first try did, generated one included.
@@ -270,13 +282,18 @@ func TestContextCancel(t *testing.T) {
 func TestTimeoutFailsOver(t *testing.T) {
 	first, second := mustStamp(t), mustStamp(t)
 	first.SetMode(modeHang)
-	c := mustClient(t, Config{Endpoints: []string{first.URL, second.URL}, Timeout: 100 * time.Millisecond})
+	var causes []string // appended by Send, on this goroutine
+	c := mustClient(t, Config{Endpoints: []string{first.URL, second.URL}, Timeout: 100 * time.Millisecond,
+		OnFailover: func(f Failover) { causes = append(causes, f.Cause) }})
 	acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: "1", ID: "k"})
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	if acks[0].Endpoint != second.URL {
 		t.Errorf("got endpoint %v, want the second %v", acks[0].Endpoint, second.URL)
+	}
+	if want := []string{"no answer within 100ms"}; !slices.Equal(causes, want) {
+		t.Errorf("got failover causes %q, want %q", causes, want)
 	}
 }
 
@@ -426,6 +443,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tls", Config{Endpoints: []string{"https://a"}, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13}}, ""},
 		{"backoff order", Config{Endpoints: []string{"http://a"}, BackoffMin: time.Second, BackoffMax: time.Millisecond}, "BackoffMin"},
 		{"negative timeout", Config{Endpoints: []string{"http://a"}, Timeout: -1}, "Timeout"},
+		{"negative connect timeout", Config{Endpoints: []string{"http://a"}, ConnectTimeout: -1}, "ConnectTimeout"},
+		{"connect timeout with client", Config{Endpoints: []string{"http://a"}, HTTPClient: http.DefaultClient, ConnectTimeout: time.Second}, "ConnectTimeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := New(tc.cfg)
@@ -458,5 +477,117 @@ func TestDefaults(t *testing.T) {
 		if cfg.BackoffMin != tc.wantMin || cfg.BackoffMax != tc.wantM {
 			t.Errorf("%s: got %v..%v, want %v..%v", tc.name, cfg.BackoffMin, cfg.BackoffMax, tc.wantMin, tc.wantM)
 		}
+	}
+	for _, tc := range []struct{ timeout, connect, want time.Duration }{
+		{0, 0, DefaultConnectTimeout},
+		{time.Second, 0, time.Second},
+		{0, time.Second, time.Second},
+		{2 * time.Second, 5 * time.Second, 2 * time.Second},
+	} {
+		cfg := Config{Endpoints: []string{"http://a"}, Timeout: tc.timeout, ConnectTimeout: tc.connect}
+		cfg.setDefaults()
+		if cfg.ConnectTimeout != tc.want {
+			t.Errorf("Timeout %v, ConnectTimeout %v: got ConnectTimeout %v, want %v", tc.timeout, tc.connect, cfg.ConnectTimeout, tc.want)
+		}
+	}
+}
+
+// timeoutStamp answers its first failures POSTs with 408 and then is s. With cut, the 408 comes
+// before the body is read and the connection is closed, as a server whose read timeout cut off
+// the upload does: the client may then see the 408 or a broken connection. posts counts the POSTs.
+func timeoutStamp(t *testing.T, s *fakeStamp, failures int64, cut bool) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var posts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && posts.Add(1) <= failures {
+			if cut {
+				w.Header().Set("Connection", "close")
+			} else {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}
+			problem(w, http.StatusRequestTimeout, "request-timeout", "the request body did not arrive in time", nil)
+			return
+		}
+		s.serve(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &posts
+}
+
+// TestRetriesA408 checks that a 408 (a body cut off or too slow for the stamp's read timeout) is
+// retried, at the same stamp when it is the only one, and the messages are acked.
+func TestRetriesA408(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut %v", cut), func(t *testing.T) {
+			s := mustStamp(t)
+			srv, posts := timeoutStamp(t, s, 1, cut)
+			c := mustClient(t, Config{Endpoints: []string{srv.URL}})
+			big := strings.Repeat("v", 1<<20-1) // more than the socket buffers: the stamp stops reading
+			acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: big, ID: "k"})
+			if err != nil {
+				t.Fatalf("Send: got %v, want the retry acked", err)
+			}
+			if got := posts.Load(); got != 2 {
+				t.Errorf("got %d POSTs, want 2 (408, then 200)", got)
+			}
+			if acks[0].CorrelationID != CorrelationID("a", "k") {
+				t.Errorf("got %v, want the id of the first try", acks[0].CorrelationID)
+			}
+			if st := c.Stats(); st.Endpoints[0].Failures != 1 {
+				t.Errorf("got %d failures counted, want 1 (the 408)", st.Endpoints[0].Failures)
+			}
+		})
+	}
+}
+
+// silentAddr returns the address of a listener that never completes another handshake: its
+// accept queue (backlog 0) is full and never drained, so the kernel drops further SYNs, as a cut
+// link does, without a reset.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for filled := false; !filled; {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			filled = true // this SYN was dropped: the queue is full
+			continue
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	return addr
+}
+
+// TestConnectTimeoutFailsOver checks that a stamp whose SYNs go unanswered is left after
+// ConnectTimeout, not after the whole Timeout.
+func TestConnectTimeoutFailsOver(t *testing.T) {
+	silent, second := "http://"+silentAddr(t), mustStamp(t)
+	var causes []string // appended by Send, on this goroutine
+	c := mustClient(t, Config{Endpoints: []string{silent, second.URL}, Timeout: 10 * time.Second,
+		ConnectTimeout: 300 * time.Millisecond, OnFailover: func(f Failover) { causes = append(causes, f.Cause) }})
+	start := time.Now()
+	acks, err := c.Send(context.Background(), Message{SenderID: "a", Value: "1"})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second || acks[0].Endpoint != second.URL {
+		t.Errorf("acked by %s after %v, want the second stamp after about the connect timeout", acks[0].Endpoint, took)
+	}
+	if want := []string{"no connection within 300ms"}; !slices.Equal(causes, want) {
+		t.Errorf("got failover causes %q, want %q", causes, want)
 	}
 }

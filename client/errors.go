@@ -1,10 +1,15 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,6 +61,14 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// short is the status and problem type: "503 spool-full", or "502 Bad Gateway" without a type.
+func (e *Error) short() string {
+	if e.Type != "" {
+		return fmt.Sprintf("%d %s", e.Status, strings.TrimPrefix(e.Type, "https://bridgehead.dev/problems/"))
+	}
+	return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+}
+
 // newError reads a problem+json body, or keeps the start of any other body as Detail.
 func newError(endpoint string, status int, body []byte) *Error {
 	e := &Error{Endpoint: endpoint, Status: status}
@@ -94,4 +107,42 @@ var correlationNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://bridg
 // senderID + "\n" + key), lower case. Every stamp derives the same one.
 func CorrelationID(senderID, key string) string {
 	return uuid.NewSHA1(correlationNamespace, []byte(senderID+"\n"+key)).String()
+}
+
+// cause says in a few words why a try got no answer, for Failover: the condition a person
+// recognises ("connection refused", "no answer within 10s"), not the wrapped chain.
+func (c *Client) cause(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "host unreachable"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "network unreachable"
+	case errors.As(err, &dns):
+		return "cannot resolve " + dns.Name
+	case errors.As(err, &op) && op.Op == "dial" && op.Timeout():
+		return fmt.Sprintf("no connection within %v", c.cfg.ConnectTimeout)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Sprintf("no answer within %v", c.cfg.Timeout)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before the answer"
+	}
+	// The innermost error: the wrapping names the request, which the caller knows.
+	for {
+		inner := errors.Unwrap(err)
+		if inner == nil {
+			return err.Error()
+		}
+		err = inner
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }

@@ -44,14 +44,19 @@ func Example() {
 }
 
 // When the preferred stamp cannot take messages, the next one gets them at once, with the same
-// correlationIds, so a consumer drops any duplicate.
+// correlationIds, so a consumer drops any duplicate. OnFailover says why each move happened.
 func Example_failover() {
 	onprem, cloud := client.NewFakeStamp(), client.NewFakeStamp()
 	defer onprem.Close()
 	defer cloud.Close()
 	onprem.SetMode(client.Mode503) // spool full, Retry-After: 1
 
-	c, err := client.New(client.Config{Endpoints: []string{onprem.URL, cloud.URL}})
+	c, err := client.New(client.Config{
+		Endpoints: []string{onprem.URL, cloud.URL},
+		OnFailover: func(f client.Failover) {
+			fmt.Println("failover:", f.From == onprem.URL, f.Cause) // log f.From, f.To and f.Cause
+		},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -64,6 +69,7 @@ func Example_failover() {
 	fmt.Println(acks[0].Endpoint == cloud.URL)
 	fmt.Println(acks[0].CorrelationID == client.CorrelationID("plant-a", "reading-43"))
 	// Output:
+	// failover: true 503 spool-full
 	// true
 	// true
 }
@@ -130,4 +136,40 @@ func ExampleBatcher() {
 	}
 	fmt.Println(acked, c.Stats().Endpoints[0].Acked)
 	// Output: 3 3
+}
+
+// A message the stamp refuses by name costs only itself: the Batcher sends the others of its
+// request again, and hands the refused one to OnRejected with the stamp's reasons.
+func ExampleBatcherConfig_onRejected() {
+	stamp := client.NewFakeStamp()
+	defer stamp.Close()
+	c, err := client.New(client.Config{Endpoints: []string{stamp.URL}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	acked := 0
+	b, err := c.NewBatcher(client.BatcherConfig{
+		OnAcked: func(acks []client.Ack) { acked += len(acks) },
+		OnRejected: func(m client.Message, errs []client.FieldError, _ *client.Error) {
+			fmt.Printf("rejected %q: %s: %s\n", m.Value, errs[0].Field, errs[0].Detail)
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, m := range []client.Message{{SenderID: "plant-a", Value: "21.5"}, {SenderID: "", Value: "21.7"}, {SenderID: "plant-a", Value: "21.6"}} {
+		if err := b.Add(ctx, m); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := b.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("acked", acked)
+	// Output:
+	// rejected "21.7": senderId: senderId is required
+	// acked 2
 }

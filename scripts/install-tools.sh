@@ -8,6 +8,8 @@ command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)   # -race needs cgo
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The full-share tests (internal/fulldisk) format a loop-mounted ext4 image.
 { command -v mkfs.ext4 || [ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ]; } >/dev/null 2>&1 || need_apt+=(e2fsprogs)
+# The cut-link test (test/e2e/cutlink_test.go) puts a stamp in a network namespace (ip netns, veth).
+{ command -v ip || [ -x /sbin/ip ] || [ -x /usr/sbin/ip ]; } >/dev/null 2>&1 || need_apt+=(iproute2)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

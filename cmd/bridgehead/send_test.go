@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/client"
+	"github.com/spf13/cobra"
 )
 
 // received is one message as a sendStamp got it.
@@ -102,6 +104,9 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 		if m.ID == "" {
 			errs = append(errs, client.FieldError{Index: i, Field: "id", Detail: "this test wants every id set"})
 		}
+		if m.Value == refusedByStamp {
+			errs = append(errs, client.FieldError{Index: i, Field: "value", Detail: "this stamp refuses this value"})
+		}
 		out.Messages = append(out.Messages, ack{CorrelationID: client.CorrelationID(m.SenderID, m.ID), SenderID: m.SenderID})
 	}
 	if len(errs) > 0 {
@@ -117,6 +122,10 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_ = json.NewEncoder(w).Encode(out)
 }
+
+// refusedByStamp is a value a sendStamp refuses by name, though send's own check passes it: a
+// rule of one stamp's configuration (a smaller --max-message-bytes, a key's senderIds).
+const refusedByStamp = "refused-by-the-stamp"
 
 func values(got []received) []string {
 	out := make([]string, len(got))
@@ -144,7 +153,7 @@ func TestSendNDJSONFromStdin(t *testing.T) {
 	if want := client.CorrelationID("plant-a", "reading-42"); acks[0] != want {
 		t.Errorf("got %v, want %v", acks[0], want)
 	}
-	if want := "sent 2, acked 2, failed 0, failovers 0\n  acked by " + s.URL + ": 2\n"; stdout != want {
+	if want := "sent 2, acked 2, failed 0, rejected 0, failovers 0\n  acked by " + s.URL + ": 2\n"; stdout != want {
 		t.Errorf("got %q, want %q", stdout, want)
 	}
 }
@@ -222,40 +231,176 @@ func TestSendAPIKeyFile(t *testing.T) {
 	}
 }
 
+// TestSendFailsOver checks that the stamps of --url, repeated or comma-separated, are a failover
+// list, and that each failover is said on stderr with its cause.
 func TestSendFailsOver(t *testing.T) {
-	s := mustSendStamp(t, "")
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close()
-	stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\nb\n"), "send", "--url", downURL+","+s.URL,
-		"--sender-id", "plant-a", "--batch-window", "5ms")
-	if err != nil {
-		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
-	}
-	if got, _ := s.received(); len(got) != 2 {
-		t.Errorf("second stamp got %d messages, want 2", len(got))
-	}
-	want := "sent 2, acked 2, failed 0, failovers 1\n  acked by " + downURL + ": 0\n  acked by " + s.URL + ": 2\n"
-	if stdout != want {
-		t.Errorf("got %q, want %q", stdout, want)
+	for _, tc := range []struct {
+		name  string
+		urls  func(s, full string) []string
+		first string // "refused" or "full"
+		cause string
+	}{
+		{"comma-separated", func(s, _ string) []string { return []string{"--url", downURL + "," + s} }, "refused", "connection refused"},
+		{"repeated", func(s, _ string) []string { return []string{"--url", downURL, "--url", s} }, "refused", "connection refused"},
+		{"repeated, spool full", func(s, full string) []string { return []string{"--url", full, "--url", s} }, "full", "503 spool-full"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustSendStamp(t, "")
+			full := mustFailingStamp(t, s, 1<<30)
+			firstURL := downURL
+			if tc.first == "full" {
+				firstURL = full.URL
+			}
+			args := append([]string{"send", "--sender-id", "plant-a", "--batch-window", "5ms"}, tc.urls(s.URL, full.URL)...)
+			stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\nb\n"), args...)
+			if err != nil {
+				t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+			}
+			if got, _ := s.received(); len(got) != 2 {
+				t.Errorf("second stamp got %d messages, want 2", len(got))
+			}
+			want := "sent 2, acked 2, failed 0, rejected 0, failovers 1\n  acked by " + firstURL + ": 0\n  acked by " + s.URL + ": 2\n"
+			if stdout != want {
+				t.Errorf("got %q, want %q", stdout, want)
+			}
+			if want := "send: failover: " + firstURL + " failed (" + tc.cause + "); sending to " + s.URL + "\n"; !strings.Contains(stderr, want) {
+				t.Errorf("stderr %q does not say %q", stderr, want)
+			}
+		})
 	}
 }
 
-func TestSendRefusedExitsNonZero(t *testing.T) {
+// TestSendURLList checks how --url values and BRIDGEHEAD_URL make the failover list.
+func TestSendURLList(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want []string
+	}{
+		{nil, "", []string{"http://127.0.0.1:8080"}},
+		{[]string{"--url", "http://a"}, "", []string{"http://a"}},
+		{[]string{"--url", "http://a", "--url", "http://b"}, "", []string{"http://a", "http://b"}},
+		{[]string{"--url", "http://a, http://b", "--url", "http://c"}, "", []string{"http://a", "http://b", "http://c"}},
+		{nil, "http://a,http://b", []string{"http://a", "http://b"}},
+		{[]string{"--url", "http://c"}, "http://a,http://b", []string{"http://c"}},
+	} {
+		t.Run(strings.Join(tc.args, " ")+" env "+tc.env, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("BRIDGEHEAD_URL", tc.env)
+			}
+			var got []string
+			cmd := newSendCmd()
+			cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+				f := cmd.Flags()
+				if err := applyEnv(f); err != nil {
+					return err
+				}
+				urls, _ := f.GetStringArray("url")
+				var fl sendFlags
+				fl.urls, fl.window, fl.timeout, fl.connectTimeout, fl.maxMessageBytes = urls, time.Second, time.Second, time.Second, 1
+				cfg, err := fl.clientConfig(cmd)
+				got = cfg.Endpoints
+				return err
+			}
+			cmd.SetArgs(tc.args)
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got endpoints %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSendRejectsBadLines checks that lines a stamp would refuse are not sent, that one bad line
+// does not cost the good ones, and that each rejected line is named by its line number.
+func TestSendRejectsBadLines(t *testing.T) {
 	s := mustSendStamp(t, "")
-	in := `{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n"
-	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
-	if err == nil || !strings.Contains(err.Error(), "2 messages were not acked") {
-		t.Fatalf("got %v, want an error saying 2 messages were not acked", err)
+	var in strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&in, `{"senderId":"plant-a","value":"%d"}`+"\n", i)
+		if i == 499 {
+			in.WriteString(`{"senderId":"plant a","value":"bad"}` + "\n") // line 501
+		}
 	}
-	if !strings.HasPrefix(stdout, "sent 1, acked 0, failed 2,") {
-		t.Errorf("summary: got %q, want sent 1, acked 0, failed 2", stdout)
+	in.WriteString(`{"senderId":"plant-a","value":""}` + "\n" + `not json` + "\n") // lines 1002, 1003
+	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in.String()), "send", "--url", s.URL,
+		"--batch-window", "5ms", "--rejects-file", rejects)
+	if err == nil || !strings.Contains(err.Error(), "3 lines were rejected (stdin:501, stdin:1002, stdin:1003)") {
+		t.Fatalf("got %v, want an error naming the 3 rejected lines", err)
 	}
-	for _, want := range []string{"stdin:2: not a message", "answered 400 invalid-message"} {
+	if got, _ := s.received(); len(got) != 1000 {
+		t.Errorf("the stamp got %d messages, want 1000", len(got))
+	}
+	if want := "sent 1000, acked 1000, failed 0, rejected 3, failovers 0\n"; !strings.HasPrefix(stdout, want) {
+		t.Errorf("summary: got %q, want it to start %q", stdout, want)
+	}
+	if !strings.Contains(stdout, "  rejected: stdin:501, stdin:1002, stdin:1003\n") {
+		t.Errorf("summary %q does not name the rejected lines", stdout)
+	}
+	for _, want := range []string{
+		"send: stdin:501: rejected: senderId must be 1-128 characters",
+		"send: stdin:1002: rejected: value must not be empty",
+		"send: stdin:1003: rejected: invalid JSON",
+	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr %q does not say %q", stderr, want)
 		}
 	}
+	recs := readRejects(t, rejects)
+	if len(recs) != 3 || recs[0].Line != 501 || recs[0].Input != "stdin" || recs[0].Text != `{"senderId":"plant a","value":"bad"}` ||
+		len(recs[0].Errors) != 1 || recs[0].Errors[0].Field != "senderId" || recs[0].By != "" || recs[2].Line != 1003 {
+		t.Errorf("rejects file: got %+v, want lines 501, 1002 and 1003 with their text and problems", recs)
+	}
+}
+
+// TestSendResendsWhatTheStampDidNotName checks that when a stamp refuses a request naming some
+// of its messages, the others are sent again, and the refused ones are reported by line.
+func TestSendResendsWhatTheStampDidNotName(t *testing.T) {
+	s := mustSendStamp(t, "")
+	rejects := filepath.Join(t.TempDir(), "rejects.ndjson")
+	in := "a\nb\n" + refusedByStamp + "\nc\n"
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--sender-id", "plant-a",
+		"--batch-window", "1h", "--rejects-file", rejects)
+	if err == nil || !strings.Contains(err.Error(), "1 lines were rejected (stdin:3)") {
+		t.Fatalf("got %v, want an error naming line 3", err)
+	}
+	if got, _ := s.received(); !slices.Equal(values(got), []string{"plant-a/a", "plant-a/b", "plant-a/c"}) {
+		t.Errorf("the stamp got %v, want a, b and c", values(got))
+	}
+	if want := "sent 4, acked 3, failed 0, rejected 1, failovers 0\n"; !strings.HasPrefix(stdout, want) {
+		t.Errorf("summary: got %q, want it to start %q", stdout, want)
+	}
+	if want := "send: stdin:3: rejected by " + s.URL + ": this stamp refuses this value"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not say %q", stderr, want)
+	}
+	recs := readRejects(t, rejects)
+	if len(recs) != 1 || recs[0].Line != 3 || recs[0].By != s.URL || !strings.Contains(recs[0].Text, `"value":"`+refusedByStamp+`"`) ||
+		!strings.Contains(recs[0].Text, `"id":"`) {
+		t.Errorf("rejects file: got %+v, want line 3 refused by the stamp, as sent with its id", recs)
+	}
+}
+
+func readRejects(t *testing.T, path string) []rejectRecord {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rejectRecord
+	for line := range strings.Lines(string(b)) {
+		var r rejectRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("rejects file line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func TestSendBadFlags(t *testing.T) {
@@ -270,6 +415,10 @@ func TestSendBadFlags(t *testing.T) {
 		{[]string{"--api-key", "a", "--api-key-file", "f"}, "give one"},
 		{[]string{"--ca-file", "/nonexistent"}, "--ca-file"},
 		{[]string{"--max-attempts", "-2"}, "--max-attempts"},
+		{[]string{"--sender-id", "plant a"}, `--sender-id "plant a": must be`},
+		{[]string{"--max-message-bytes", "0"}, "--max-message-bytes"},
+		{[]string{"--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{"--connect-timeout", "11s"}, "--connect-timeout 11s: must be positive and at most --timeout 10s"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -290,10 +439,16 @@ type failingStamp struct {
 
 func mustFailingStamp(t *testing.T, s *sendStamp, failures int64) *failingStamp {
 	t.Helper()
+	return mustFailingStampWith(t, s, failures, http.StatusServiceUnavailable, "spool-full")
+}
+
+// mustFailingStampWith is mustFailingStamp answering status with problem type typ.
+func mustFailingStampWith(t *testing.T, s *sendStamp, failures int64, status int, typ string) *failingStamp {
+	t.Helper()
 	f := &failingStamp{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && f.posts.Add(1) <= failures {
-			sendProblem(w, http.StatusServiceUnavailable, "spool-full", nil)
+			sendProblem(w, status, typ, nil)
 			return
 		}
 		s.serve(w, r)
@@ -334,6 +489,73 @@ func TestSendMaxAttempts(t *testing.T) {
 			t.Errorf("got %d messages and %q, want 1 acked", len(got), stdout)
 		}
 	})
+}
+
+// TestSendSaysItIsBack checks that traffic returning to the preferred stamp is said on stderr.
+func TestSendSaysItIsBack(t *testing.T) {
+	s := mustSendStamp(t, "")
+	preferred := mustFailingStamp(t, s, 1) // 503 once, then it takes messages
+	other := mustSendStamp(t, "")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- run(t.Context(), []string{"send", "--url", preferred.URL, "--url", other.URL, "--sender-id", "plant-a",
+			"--batch-window", "5ms"}, pr, &stdout, &stderr)
+	}()
+	write := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(pw, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first line goes to the other stamp, after the 503. The prober finds the preferred stamp
+	// ready after its backoff (0.5 s at most) and a probe interval (1 s); lines keep coming
+	// meanwhile, until one reaches the preferred stamp again.
+	write("a")
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		if got, _ := s.received(); len(got) > 0 {
+			break
+		}
+		if got, _ := other.received(); len(got) > 0 {
+			write("b")
+		}
+		select {
+		case <-deadline:
+			t.Fatal("no line reached the preferred stamp again")
+		case <-tick.C:
+		}
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr.String())
+	}
+	if want := "send: back to " + preferred.URL + ": it answers again\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+}
+
+// TestSendRetriesA408 checks that a 408 (the stamp's read timeout cut the upload off) is tried
+// again, not counted as a failed message.
+func TestSendRetriesA408(t *testing.T) {
+	s := mustSendStamp(t, "")
+	f := mustFailingStampWith(t, s, 1, http.StatusRequestTimeout, "request-timeout")
+	stdout, stderr, err := runCLIStdin(t, strings.NewReader("a\n"), "send", "--url", f.URL, "--sender-id", "plant-a",
+		"--batch-window", "5ms")
+	if err != nil {
+		t.Fatalf("send: got %v, want nil (stderr %q)", err, stderr)
+	}
+	if got := f.posts.Load(); got != 2 {
+		t.Errorf("got %d tries, want 2 (408, then 200)", got)
+	}
+	if got, _ := s.received(); len(got) != 1 || !strings.HasPrefix(stdout, "sent 1, acked 1, failed 0") {
+		t.Errorf("got %d messages and %q, want 1 acked", len(got), stdout)
+	}
 }
 
 // TestSendStreams checks that a line is sent while its input is still open.
@@ -383,7 +605,7 @@ func TestSendProgressLine(t *testing.T) {
 		st := &sendState{stderr: &buf, tty: tc.tty}
 		st.sent.Store(3)
 		st.acked.Store(2)
-		st.bad.Store(1)
+		st.failed.Store(1)
 		ep := "http://onprem"
 		st.lastEndpoint.Store(&ep)
 		st.progress(2)

@@ -90,7 +90,7 @@ func TestSendProgressOnATerminalAndAPipe(t *testing.T) {
 	if !strings.HasSuffix(got, "\r\x1b[K") || strings.Contains(got, "\n") {
 		t.Errorf("terminal: %q, want redraws on one line, erased at the end", got)
 	}
-	if !strings.HasPrefix(out, "sent 30, acked 30, failed 0, failovers 0\n") {
+	if !strings.HasPrefix(out, "sent 30, acked 30, failed 0, rejected 0, failovers 0\n") {
 		t.Errorf("summary on stdout: %q", out)
 	}
 
@@ -112,7 +112,7 @@ func TestSendProgressOnATerminalAndAPipe(t *testing.T) {
 	if !strings.HasPrefix(lines, "sent ") || !strings.HasSuffix(lines, "\n") || !strings.Contains(lines, "via "+stamp.URL) {
 		t.Errorf("pipe: %q, want plain progress lines naming the endpoint", lines)
 	}
-	if !strings.HasPrefix(out, "sent 30, acked 30, failed 0, failovers 0\n") {
+	if !strings.HasPrefix(out, "sent 30, acked 30, failed 0, rejected 0, failovers 0\n") {
 		t.Errorf("summary on stdout: %q", out)
 	}
 }

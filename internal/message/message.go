@@ -1,5 +1,7 @@
 // Package message provides the Message envelope that every layer of Bridgehead shares (ingest,
-// spool, forwarder, sinks) and its compact binary encoding used inside spool segments.
+// spool, forwarder, sinks), its compact binary encoding used inside spool segments, and the rules
+// a message must meet to be accepted (Limits.Check), shared by the server and the clients so that
+// both refuse the same messages.
 //
 // The binary encoding is versioned and self-delimiting; Unmarshal never trusts a length field
 // further than the bytes it was given, so a hostile or damaged record cannot drive an allocation.

@@ -59,22 +59,25 @@ type serveProc struct {
 // launchServe starts `bridgehead serve args...`, its stderr going to stderr, and waits until it
 // prints its address. It reports failures as errors, so that it can be called from anywhere.
 func launchServe(args []string, stderr io.Writer) (*serveProc, error) {
-	return launchServeBinary(binary, args, stderr)
+	return launchServeIn("", binary, args, stderr)
 }
 
 // launchServeBinary is launchServe with another build of bridgehead.
 func launchServeBinary(bin string, args []string, stderr io.Writer) (*serveProc, error) {
+	return launchServeIn("", bin, args, stderr)
+}
+
+// launchServeIn is launchServe of the build bin in the network namespace netns ("" for the
+// test's own), through `ip netns exec`, which execs serve in place: the process is serve's.
+func launchServeIn(netns, bin string, args []string, stderr io.Writer) (*serveProc, error) {
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
-	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRIDGEHEAD_") && !strings.HasPrefix(kv, "GORACE=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
+	if netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", netns, bin, "serve"}, args...)...)
 	}
-	// The race detector sleeps a second at exit by default (atexit_sleep_ms): the tests that
-	// time a shutdown measure serve, not that.
-	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	// The tests set every setting by flag: no BRIDGEHEAD_* of the caller's environment (such as
+	// BRIDGEHEAD_CHAOS_SECONDS) reaches serve. The race detector sleeps a second at exit by
+	// default (atexit_sleep_ms): the tests that time a shutdown measure serve, not that.
+	cmd.Env = append(withoutBridgeheadEnv(), "GORACE=atexit_sleep_ms=0")
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -111,6 +114,18 @@ func launchServeBinary(bin string, args []string, stderr io.Writer) (*serveProc,
 		<-p.done
 		return nil, fmt.Errorf("serve %v did not print its address within 30 s", args)
 	}
+}
+
+// withoutBridgeheadEnv is the environment less every BRIDGEHEAD_* variable (and GORACE, which
+// the launchers set themselves).
+func withoutBridgeheadEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BRIDGEHEAD_") && !strings.HasPrefix(kv, "GORACE=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // running reports whether the process has not exited.
@@ -172,11 +187,16 @@ func startServeLogging(t *testing.T, logs io.Writer, flags ...string) *server {
 }
 
 func (s *server) post(ctx context.Context, path, body string) (int, http.Header, []byte, error) {
+	return s.postType(ctx, path, "application/json", body)
+}
+
+// postType posts body with the Content-Type ct.
+func (s *server) postType(ctx context.Context, path, ct, body string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", s.url+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ct)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, nil, err

@@ -53,6 +53,7 @@ type failoverStamp struct {
 	spool  string
 	sink   string
 	listen string // 127.0.0.1:0 until the first start, then the address it got
+	netns  string // the network namespace it runs in; "" for the test's own
 	log    *os.File
 	proc   *serveProc
 }
@@ -83,7 +84,7 @@ func newFailoverStamp(t *testing.T, name string) *failoverStamp {
 // start runs a new incarnation and returns once it listens.
 func (s *failoverStamp) start(t *testing.T) {
 	t.Helper()
-	p, err := launchServe([]string{"--listen", s.listen, "--spool-dir", s.spool, "--stamp", s.name,
+	p, err := launchServeIn(s.netns, binary, []string{"--listen", s.listen, "--spool-dir", s.spool, "--stamp", s.name,
 		"--file-path", s.sink, "--spool-lease", failoverLease, "--spool-skew-allowance", failoverSkew,
 		"--spool-writer-lease", failoverWriterLease,
 		"--shutdown-grace", "5s"}, s.log)
@@ -176,6 +177,36 @@ func deliveredIDs(path, stamp string) (map[string]int, error) {
 		out[strings.ToLower(env.CorrelationID)]++
 	}
 	return out, nil
+}
+
+// drainAndStop waits until the spools of stamps have drained, wants none of their segments dead
+// or quarantined, stops them with SIGTERM and reads their sinks: how often each correlationId is
+// in each, by the stamp's URL. It returns how long the drain took.
+func drainAndStop(t *testing.T, stamps ...*failoverStamp) (map[string]map[string]int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	eventuallyEvery(t, 100*time.Millisecond, failoverDrainBound, "the spools to drain", func() bool {
+		n := 0
+		for _, s := range stamps {
+			undelivered, _ := s.spoolDepth(t)
+			n += undelivered
+		}
+		return n == 0
+	})
+	drained := time.Since(start)
+	sinks := map[string]map[string]int{}
+	for _, s := range stamps {
+		if _, dead := s.spoolDepth(t); dead > 0 {
+			t.Errorf("%s: %d segments dead or quarantined, want none", s.name, dead)
+		}
+		s.stop(t)
+		d, err := s.delivered(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinks[s.proc.url] = d
+	}
+	return sinks, drained
 }
 
 // failoverAck is one acknowledged request: when Send returned, which stamp acked, the ids.
@@ -332,33 +363,11 @@ func TestFailover(t *testing.T) {
 	}
 	stopSending()
 	wg.Wait()
-	sendingEnded := time.Now()
 
 	// Both forwarders drain: the restarted on-prem one also delivers what the killed one had
-	// claimed, once the reaper returns those claims.
-	eventuallyEvery(t, 100*time.Millisecond, failoverDrainBound, "both spools to drain", func() bool {
-		a, _ := onprem.spoolDepth(t)
-		b, _ := cloud.spoolDepth(t)
-		return a+b == 0
-	})
-	drained := time.Since(sendingEnded)
-	for _, s := range []*failoverStamp{onprem, cloud} {
-		if _, dead := s.spoolDepth(t); dead > 0 {
-			t.Errorf("%s: %d segments dead or quarantined, want none", s.name, dead)
-		}
-	}
-	onprem.stop(t)
-	cloud.stop(t)
-
-	// Every ack is in the sink of the stamp that gave it.
-	sinks := map[string]map[string]int{}
-	for ep, s := range map[string]*failoverStamp{onURL: onprem, cloudURL: cloud} {
-		d, err := s.delivered(t)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sinks[ep] = d
-	}
+	// claimed, once the reaper returns those claims. Every ack is in the sink of the stamp that
+	// gave it.
+	sinks, drained := drainAndStop(t, onprem, cloud)
 	acked := map[string]string{} // correlationId → the endpoint of its last ack
 	perEndpoint := map[string]int{}
 	var missing []string
