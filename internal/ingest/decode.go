@@ -35,99 +35,25 @@ func correlationID(senderID, key string) uuid.UUID {
 	return uuid.NewSHA1(CorrelationNamespace, []byte(senderID+"\n"+key))
 }
 
-// inMessage is a message as a client sends it. encoding/json matches member names
-// case-insensitively, as ASP.NET did: "SenderId" and "senderid" work too.
-type inMessage struct {
-	SenderID   *string           `json:"senderId"`
-	Value      *string           `json:"value"`
-	Properties map[string]string `json:"properties"`
-	ID         *string           `json:"id"`
-}
-
-// limits are the validation bounds a Server applies.
+// limits are the validation bounds a Server applies: the message rules' (internal/message, which
+// `bridgehead send` checks with too) and the messages of one request.
 type limits struct {
-	maxMessageBytes int
-	maxProperties   int
-	maxMessages     int
-}
-
-const (
-	maxSenderIDLen = 128
-	maxKeyLen      = 256
-)
-
-func validSenderID(s string) bool {
-	if len(s) == 0 || len(s) > maxSenderIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.' || c == '_' || c == ':' || c == '@' || c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validKey checks an idempotency key or message id: 1–256 printable ASCII characters.
-func validKey(s string) bool {
-	if len(s) == 0 || len(s) > maxKeyLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	message     message.Limits
+	maxMessages int
 }
 
 // build validates one decoded message and returns it, or the problems found (all of them, so a
 // client fixes everything in one go). key is the idempotency key to derive the id from, if any.
-func (l limits) build(index int, in *inMessage, key, stamp string, now time.Time) (message.Message, []httpapi.FieldError) {
-	var errs []httpapi.FieldError
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, httpapi.FieldError{Index: index, Field: field, Detail: fmt.Sprintf(format, args...)})
-	}
-	switch {
-	case in.SenderID == nil:
-		bad("senderId", "senderId is required")
-	case !validSenderID(*in.SenderID):
-		bad("senderId", "senderId must be 1-%d characters of A-Z a-z 0-9 . _ : @ -", maxSenderIDLen)
-	}
-	size := 0
-	switch {
-	case in.Value == nil:
-		bad("value", "value is required")
-	case *in.Value == "":
-		bad("value", "value must not be empty")
-	default:
-		size = len(*in.Value)
-	}
-	if len(in.Properties) > l.maxProperties {
-		bad("properties", "at most %d properties, got %d", l.maxProperties, len(in.Properties))
-	}
-	for k, v := range in.Properties {
-		if k == "" {
-			bad("properties", "property names must not be empty")
+func (l limits) build(index int, in *message.Input, key, stamp string, now time.Time) (message.Message, []httpapi.FieldError) {
+	if ferrs := l.message.Check(in); ferrs != nil {
+		errs := make([]httpapi.FieldError, len(ferrs))
+		for i, e := range ferrs {
+			errs[i] = httpapi.FieldError{Index: index, Field: e.Field, Detail: e.Detail}
 		}
-		size += len(k) + len(v)
-	}
-	if size > l.maxMessageBytes {
-		bad("value", "value and properties are %d bytes, over the limit of %d", size, l.maxMessageBytes)
+		return message.Message{}, errs
 	}
 	if in.ID != nil {
-		if !validKey(*in.ID) {
-			bad("id", "id must be 1-%d printable ASCII characters", maxKeyLen)
-		} else {
-			key = *in.ID
-		}
-	}
-	if len(errs) > 0 {
-		return message.Message{}, errs
+		key = *in.ID
 	}
 	return message.Message{
 		ID:         correlationID(*in.SenderID, key),
@@ -139,62 +65,14 @@ func (l limits) build(index int, in *inMessage, key, stamp string, now time.Time
 	}, nil
 }
 
-// errTrailing reports data after the one JSON value a body may hold.
-var errTrailing = errors.New("unexpected data after the JSON value")
-
-// decodeOne decodes raw (one JSON object) into in, checking UTF-8 first: encoding/json would
-// silently replace invalid bytes with U+FFFD, changing what the client sent.
-func decodeOne(raw []byte, in *inMessage) error {
-	if !utf8.Valid(raw) {
-		return errors.New("body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(in); err != nil {
-		return describeJSONError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errTrailing
-	}
-	return nil
-}
-
-// describeJSONError turns encoding/json's errors into a sentence a client can act on.
-func describeJSONError(err error) error {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return fmt.Errorf("%s must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return fmt.Errorf("expected a JSON object, not %s", te.Value)
-	case errors.As(err, &se):
-		return fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, se)
-	case errors.Is(err, io.EOF):
-		return errors.New("empty body: expected a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("truncated JSON")
-	}
-	return err
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "map", "struct":
-		return "object"
-	case "ptr":
-		return "string"
-	}
-	return goKind
-}
-
 // decodeBatchFast decodes a whole /v1/messages body in one pass: the common case of a valid
 // request. Any error sends the caller to splitBatch + decodeOne, which name each problem.
-func decodeBatchFast(body []byte, ndjson bool, max int) ([]inMessage, error) {
+func decodeBatchFast(body []byte, ndjson bool, max int) ([]message.Input, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("body is not valid UTF-8")
+	}
+	if err := message.CheckJSON(body); err != nil {
+		return nil, err
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -202,10 +80,10 @@ func decodeBatchFast(body []byte, ndjson bool, max int) ([]inMessage, error) {
 	}
 	if !ndjson {
 		if trimmed[0] != '[' {
-			ins := make([]inMessage, 1)
-			return ins, decodeOne(trimmed, &ins[0])
+			ins := make([]message.Input, 1)
+			return ins, message.Decode(trimmed, &ins[0])
 		}
-		var ins []inMessage
+		var ins []message.Input
 		if err := json.Unmarshal(trimmed, &ins); err != nil {
 			return nil, err
 		}
@@ -219,7 +97,7 @@ func decodeBatchFast(body []byte, ndjson bool, max int) ([]inMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	ins := make([]inMessage, len(lines))
+	ins := make([]message.Input, len(lines))
 	for k, line := range lines {
 		if err := json.Unmarshal(line, &ins[k]); err != nil {
 			return nil, err
@@ -265,10 +143,10 @@ func splitBatch(body []byte, ndjson bool, max int) ([][]byte, error) {
 	var raws []json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(&raws); err != nil {
-		return nil, describeJSONError(err)
+		return nil, message.DescribeJSONError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errTrailing
+		return nil, message.ErrTrailing
 	}
 	if len(raws) == 0 {
 		return nil, errors.New("empty array: expected at least one message")

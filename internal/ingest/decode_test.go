@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 )
 
 // FuzzDecode: any body, as JSON or NDJSON, is either refused with an error or yields messages
@@ -14,7 +16,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("{\"senderId\":\"a\",\"value\":\"1\"}\n\n{\"senderId\":\"b\",\"value\":\"2\"}\n"), true)
 	f.Add([]byte(`{"senderId":5}`), false)
 	f.Add([]byte("\xff\xfe"), true)
-	lim := limits{maxMessageBytes: 1 << 10, maxProperties: 4, maxMessages: 16}
+	f.Add([]byte(`{"senderId":"a","value":"\ud800"}`), false)
+	f.Add([]byte(`[{"senderId":"a","value":"1","VALUE":"2"}]`), false)
+	lim := limits{message: message.Limits{MaxBytes: 1 << 10, MaxProperties: 4}, maxMessages: 16}
 	f.Fuzz(func(t *testing.T, body []byte, ndjson bool) {
 		fast, ferr := decodeBatchFast(body, ndjson, lim.maxMessages)
 		raws, err := splitBatch(body, ndjson, lim.maxMessages)
@@ -30,8 +34,8 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("fast path: %d messages, careful path %d", len(fast), len(raws))
 			}
 			for i, raw := range raws {
-				var in inMessage
-				if err := decodeOne(raw, &in); err != nil {
+				var in message.Input
+				if err := message.Decode(raw, &in); err != nil {
 					t.Fatalf("message %d: fast path accepted, careful path: %v", i, err)
 				}
 				if !reflect.DeepEqual(in, fast[i]) {
@@ -43,15 +47,15 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%d messages from a body that was accepted", len(raws))
 		}
 		for i, raw := range raws {
-			var in inMessage
-			if err := decodeOne(raw, &in); err != nil {
+			var in message.Input
+			if err := message.Decode(raw, &in); err != nil {
 				continue
 			}
 			m, errs := lim.build(i, &in, "", "s", time.Unix(0, 0))
 			if errs != nil {
 				continue
 			}
-			if !validSenderID(m.SenderID) || m.Value == "" || len(m.Properties) > lim.maxProperties {
+			if !message.ValidSenderID(m.SenderID) || m.Value == "" || len(m.Properties) > lim.message.MaxProperties {
 				t.Fatalf("invalid message passed validation: %+v", m)
 			}
 		}

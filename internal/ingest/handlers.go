@@ -31,8 +31,8 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, p)
 		return
 	}
-	var in inMessage
-	if err := decodeOne(body, &in); err != nil {
+	var in message.Input
+	if err := message.Decode(body, &in); err != nil {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
 		return
 	}
@@ -59,7 +59,7 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 // idempotencyKey returns the request's Idempotency-Key header ("" if none), or the problem with it.
 func idempotencyKey(r *http.Request) (string, *httpapi.Problem) {
 	key := r.Header.Get("Idempotency-Key")
-	if key != "" && !validKey(key) {
+	if key != "" && !message.ValidKey(key) {
 		return "", &httpapi.Problem{Type: httpapi.ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
 			Detail: "Idempotency-Key must be 1-256 printable ASCII characters"}
 	}
@@ -107,10 +107,10 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
 			return
 		}
-		ins = make([]inMessage, len(raws))
+		ins = make([]message.Input, len(raws))
 		var errs []httpapi.FieldError
 		for i, raw := range raws {
-			if err := decodeOne(raw, &ins[i]); err != nil {
+			if err := message.Decode(raw, &ins[i]); err != nil {
 				errs = append(errs, httpapi.FieldError{Index: i, Detail: err.Error()})
 				continue
 			}

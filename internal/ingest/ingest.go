@@ -38,9 +38,9 @@ type Spool interface {
 
 // Defaults for Config fields left zero.
 const (
-	DefaultMaxMessageBytes = 1 << 20 // the Event Hubs Standard tier's event limit
+	DefaultMaxMessageBytes = message.DefaultMaxBytes // the Event Hubs Standard tier's event limit
 	DefaultMaxRequestBytes = 16 << 20
-	DefaultMaxProperties   = 32
+	DefaultMaxProperties   = message.DefaultMaxProperties
 	DefaultMaxMessages     = 10_000
 	// DefaultMaxInflightBytes suits the Deployment's 512 MiB memory limit: decoding a batch
 	// takes up to about six times its body (10,000 messages of 32 properties: 16 MiB → ~100 MiB).
@@ -150,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:           cfg,
-		lim:           limits{maxMessageBytes: cfg.MaxMessageBytes, maxProperties: cfg.MaxProperties, maxMessages: cfg.MaxMessages},
+		lim:           limits{message: message.Limits{MaxBytes: cfg.MaxMessageBytes, MaxProperties: cfg.MaxProperties}, maxMessages: cfg.MaxMessages},
 		log:           log,
 		now:           cfg.Now,
 		appendFailLog: rate.Sometimes{Interval: time.Second},
@@ -223,11 +223,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 	}
 	rr := &reservingReader{r: http.MaxBytesReader(w, r.Body, limit), f: &s.inflight, max: limit + 1}
 	if r.ContentLength > 0 {
-		// The server stops the body at its declared length: reserve that, all at once.
+		// The server ends the body at its declared length: reserve that, all at once, and no more.
 		if !s.inflight.take(r.ContentLength) {
 			return nil, func() {}, busy()
 		}
-		rr.held, rr.max = r.ContentLength, r.ContentLength+1
+		rr.held, rr.max = r.ContentLength, r.ContentLength
 	}
 	release = func() { s.inflight.give(rr.held) }
 	body, err := io.ReadAll(rr)

@@ -161,9 +161,10 @@ func (l Limits) Parse(raw []byte) (Input, []FieldError) {
 // ErrTrailing reports data after the one JSON value a body or a line may hold.
 var ErrTrailing = errors.New("unexpected data after the JSON value")
 
-// Decode decodes raw (one JSON object) into in, checking UTF-8 first: encoding/json would
-// silently replace invalid bytes with U+FFFD, changing what the client sent. Its errors are
-// sentences a client can act on (DescribeJSONError).
+// Decode decodes raw (one JSON object) into in, checking UTF-8 first and CheckJSON after:
+// encoding/json would silently replace invalid bytes and lone surrogates with U+FFFD, and keep
+// the last of a member sent twice, changing what the client sent. Its errors are sentences a
+// client can act on (DescribeJSONError).
 func Decode(raw []byte, in *Input) error {
 	if !utf8.Valid(raw) {
 		return errors.New("body is not valid UTF-8")
@@ -175,7 +176,7 @@ func Decode(raw []byte, in *Input) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return ErrTrailing
 	}
-	return nil
+	return CheckJSON(raw)
 }
 
 // DescribeJSONError turns encoding/json's errors into a sentence a client can act on.
