@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"time"
@@ -111,6 +112,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		var errs []httpapi.FieldError
 		for i, raw := range raws {
 			if err := message.Decode(raw, &ins[i]); err != nil {
+				if !ndjson && bytes.TrimLeft(body, " \t\r\n")[0] != '[' {
+					// One object, not a batch: the body itself is not the JSON expected.
+					httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
+					return
+				}
 				errs = append(errs, httpapi.FieldError{Index: i, Detail: err.Error()})
 				continue
 			}

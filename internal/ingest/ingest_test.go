@@ -289,6 +289,33 @@ func TestBatchRoute(t *testing.T) {
 	}
 }
 
+// TestBodyTheJSONDecoderWouldChange: what encoding/json accepts while changing it (trailing data
+// after one object, a lone surrogate, a field sent twice in two cases) is refused as the body's
+// JSON, on both routes, and nothing is spooled.
+func TestBodyTheJSONDecoderWouldChange(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{})
+	for _, tt := range []struct{ path, ct, body, detail string }{
+		{"/v1/messages", "application/json", `{"senderId":"01","value":"x"} {}`, "unexpected data"},
+		{"/v1/messages", "application/json", `{"senderId":"01","value":"\ud800"}`, `"value"`},
+		{"/v1/messages", "application/json", `{"senderId":"01","value":"a","VALUE":"b"}`, `"VALUE" appears twice`},
+		{"/ServiceAPI/message", "application/json", `{"senderId":"01","value":"\udc00"}`, "surrogate"},
+		{"/ServiceAPI/message", "application/json", `{"senderId":"01","Value":"a","value":"b"}`, "appears twice"},
+	} {
+		r := f.Do(t, "POST", tt.path, tt.ct, tt.body)
+		if p := apitest.DecodeProblem(t, r); r.Status != 400 || p.Type != httpapi.ProblemInvalidJSON || !strings.Contains(p.Detail, tt.detail) {
+			t.Errorf("%s %s: %d %s %q, want 400 invalid-json with %q", tt.path, tt.body, r.Status, p.Type, p.Detail, tt.detail)
+		}
+	}
+	// In a batch, the message at fault is named by its index.
+	r := f.Do(t, "POST", "/v1/messages", "application/json", `[{"senderId":"01","value":"ok"},{"senderId":"01","value":"\ud800"}]`)
+	if p := apitest.DecodeProblem(t, r); r.Status != 400 || len(p.Errors) != 1 || p.Errors[0].Index != 1 {
+		t.Errorf("batch with a lone surrogate in message 1: %d %s", r.Status, r.Body)
+	}
+	if got := spooled(t, f.Spool); len(got) != 0 {
+		t.Fatalf("refused bodies left %d messages", len(got))
+	}
+}
+
 func TestBatchIsAllOrNothing(t *testing.T) {
 	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxMessages: 5}})
 	r := f.Do(t, "POST", "/v1/messages", "application/json",
