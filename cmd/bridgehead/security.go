@@ -10,6 +10,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -83,8 +84,9 @@ type security struct {
 	tls     *tlsconf.Reloader
 }
 
-// build loads the principals file and fills cfg's security fields.
-func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger) (*security, error) {
+// build loads the principals file and fills cfg's security fields. The TLS reloader and the
+// principals watcher register their metrics on reg (nil: none).
+func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger, reg prometheus.Registerer) (*security, error) {
 	mode, _ := ingest.ParseAuthMode(s.auth)
 	cfg.AuthMode, cfg.MetricsAuth = mode, s.metricsAuth
 	cfg.RateLimit, cfg.RateBurst = s.rateLimit, s.rateBurst
@@ -94,7 +96,7 @@ func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger) (*security, 
 		r, err := tlsconf.New(tlsconf.Options{
 			CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile,
 			ClientCAFile: s.tlsClientCAFile, ClientAuth: s.tlsClientAuth,
-			Interval: s.reloadInterval, Logger: log,
+			Interval: s.reloadInterval, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, err
@@ -104,7 +106,7 @@ func (s *securityFlags) build(cfg *ingest.Config, log *slog.Logger) (*security, 
 	if mode == ingest.AuthOff {
 		return sec, nil
 	}
-	w, err := auth.NewWatcher(s.authFile, s.reloadInterval, log)
+	w, err := auth.NewWatcher(s.authFile, auth.WatchOptions{Interval: s.reloadInterval, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("--auth-file: %w", err)
 	}

@@ -213,7 +213,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if fwd != nil {
 		apiCfg.ForwardStatus = func() any { return fwd.Status() }
 	}
-	sec, err := c.security.build(&apiCfg, log)
+	sec, err := c.security.build(&apiCfg, log, reg)
 	if err != nil {
 		return err
 	}
