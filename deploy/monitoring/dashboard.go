@@ -25,6 +25,8 @@ type Panel struct {
 	Unit        string
 	Min, Max    *float64
 	Queries     []Query
+	// States names the values of a gauge that is a state (0 closed, 1 half-open...).
+	States map[string]string
 }
 
 // Row is a titled row of panels.
@@ -82,6 +84,7 @@ var Rows = []Row{{
 		Description: "1 while a replica's /readyz answers 200; 0 while draining, spool full or unwritable, or clock skew.",
 		Min:         ptr(0.0), Max: ptr(1.0),
 		Queries: []Query{{Expr: `bridgehead_ready{` + sel + `}`, Legend: "{{instance}}"}},
+		States:  map[string]string{"0": "not ready", "1": "ready"},
 	}},
 }, {
 	Title: "Spool",
@@ -206,7 +209,14 @@ func Dashboard() ([]byte, error) {
 				RepeatDirection(dashboard.PanelRepeatDirectionH).
 				MaxPerRow(2).
 				Height(8).
-				Span(12)
+				Span(12).
+				Legend(common.NewVizLegendOptionsBuilder().
+					ShowLegend(true).
+					DisplayMode(common.LegendDisplayModeList).
+					Placement(common.LegendPlacementBottom)).
+				Tooltip(common.NewVizTooltipOptionsBuilder().
+					Mode(common.TooltipDisplayModeMulti).
+					Sort(common.SortOrderDescending))
 			if p.Unit != "" {
 				pb = pb.Unit(p.Unit)
 			}
@@ -215,6 +225,13 @@ func Dashboard() ([]byte, error) {
 			}
 			if p.Max != nil {
 				pb = pb.Max(*p.Max)
+			}
+			if len(p.States) > 0 {
+				m := dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{}}
+				for v, text := range p.States {
+					m.Options[v] = dashboard.ValueMappingResult{Text: ptr(text)}
+				}
+				pb = pb.Mappings([]dashboard.ValueMapping{{ValueMap: &m}})
 			}
 			for i, q := range p.Queries {
 				pb = pb.WithTarget(prometheus.NewDataqueryBuilder().
