@@ -377,6 +377,11 @@ func TestMonitoringWithRealPrometheus(t *testing.T) {
 	for i, q := range queries {
 		t.Logf("%d series: %s", counts[i], q)
 	}
+	// Negative control: a panel query on a name serve does not export returns nothing, so the
+	// wait above would have failed on it.
+	if v, err := query(monitoring.Expand(`sum(rate(bridgehead_forward_undelivered_total{stamp=~"$stamp"}[$__rate_interval]))`, stamp, "10s")); err != nil || len(v) != 0 {
+		t.Errorf("a query on a made-up metric: got %v (%v), want no series", v, err)
+	}
 	if v, err := query(`count by (code) (bridgehead_http_requests_total{stamp="e2e",code=~"401|403|429|503"})`); err != nil || len(v) != 4 {
 		t.Errorf("refusal codes seen by Prometheus: got %v (%v), want 401, 403, 429 and 503", v, err)
 	}
