@@ -110,7 +110,7 @@ func Alerts(p Params) []Alert {
 			"Usually the sink is unreachable (see BridgeheadBacklogNotDelivering) or the share is short of space.", p.SpoolFullRatio*100),
 	}, {
 		Name: "BridgeheadOldestUndeliveredTooOld",
-		Expr: fmt.Sprintf(`max by (stamp) (bridgehead_spool_oldest_undelivered_age_seconds) > %g`, p.OldestUndelivered.Seconds()),
+		Expr: fmt.Sprintf(`max by (stamp) (bridgehead_spool_oldest_undelivered_age_seconds) > %.0f`, p.OldestUndelivered.Seconds()),
 		For:  p.OldestUndeliveredFor, Severity: "critical",
 		Summary: "Stamp {{ $labels.stamp }}: oldest undelivered message is {{ $value | humanizeDuration }} old",
 		Description: fmt.Sprintf("Stamp {{ $labels.stamp }} holds a message accepted more than %s ago and not yet delivered: "+
@@ -157,7 +157,7 @@ func Alerts(p Params) []Alert {
 			"its clock skew is near the allowance, or its file server is intermittently failing.",
 	}, {
 		Name: "BridgeheadTLSCertificateExpiringSoon",
-		Expr: fmt.Sprintf(`min by (stamp) (bridgehead_tls_certificate_expiry_timestamp_seconds) - time() < %g`, p.TLSExpiry.Seconds()),
+		Expr: fmt.Sprintf(`min by (stamp) (bridgehead_tls_certificate_expiry_timestamp_seconds) - time() < %.0f`, p.TLSExpiry.Seconds()),
 		For:  p.TLSExpiryFor, Severity: "warning",
 		Summary: "Stamp {{ $labels.stamp }}: serving TLS certificate expires in {{ $value | humanizeDuration }}",
 		Description: "The certificate stamp {{ $labels.stamp }} serves expires within " + promDuration(p.TLSExpiry) +
