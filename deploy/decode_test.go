@@ -7,6 +7,7 @@ import (
 
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -37,6 +38,7 @@ var typed = map[schema.GroupVersionKind]func() any{
 	{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Kind: "Kustomization"}: func() any {
 		return &kustomizev1.Kustomization{}
 	},
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return &monitoringv1.PrometheusRule{} },
 }
 
 // decodeStrict decodes o into its typed API the way the API server's strict field validation

@@ -18,5 +18,15 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# The alert rules' checks and the real-Prometheus test (deploy/monitoring, test/e2e/monitoring_test.go)
+# run Debian's prometheus and its promtool; without its recommends (node exporter, SNMP, IPMI...),
+# which the tests do not use.
+if ! { command -v prometheus && command -v promtool; } >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "install-tools: apt-get install prometheus" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+fi
+
 # The deployment kit's offline validators (shellcheck, azure-cli, the Flux CRD schemas).
 "$(dirname "$0")/install-deploy-tools.sh"

@@ -86,8 +86,8 @@ type security struct {
 	tls     *tlsconf.Reloader
 }
 
-// build loads the principals file and the TLS files, and makes the guard, whose refusals are
-// counted on reg.
+// build loads the principals file and the TLS files, and makes the guard. The guard, the TLS
+// reloader and the principals watcher register their metrics on reg.
 func (s *securityFlags) build(log *slog.Logger, reg prometheus.Registerer) (*security, error) {
 	mode, _ := httpapi.ParseAuthMode(s.auth)
 	sec := &security{}
@@ -95,7 +95,7 @@ func (s *securityFlags) build(log *slog.Logger, reg prometheus.Registerer) (*sec
 		r, err := tlsconf.New(tlsconf.Options{
 			CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile,
 			ClientCAFile: s.tlsClientCAFile, ClientAuth: s.tlsClientAuth,
-			Interval: s.reloadInterval, Logger: log,
+			Interval: s.reloadInterval, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, err
@@ -104,7 +104,7 @@ func (s *securityFlags) build(log *slog.Logger, reg prometheus.Registerer) (*sec
 	}
 	g := httpapi.GuardConfig{Mode: mode, MetricsAuth: s.metricsAuth, Logger: log, Registerer: reg}
 	if mode != httpapi.AuthOff {
-		w, err := auth.NewWatcher(s.authFile, s.reloadInterval, log)
+		w, err := auth.NewWatcher(s.authFile, auth.WatchOptions{Interval: s.reloadInterval, Logger: log, Registerer: reg})
 		if err != nil {
 			return nil, fmt.Errorf("--auth-file: %w", err)
 		}

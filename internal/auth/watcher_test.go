@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // secretVolume mimics a Kubernetes secret volume: the file the server is given is a symlink
@@ -86,7 +88,7 @@ func keyFile(entries ...[2]string) string {
 func mustNewWatcher(t *testing.T, path string, interval time.Duration) (*Watcher, *logbuf.Buffer) {
 	t.Helper()
 	logs := &logbuf.Buffer{}
-	w, err := NewWatcher(path, interval, slog.New(slog.NewTextHandler(logs, nil)))
+	w, err := NewWatcher(path, WatchOptions{Interval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("NewWatcher: %v", err)
 	}
@@ -243,15 +245,87 @@ func TestWatcherSameSizeSameMtime(t *testing.T) {
 
 func TestNewWatcherRefusesBadFile(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := NewWatcher(filepath.Join(dir, "absent.yaml"), 0, nil); err == nil {
+	if _, err := NewWatcher(filepath.Join(dir, "absent.yaml"), WatchOptions{}); err == nil {
 		t.Fatal("missing file: got no error")
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("principals:\n  - nome: a\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewWatcher(bad, 0, nil)
+	_, err := NewWatcher(bad, WatchOptions{})
 	if err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("broken file: got %v, want an error naming line 2", err)
+	}
+}
+
+// TestWatcherMetrics follows the reload metrics through a failure that persists over several
+// polls and a recovery.
+func TestWatcherMetrics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), secretFile)
+	if err := os.WriteFile(path, []byte(keyFile([2]string{"a", keyA})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	before := float64(time.Now().Unix())
+	w, err := NewWatcher(path, WatchOptions{Interval: time.Hour, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, failures, failing float64) {
+		t.Helper()
+		if got := testutil.ToFloat64(w.failures); got != failures {
+			t.Errorf("%s: %s got %v, want %v", when, ReloadFailuresMetric, got, failures)
+		}
+		if got := testutil.ToFloat64(w.failing); got != failing {
+			t.Errorf("%s: %s got %v, want %v", when, ReloadFailingMetric, got, failing)
+		}
+	}
+	check("after NewWatcher", 0, 0)
+	if got := testutil.ToFloat64(w.lastSuccess); got < before {
+		t.Errorf("after NewWatcher: %s got %v, want at least %v", LastReloadSuccessMetric, got, before)
+	}
+	n, err := testutil.GatherAndCount(reg, ReloadFailuresMetric, ReloadFailingMetric, LastReloadSuccessMetric)
+	if err != nil || n != 3 {
+		t.Fatalf("exported series: got %d (%v), want 3", n, err)
+	}
+
+	// Broken: one failure counted, and failing stays 1 at every poll while it stays broken.
+	if err := os.WriteFile(path, []byte("principals:\n  - name: a\n    role: root\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.poll()
+	w.poll()
+	check("broken file", 1, 1)
+	w.lastSuccess.Set(0) // so that the recovery below must set it
+
+	// Fixed with new content: loaded, healthy again.
+	if err := os.WriteFile(path, []byte(keyFile([2]string{"b", keyB})), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.poll()
+	check("fixed file", 1, 0)
+	if got := testutil.ToFloat64(w.lastSuccess); got < before {
+		t.Errorf("after reload: %s got %v, want at least %v", LastReloadSuccessMetric, got, before)
+	}
+
+	// Removed, then put back as it was: restored, healthy again.
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	w.poll()
+	check("missing file", 2, 1)
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.poll()
+	check("restored file", 2, 0)
+
+	// A second Watcher on the same registry is refused rather than left unexported.
+	if _, err := NewWatcher(path, WatchOptions{Registerer: reg}); err == nil {
+		t.Fatal("second Watcher on one registry: got no error")
 	}
 }

@@ -16,6 +16,8 @@
 //     TestClientCARotation guards this).
 //   - Logs and errors carry file names and the certificate's subject, serial and expiry, never
 //     key material.
+//   - With Options.Registerer, bridgehead_tls_certificate_expiry_timestamp_seconds is the NotAfter
+//     of the serving certificate in force at each scrape, so it follows every reload.
 //
 // Identities lists the names a verified client certificate can be bound to in the principals
 // file's certSubject field: the subject as x509 spells it ("CN=ops-console", "CN=x,O=y"), then
@@ -39,6 +41,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/filewatch"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultInterval is the poll period Options.Interval defaults to (10 s). The kubelet refreshes a
@@ -69,7 +72,14 @@ type Options struct {
 	Interval time.Duration
 	// Logger receives reload events; nil discards them.
 	Logger *slog.Logger
+	// Registerer receives bridgehead_tls_certificate_expiry_timestamp_seconds; nil exports
+	// nothing.
+	Registerer prometheus.Registerer
 }
+
+// ExpiryMetric is the name of the gauge New registers: the NotAfter of the serving (leaf)
+// certificate in force, in Unix seconds.
+const ExpiryMetric = "bridgehead_tls_certificate_expiry_timestamp_seconds"
 
 func (o Options) validate() (tls.ClientAuthType, error) {
 	if o.CertFile == "" || o.KeyFile == "" {
@@ -145,6 +155,16 @@ func New(opts Options) (*Reloader, error) {
 		return nil, err
 	}
 	r.cur.Store(b)
+	if opts.Registerer != nil {
+		// Read at each scrape from the set in force: a reload needs no bookkeeping to show.
+		expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: ExpiryMetric,
+			Help: "NotAfter of the serving TLS certificate in force, in Unix seconds (follows reloads).",
+		}, func() float64 { return float64(r.Certificate().NotAfter.Unix()) })
+		if err := opts.Registerer.Register(expiry); err != nil {
+			return nil, fmt.Errorf("register tls metrics: %w", err)
+		}
+	}
 	r.logInForce("tls: loaded", b)
 	return r, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const interval = 20 * time.Millisecond
@@ -615,5 +616,47 @@ func TestIdentities(t *testing.T) {
 	certPEM, _ := ca.Issue(t, tlstest.IssueOptions{CommonName: "ops-console", DNSNames: []string{"ops.example"}, Client: true})
 	if got, want := tlsconf.Identities(parseCert(t, certPEM)), []string{"CN=ops-console", "DNS:ops.example"}; !slices.Equal(got, want) {
 		t.Errorf("parsed certificate: got %q, want %q", got, want)
+	}
+}
+
+// gauge returns the value of the unlabelled gauge name in reg, failing when it is absent.
+func gauge(t *testing.T, reg prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s in %d families", name, len(mfs))
+	return 0
+}
+
+func TestExpiryMetricFollowsReload(t *testing.T) {
+	ca := tlstest.NewCA(t, "server CA")
+	notAfterA := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	notAfterB := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	certA, keyA := ca.Issue(t, tlstest.IssueOptions{CommonName: "bridgehead-a", NotAfter: notAfterA})
+	certB, keyB := ca.Issue(t, tlstest.IssueOptions{CommonName: "bridgehead-b", NotAfter: notAfterB})
+	sd := tlstest.NewSecretDir(t, certA, keyA)
+	reg := prometheus.NewRegistry()
+	r, _ := mustNew(t, tlsconf.Options{CertFile: sd.CertFile(), KeyFile: sd.KeyFile(), Interval: interval, Registerer: reg}, keyA, keyB)
+	if got, want := gauge(t, reg, tlsconf.ExpiryMetric), float64(notAfterA.Unix()); got != want {
+		t.Fatalf("expiry after New: got %v, want %v", got, want)
+	}
+	startRun(t, r)
+	sd.Swap(certB, keyB)
+	waitFor(t, "the reload", func() bool { return r.Reloads() == 1 })
+	if got, want := gauge(t, reg, tlsconf.ExpiryMetric), float64(notAfterB.Unix()); got != want {
+		t.Fatalf("expiry after reload: got %v, want %v", got, want)
+	}
+
+	// One name per quantity: a second Reloader on the same registry is refused, not silently
+	// unexported.
+	if _, err := tlsconf.New(tlsconf.Options{CertFile: sd.CertFile(), KeyFile: sd.KeyFile(), Registerer: reg}); err == nil {
+		t.Fatal("second Reloader on one registry: got no error")
 	}
 }
