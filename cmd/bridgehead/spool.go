@@ -39,17 +39,6 @@ func (f *spoolFlags) open() (*spool.Spool, error) {
 	return spool.Open(f.dir, spool.Options{Inspect: true})
 }
 
-// openOrEmpty opens the spool; a directory that was never a spool reads as empty (nil spool),
-// with a note on stderr, so read-only commands work before the first `serve`.
-func (f *spoolFlags) openOrEmpty(cmd *cobra.Command) (*spool.Spool, error) {
-	s, err := f.open()
-	if errors.Is(err, spool.ErrNoSpool) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "no spool at %s yet: the first writer (bridgehead serve) creates it\n", f.dir)
-		return nil, nil
-	}
-	return s, err
-}
-
 func newSpoolStatsCmd(f *spoolFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -57,15 +46,13 @@ func newSpoolStatsCmd(f *spoolFlags) *cobra.Command {
 		Short: "Count segments, messages and bytes per state, and the age of the oldest undelivered message",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.openOrEmpty(cmd)
+			s, err := f.open()
 			if err != nil {
 				return err
 			}
-			var st spool.Stats
-			if s != nil {
-				if st, err = s.Stats(cmd.Context()); err != nil {
-					return err
-				}
+			st, err := s.Stats(cmd.Context())
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -109,8 +96,8 @@ func newSpoolLsCmd(f *spoolFlags) *cobra.Command {
 				}
 				states = []spool.State{st}
 			}
-			s, err := f.openOrEmpty(cmd)
-			if err != nil || s == nil {
+			s, err := f.open()
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
@@ -129,6 +116,12 @@ func newSpoolLsCmd(f *spoolFlags) *cobra.Command {
 						detail = "owner " + e.Owner + " until " + e.Deadline.UTC().Format(time.RFC3339)
 					case e.State == spool.StateOpen && e.Bytes == 0:
 						detail = "created ahead, empty"
+					case e.State == spool.StateDead || e.State == spool.StateQuarantine:
+						if reason, err := s.Reason(cmd.Context(), e); err != nil {
+							detail = "reason unreadable: " + err.Error()
+						} else if reason != "" {
+							detail = formatReason(reason)
+						}
 					}
 					msgs := strconv.Itoa(e.Messages)
 					if e.State == spool.StateOpen || e.State == spool.StateRecovering {
@@ -140,7 +133,7 @@ func newSpoolLsCmd(f *spoolFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "only this state: ready, claimed, dead or quarantine")
+	cmd.Flags().StringVar(&state, "state", "", "only this state: open, recovering, ready, claimed, dead or quarantine")
 	return cmd
 }
 
@@ -280,8 +273,8 @@ func newSpoolVerifyCmd(f *spoolFlags) *cobra.Command {
 		Short: "Check every checksum of every segment; exit 1 and list the damage if any",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.openOrEmpty(cmd)
-			if err != nil || s == nil {
+			s, err := f.open()
+			if err != nil {
 				return err
 			}
 			checked, damaged, err := s.Verify(cmd.Context(), newProgress(cmd.ErrOrStderr(), "verify"))

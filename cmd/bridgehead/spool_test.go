@@ -168,57 +168,46 @@ func TestSpoolStatsTable(t *testing.T) {
 // commands print an empty spool and a note, the others refuse.
 func TestSpoolNotASpool(t *testing.T) {
 	t.Parallel()
-	const zeros = `{"open":{"segments":0,"messages":0,"bytes":0},"recovering":{"segments":0,"messages":0,"bytes":0},` +
-		`"ready":{"segments":0,"messages":0,"bytes":0},"claimed":{"segments":0,"messages":0,"bytes":0},` +
-		`"dead":{"segments":0,"messages":0,"bytes":0},"quarantine":{"segments":0,"messages":0,"bytes":0},"oldestAgeSeconds":0}` + "\n"
-	const table = "       state  segments  messages  bytes\n" +
-		"        open         0         -      0\n" +
-		"  recovering         0         -      0\n" +
-		"       ready         0         0      0\n" +
-		"     claimed         0         0      0\n" +
-		"        dead         0         0      0\n" +
-		"  quarantine         0         0      0\n" +
-		"oldest undelivered: 0s\n"
-	tests := []struct {
-		name       string
-		args       []string
-		wantStdout string
-		wantErr    string // "" means success with the note on stderr
-	}{
-		{"stats json", []string{"stats", "--json"}, zeros, ""},
-		{"stats", []string{"stats"}, table, ""},
-		{"ls", []string{"ls"}, "", ""},
-		{"verify", []string{"verify"}, "", ""},
-		{"show", []string{"show", "x"}, "", "not a spool directory"},
-		{"requeue", []string{"requeue", "--all-dead"}, "", "not a spool directory"},
-		{"purge", []string{"purge", "--older-than", "1h"}, "", "not a spool directory"},
-	}
-	for _, tt := range tests {
+	// Every command fails, naming the directory and what is wrong with it: a cron check of an
+	// unmounted share must not read as a healthy, empty spool.
+	for _, args := range [][]string{
+		{"stats", "--json"}, {"stats"}, {"ls"}, {"verify"}, {"show", "x"}, {"requeue", "--all-dead"}, {"purge", "--older-than", "1h"},
+	} {
 		for _, sub := range []string{"empty", "missing"} {
-			t.Run(tt.name+"/"+sub, func(t *testing.T) {
+			t.Run(strings.Join(args, " ")+"/"+sub, func(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
+				want := "has no VERSION file"
 				if sub == "missing" {
-					dir = filepath.Join(dir, "nope")
+					dir, want = filepath.Join(dir, "nope"), "does not exist (is the share mounted?)"
 				}
-				stdout, stderr, err := runCLI(t, append([]string{"spool", "--spool-dir", dir}, tt.args...)...)
-				if tt.wantErr != "" {
-					if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), dir) {
-						t.Fatalf("error: got %v, want one containing %q and %q", err, tt.wantErr, dir)
-					}
-					return
+				stdout, _, err := runCLI(t, append([]string{"spool", "--spool-dir", dir}, args...)...)
+				if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) {
+					t.Fatalf("error: got %v, want one containing %q and %q", err, want, dir)
 				}
-				if err != nil {
-					t.Fatalf("error: got %v, want nil", err)
-				}
-				if stdout != tt.wantStdout {
-					t.Errorf("stdout: got %q, want %q", stdout, tt.wantStdout)
-				}
-				if want := "no spool at " + dir + " yet: the first writer (bridgehead serve) creates it\n"; stderr != want {
-					t.Errorf("stderr: got %q, want %q", stderr, want)
+				if stdout != "" {
+					t.Errorf("stdout: got %q, want nothing", stdout)
 				}
 			})
 		}
+	}
+}
+
+// TestSpoolWithoutVersionIsDamaged: a spool whose VERSION went missing still holds messages;
+// the CLI reports it as damaged, and serve refuses to start a new spool over it.
+func TestSpoolWithoutVersionIsDamaged(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if err := os.Remove(filepath.Join(f.dir, "VERSION")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"stats"}, {"verify"}, {"ls"}} {
+		if _, _, err := runCLI(t, append([]string{"spool", "--spool-dir", f.dir}, args...)...); err == nil || !strings.Contains(err.Error(), "holds segments but no VERSION") {
+			t.Errorf("spool %v: got %v, want a damaged-spool error", args, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "VERSION")); err == nil {
+		t.Fatal("VERSION was re-created")
 	}
 }
 
@@ -278,9 +267,21 @@ func TestSpoolLs(t *testing.T) {
 				if _, err := time.Parse(time.RFC3339, fields[5]); err != nil {
 					t.Errorf("row %d created: got %q, want RFC 3339 (%v)", i, fields[5], err)
 				}
-				// A claimed segment names its owner and lease deadline; the others have no detail.
-				if wantDetail := want[0] == "claimed"; (len(fields) == 10 && fields[6] == "owner" && fields[8] == "until") != wantDetail || (!wantDetail && len(fields) != 6) {
-					t.Errorf("row %d detail: got %q, want owner/until %v", i, lines[i+1], wantDetail)
+				// A claimed segment names its owner and lease deadline, a dead one its reason; the
+				// others have no detail.
+				switch want[0] {
+				case "claimed":
+					if len(fields) != 10 || fields[6] != "owner" || fields[8] != "until" {
+						t.Errorf("row %d detail: got %q, want owner/until", i, lines[i+1])
+					}
+				case "dead":
+					if !strings.Contains(lines[i+1], "reason: poison: schema mismatch (since ") {
+						t.Errorf("row %d detail: got %q, want the dead letter's reason", i, lines[i+1])
+					}
+				default:
+					if len(fields) != 6 {
+						t.Errorf("row %d detail: got %q, want none", i, lines[i+1])
+					}
 				}
 			}
 			if stderr != "" {

@@ -130,6 +130,9 @@ type Entry struct {
 	// Owner and Deadline are set on a claimed segment.
 	Owner    string
 	Deadline time.Time
+
+	// nameBytes is the size the name claims, when that was implausible and Bytes is the file's.
+	nameBytes int64
 }
 
 // List returns the segments in state, oldest first.
@@ -174,14 +177,32 @@ func (s *Spool) list(state State) ([]Entry, error) {
 		if !ok {
 			continue
 		}
-		out = append(out, Entry{
+		en := Entry{
 			State: state, Name: e, ID: n.segBase.String(), Created: n.Created,
 			Messages: n.Count, Bytes: n.Bytes, Attempt: n.Attempt,
 			NotBefore: n.NotBefore, Owner: n.Owner, Deadline: n.Deadline,
-		})
+		}
+		if en.Bytes > implausibleSegmentBytes {
+			// No writer makes a segment this large: trust the file, not its name (one renamed
+			// by hand once made the spool look 550 GB full and the API refuse everything).
+			// `verify` reports the name.
+			if fi, err := s.fs.Stat(s.path(string(state), e)); err == nil && fi.Size() != en.Bytes {
+				if _, seen := s.lyingNames.LoadOrStore(e, true); !seen {
+					s.log.Warn("a segment's name claims a size its file does not have; counting the file's (spool verify reports it)",
+						"segment", e, "name_bytes", en.Bytes, "file_bytes", fi.Size())
+				}
+				en.nameBytes, en.Bytes = en.Bytes, fi.Size()
+			}
+		}
+		out = append(out, en)
 	}
 	return out, nil
 }
+
+// implausibleSegmentBytes is past any segment a writer seals (MaxSegmentBytes, or one Append of
+// at most a request's 16 MiB) or a recoverer publishes: a name claiming more is checked against
+// its file.
+const implausibleSegmentBytes = 256 << 20
 
 // Find returns the entry for a segment given by file name or by ID, in any state.
 func (s *Spool) Find(ctx context.Context, name string) (Entry, error) {
@@ -321,7 +342,7 @@ func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progre
 	return removed, nil
 }
 
-// Damage is one damaged segment found by Verify.
+// Damage is one problem Verify found with one segment.
 type Damage struct {
 	Entry Entry
 	// Intact is how many records are still readable.
@@ -329,9 +350,12 @@ type Damage struct {
 	Err    error
 }
 
-// Verify reads every segment in every state and checks every checksum. It returns the damaged
-// ones; segments that vanish while it runs (delivered meanwhile) are skipped. progress, if not
-// nil, is called after each segment with (done, total).
+// Verify reads every segment in every state, checks every checksum and checks each sealed
+// segment's name (its message count and size) against its contents. It returns every problem,
+// going on past segments it cannot read (a directory named like a segment, an I/O error);
+// segments that vanish while it runs (delivered meanwhile) are skipped. err is only for what
+// stops it: a state directory that cannot be listed, or ctx. progress, if not nil, is called
+// after each segment with (done, total).
 func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (checked int, damaged []Damage, err error) {
 	var all []Entry
 	for _, st := range States {
@@ -349,16 +373,44 @@ func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (che
 		switch {
 		case err == nil:
 			checked++
+			if d, ok := s.nameLies(e, len(msgs)); ok {
+				damaged = append(damaged, d)
+			}
 		case errors.Is(err, ErrCorrupt):
 			checked++
 			damaged = append(damaged, Damage{Entry: e, Intact: len(msgs), Err: err})
 		case fsys.IsNotExist(err) || fsys.IsStale(err):
 		default:
-			return checked, damaged, err
+			checked++
+			damaged = append(damaged, Damage{Entry: e, Err: fmt.Errorf("unreadable: %w", err)})
 		}
 		if progress != nil {
 			progress(i+1, len(all))
 		}
 	}
 	return checked, damaged, nil
+}
+
+// ErrNameMismatch is wrapped by the Damage of a sealed segment whose name's count or size is not
+// what the file holds: capacity and stats are summed from names, so such a name misleads them.
+var ErrNameMismatch = errors.New("name does not match contents")
+
+// nameLies compares a sealed segment's name with its contents (msgs records read back whole).
+func (s *Spool) nameLies(e Entry, msgs int) (Damage, bool) {
+	if isOpenState(e.State) {
+		return Damage{}, false // an open name carries no count or size
+	}
+	fi, err := s.fs.Stat(s.path(string(e.State), e.Name))
+	if err != nil {
+		return Damage{}, false // gone meanwhile
+	}
+	named := e.Bytes
+	if e.nameBytes != 0 {
+		named = e.nameBytes
+	}
+	if fi.Size() == named && msgs == e.Messages {
+		return Damage{}, false
+	}
+	return Damage{Entry: e, Intact: msgs, Err: fmt.Errorf("%w: the name says %d messages and %d bytes, the file has %d and %d",
+		ErrNameMismatch, e.Messages, named, msgs, fi.Size())}, true
 }

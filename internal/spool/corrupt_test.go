@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,3 +164,91 @@ func TestReaperNeverTouchesQuarantine(t *testing.T) {
 }
 
 var farFuture = time.Now().Add(1000 * time.Hour)
+
+// TestVerifyReportsEveryProblemAndNamesThatLie: verify goes on past what it cannot read, and
+// checks each sealed segment's name against its contents; a name claiming an implausible size
+// is not believed by the capacity figures.
+func TestVerifyReportsEveryProblemAndNamesThatLie(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	w := mustOpenSpool(t, dir, spool.Options{})
+	for range 3 {
+		mustAppend(t, w, msgs(2, 50)...)
+		mustSeal(t, w)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ready := dirFiles(t, dir, "ready")
+	if len(ready) != 3 {
+		t.Fatalf("ready: %v", ready)
+	}
+	// 1: a directory named like a segment (unreadable as a file).
+	if err := os.Rename(filepath.Join(dir, "ready", ready[0]), filepath.Join(dir, "ready", ready[0]+".x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "ready", ready[0]), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// 2: a segment renamed by hand to claim 550 GB (sizes in names are hexadecimal).
+	lying := strings.Replace(ready[1], "-"+strconv.FormatInt(segmentSize(t, dir, ready[1]), 16)+".a", "-"+strconv.FormatInt(550e9, 16)+".a", 1)
+	if lying == ready[1] {
+		t.Fatalf("could not rewrite the size in %s", ready[1])
+	}
+	if err := os.Rename(filepath.Join(dir, "ready", ready[1]), filepath.Join(dir, "ready", lying)); err != nil {
+		t.Fatal(err)
+	}
+
+	s := mustOpenSpool(t, dir, spool.Options{Inspect: true})
+	checked, damaged, err := s.Verify(ctx, nil)
+	if err != nil {
+		t.Fatalf("Verify stopped: %v", err)
+	}
+	var unreadable, mismatch bool
+	for _, d := range damaged {
+		unreadable = unreadable || (d.Entry.Name == ready[0] && strings.Contains(d.Err.Error(), "unreadable"))
+		mismatch = mismatch || (d.Entry.Name == lying && errors.Is(d.Err, spool.ErrNameMismatch))
+	}
+	if checked != 3 || len(damaged) != 2 || !unreadable || !mismatch {
+		t.Fatalf("checked %d, damaged %+v; want all 3 checked, the unreadable one and the lying name reported", checked, damaged)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ready.Bytes > 10_000 {
+		t.Fatalf("ready bytes %d: the lying name was believed", st.Ready.Bytes)
+	}
+}
+
+// segmentSize is the size of ready/name on disk.
+func segmentSize(t *testing.T, dir, name string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, "ready", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestOpenRefusesASpoolWithoutVersion: segments but no VERSION is a damaged spool, not a new one.
+func TestOpenRefusesASpoolWithoutVersion(t *testing.T) {
+	dir := t.TempDir()
+	w := mustOpenSpool(t, dir, spool.Options{})
+	mustAppend(t, w, msgs(1, 10)...)
+	mustSeal(t, w)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "VERSION")); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []spool.Options{{}, {Inspect: true}} {
+		if _, err := spool.Open(dir, opts); !errors.Is(err, spool.ErrDamaged) {
+			t.Errorf("Open(%+v): %v, want ErrDamaged", opts, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "VERSION")); err == nil {
+		t.Fatal("VERSION was re-created over the old spool's segments")
+	}
+}

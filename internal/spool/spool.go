@@ -52,8 +52,13 @@ var (
 	ErrLostClaim = errors.New("claim lost")
 	// ErrUnknownVersion means the directory holds a spool format this binary does not know.
 	ErrUnknownVersion = errors.New("unknown spool format version")
-	// ErrNoSpool means the directory was never initialised as a spool (no VERSION file).
+	// ErrNoSpool means the directory was never initialised as a spool (no VERSION file and no
+	// segments), or does not exist.
 	ErrNoSpool = errors.New("not a spool directory")
+	// ErrDamaged means the directory holds segments but no VERSION file: it was a spool, and
+	// something removed its VERSION. Nothing re-initialises it; docs/runbook.md says how to
+	// restore it.
+	ErrDamaged = errors.New("spool damaged")
 	// ErrProbe means a startup probe showed the file system cannot keep the spool's contract.
 	ErrProbe = errors.New("spool startup probe failed")
 )
@@ -267,6 +272,8 @@ type Spool struct {
 	claims  claimState // the consuming role's own state (claim.go)
 	counts  counters   // cumulative counters since Open
 	metrics *metrics
+	// lyingNames are the segments whose names claim an implausible size, warned about once.
+	lyingNames sync.Map
 }
 
 // Open opens the spool at root, creating its directories on first use, and probes the file
@@ -386,6 +393,8 @@ func (s *Spool) checkVersion(create bool) error {
 			return fmt.Errorf("%w: %s/VERSION says %q, this binary knows %q", ErrUnknownVersion, s.root, bytes.TrimSpace(b), formatVersion[:len(formatVersion)-1])
 		}
 		return nil
+	case fsys.IsNotExist(err) && s.holdsSegments():
+		return fmt.Errorf("%w: %s holds segments but no VERSION file: restore it (docs/runbook.md, \"Spool VERSION missing\") rather than let a writer start a new spool over them", ErrDamaged, s.root)
 	case fsys.IsNotExist(err) && create:
 		// Several processes may race to create it; they all write the same bytes.
 		err := s.writeFile(tmpName(s.now(), s.writer, "version"), s.path("VERSION"), "", []byte(formatVersion))
@@ -394,10 +403,24 @@ func (s *Spool) checkVersion(create bool) error {
 		}
 		return nil
 	case fsys.IsNotExist(err):
-		return fmt.Errorf("%w: %s has no VERSION file", ErrNoSpool, s.root)
+		if _, err := s.fs.Stat(s.root); fsys.IsNotExist(err) {
+			return fmt.Errorf("%w: %s does not exist (is the share mounted?)", ErrNoSpool, s.root)
+		}
+		return fmt.Errorf("%w: %s has no VERSION file (the first writer, bridgehead serve, creates one)", ErrNoSpool, s.root)
 	default:
 		return fmt.Errorf("%w: read VERSION: %w", ErrUnwritable, err)
 	}
+}
+
+// holdsSegments reports whether any state directory holds a file: the mark of a spool that was.
+func (s *Spool) holdsSegments() bool {
+	for _, st := range States {
+		names, err := s.fs.ReadDir(s.path(string(st)))
+		if err == nil && len(names) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // probe checks, on this mount, what the spool relies on.
