@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -226,7 +227,17 @@ func (s *Spool) claimOne(cand segName) (*Claim, error) {
 		if fsys.IsNotExist(err) || fsys.IsStale(err) {
 			return nil, errRaceLost // reclaimed under us already
 		}
-		// Hand it back for later rather than hold it.
+		if errors.Is(err, syscall.EISDIR) || next.Attempt >= s.opts.MaxAttempts {
+			// Not a file (something else took a segment's name), or unreadable at every try:
+			// no sink will ever get it, so it is quarantined with the read error, not
+			// dead-lettered as a delivery failure.
+			s.log.Error("unreadable segment: quarantining", "segment", next.claimed(), "attempt", next.Attempt, "err", err)
+			if qerr := s.settleFile(to, dirQuarantine, next, fmt.Sprintf("unreadable: %v (attempt %d)", err, next.Attempt)); qerr != nil {
+				return nil, fmt.Errorf("quarantine unreadable %s: %w", next.claimed(), qerr)
+			}
+			return nil, nil
+		}
+		// Hand it back for later rather than hold it: the share may answer next time.
 		c := &Claim{name: next}
 		if rerr := s.Release(context.Background(), c, s.now().Add(s.opts.ScanInterval)); rerr != nil {
 			s.log.Error("release after failed read", "segment", next.claimed(), "err", rerr)

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 	"github.com/google/uuid"
 )
 
@@ -250,5 +252,64 @@ func TestOpenRefusesASpoolWithoutVersion(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "VERSION")); err == nil {
 		t.Fatal("VERSION was re-created over the old spool's segments")
+	}
+}
+
+// TestUnreadableSegmentIsQuarantinedWithItsError: a segment no read will ever return (a
+// directory with a segment's name) is quarantined at its first claim, and one that fails every
+// read at its last attempt; either way with the read error as the reason, never dead-lettered
+// as a delivery failure ("gave up after N delivery attempts").
+func TestUnreadableSegmentIsQuarantinedWithItsError(t *testing.T) {
+	ctx := context.Background()
+	t.Run("directory", func(t *testing.T) {
+		dir := t.TempDir()
+		w := mustOpenSpool(t, dir, spool.Options{})
+		mustAppend(t, w, msgs(1, 10)...)
+		mustSeal(t, w)
+		name := dirFiles(t, dir, "ready")[0]
+		if err := os.Remove(filepath.Join(dir, "ready", name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(dir, "ready", name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Claim(ctx); !errors.Is(err, spool.ErrEmpty) {
+			t.Fatalf("Claim: %v, want ErrEmpty (the directory quarantined)", err)
+		}
+		assertQuarantinedFor(t, w, "is a directory")
+	})
+	t.Run("EIO at every try", func(t *testing.T) {
+		ffs := fsys.NewFaulty(fsys.OS{})
+		dir := t.TempDir()
+		w := mustOpenSpool(t, dir, spool.Options{FS: ffs, MaxAttempts: 3, ScanInterval: time.Millisecond})
+		mustAppend(t, w, msgs(1, 10)...)
+		mustSeal(t, w)
+		ffs.Inject(fsys.Rule{Op: fsys.OpRead, Match: "/claimed/", Err: syscall.EIO})
+		for range 3 {
+			if _, err := w.Claim(ctx); err == nil {
+				t.Fatal("Claim of an unreadable segment succeeded")
+			} else if errors.Is(err, spool.ErrEmpty) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond) // past the release's not-before
+		}
+		ffs.Reset()
+		if st := mustStats(t, w); st.Dead.Segments != 0 || st.Quarantine.Segments != 1 {
+			t.Fatalf("after 3 failed reads: %+v, want it quarantined, not dead", st)
+		}
+		assertQuarantinedFor(t, w, "input/output error")
+	})
+}
+
+// assertQuarantinedFor checks that the one quarantined segment's reason says why.
+func assertQuarantinedFor(t *testing.T, s *spool.Spool, why string) {
+	t.Helper()
+	q, err := s.List(context.Background(), spool.StateQuarantine)
+	if err != nil || len(q) != 1 {
+		t.Fatalf("quarantine: %v %v, want one segment", q, err)
+	}
+	reason, err := s.Reason(context.Background(), q[0])
+	if err != nil || !strings.Contains(reason, "unreadable") || !strings.Contains(reason, why) {
+		t.Fatalf("reason %q (%v), want it unreadable: %s", reason, err, why)
 	}
 }
