@@ -24,12 +24,12 @@ func newSpoolCmd() *cobra.Command {
 	var f spoolFlags
 	cmd := &cobra.Command{
 		Use:   "spool",
-		Short: "Inspect and repair a spool directory (stats, ls, show, requeue, purge, verify)",
+		Short: "Inspect and repair a spool directory (stats, ls, show, requeue, purge, verify, quarantine)",
 	}
 	cmd.PersistentFlags().StringVar(&f.dir, "spool-dir", "./data/spool", "spool directory (env BRIDGEHEAD_SPOOL_DIR)")
 	cmd.AddCommand(
 		newSpoolStatsCmd(&f), newSpoolLsCmd(&f), newSpoolShowCmd(&f),
-		newSpoolRequeueCmd(&f), newSpoolPurgeCmd(&f), newSpoolVerifyCmd(&f),
+		newSpoolRequeueCmd(&f), newSpoolPurgeCmd(&f), newSpoolVerifyCmd(&f), newSpoolQuarantineCmd(&f),
 	)
 	return cmd
 }
@@ -214,6 +214,9 @@ func newSpoolRequeueCmd(f *spoolFlags) *cobra.Command {
 					if err != nil {
 						return err
 					}
+					if e.State != spool.StateDead {
+						return fmt.Errorf("requeue %s: segment is %s; only dead segments can be requeued (a quarantined one: bridgehead spool quarantine requeue)", e.ID, e.State)
+					}
 					entries = append(entries, e)
 				}
 			}
@@ -245,6 +248,9 @@ func newSpoolPurgeCmd(f *spoolFlags) *cobra.Command {
 			st, err := spool.ParseState(state)
 			if err != nil {
 				return err
+			}
+			if st != spool.StateDead {
+				return errors.New("only the dead state can be purged here (quarantine: bridgehead spool quarantine purge; the others are live)")
 			}
 			if olderThan <= 0 {
 				return errors.New("--older-than must be a positive duration, e.g. 168h")

@@ -515,7 +515,7 @@ func TestSpoolPurge(t *testing.T) {
 		{"older than 1ns", []string{"--state", "dead", "--older-than", "1ns"}, "purged 1 dead segments older than 1ns\n", ""},
 		{"state defaults to dead", []string{"--older-than=1ns"}, "purged 1 dead segments older than 1ns\n", ""},
 		{"quarantine refused", []string{"--state", "quarantine", "--older-than", "1ns"}, "",
-			"only the dead state can be purged (quarantine is kept for a human; the others are live)"},
+			"only the dead state can be purged here (quarantine: bridgehead spool quarantine purge"},
 		{"ready refused", []string{"--state", "ready", "--older-than", "1ns"}, "", "only the dead state can be purged"},
 		{"bad state", []string{"--state", "gone", "--older-than", "1ns"}, "", `unknown state "gone"`},
 		{"missing older-than", []string{"--state", "dead"}, "", `required flag(s) "older-than" not set`},

@@ -272,15 +272,17 @@ func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
 	return msgs, err
 }
 
-// Requeue moves a dead segment back to ready/ with its attempt count reset, and removes its reason.
-// Only dead segments can be requeued: a quarantined one is damaged and stays for a human.
+// Requeue moves a dead or quarantined segment back to ready/ with its attempt count reset, and
+// removes its reason. A quarantined segment's intact records may have been re-spooled already
+// (its reason says "re-spooled as"): requeueing it then delivers them twice; the CLI asks first.
 func (s *Spool) Requeue(ctx context.Context, e Entry) error {
-	if e.State != StateDead {
-		return fmt.Errorf("requeue %s: segment is %s; only dead segments can be requeued", e.ID, e.State)
+	if e.State != StateDead && e.State != StateQuarantine {
+		return fmt.Errorf("requeue %s: segment is %s; only dead and quarantined segments can be requeued", e.ID, e.State)
 	}
-	n, _ := parseName(dirDead, e.Name)
+	dir := string(e.State)
+	n, _ := parseName(dir, e.Name)
 	back := segName{segBase: n.segBase}
-	if err := s.renameResolved(s.path(dirDead, e.Name), s.path(dirReady, back.ready())); err != nil {
+	if err := s.renameResolved(s.path(dir, e.Name), s.path(dirReady, back.ready())); err != nil {
 		if fsys.IsNotExist(err) {
 			return fmt.Errorf("requeue %s: %w", e.ID, errNotFound)
 		}
@@ -291,21 +293,21 @@ func (s *Spool) Requeue(ctx context.Context, e Entry) error {
 	if err := s.syncDir(dirReady); err != nil {
 		return fmt.Errorf("requeue %s: %w", e.ID, err)
 	}
-	if err := s.fs.Remove(s.path(dirDead, n.reason())); err != nil && !fsys.IsNotExist(err) {
+	if err := s.fs.Remove(s.path(dir, n.reason())); err != nil && !fsys.IsNotExist(err) {
 		return fmt.Errorf("requeue %s: remove reason: %w", e.ID, err)
 	}
-	return s.syncDir(dirDead)
+	return s.syncDir(dir)
 }
 
-// Purge removes the dead segments (and their reasons) that were dead-lettered before cutoff;
+// Purge removes the dead or quarantined segments (and their reasons) set aside before cutoff;
 // segments without a reason file count from their creation time. progress, if not nil, is called
-// after each file with (done, total). Only dead/ can be purged: quarantine/ is never deleted by
-// the program.
+// after each file with (done, total). Nothing but an operator's command purges quarantine/.
 func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progress func(done, total int)) (int, error) {
-	if state != StateDead {
-		return 0, fmt.Errorf("purge: only the dead state can be purged (quarantine is kept for a human; the others are live)")
+	if state != StateDead && state != StateQuarantine {
+		return 0, fmt.Errorf("purge: only dead and quarantined segments can be purged (the others are live)")
 	}
-	entries, err := s.list(StateDead)
+	dir := string(state)
+	entries, err := s.list(state)
 	if err != nil {
 		return 0, err
 	}
@@ -314,16 +316,16 @@ func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progre
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
-		n, _ := parseName(dirDead, e.Name)
+		n, _ := parseName(dir, e.Name)
 		at := e.Created
-		if fi, err := s.fs.Stat(s.path(dirDead, n.reason())); err == nil {
+		if fi, err := s.fs.Stat(s.path(dir, n.reason())); err == nil {
 			at = fi.ModTime()
 		}
 		if at.Before(cutoff) {
-			if err := s.fs.Remove(s.path(dirDead, e.Name)); err != nil && !fsys.IsNotExist(err) {
+			if err := s.fs.Remove(s.path(dir, e.Name)); err != nil && !fsys.IsNotExist(err) {
 				return removed, fmt.Errorf("purge %s: %w", e.Name, err)
 			}
-			if err := s.fs.Remove(s.path(dirDead, n.reason())); err != nil && !fsys.IsNotExist(err) {
+			if err := s.fs.Remove(s.path(dir, n.reason())); err != nil && !fsys.IsNotExist(err) {
 				return removed, fmt.Errorf("purge %s: %w", n.reason(), err)
 			}
 			removed++
@@ -335,7 +337,7 @@ func (s *Spool) Purge(ctx context.Context, state State, cutoff time.Time, progre
 	if removed > 0 {
 		// Not needed for safety (a lost unlink only brings a dead segment back), but it makes
 		// the purge stick across a server crash.
-		if err := s.syncDir(dirDead); err != nil {
+		if err := s.syncDir(dir); err != nil {
 			return removed, fmt.Errorf("purge: %w", err)
 		}
 	}
