@@ -44,7 +44,9 @@ func quarantined(t *testing.T) (dir, id string, msgs []message.Message) {
 func TestSpoolQuarantineExportRequeuePurge(t *testing.T) {
 	t.Parallel()
 	dir, id, msgs := quarantined(t)
-	spoolArgs := func(args ...string) []string { return append([]string{"spool", "--spool-dir", dir, "quarantine"}, args...) }
+	spoolArgs := func(args ...string) []string {
+		return append([]string{"spool", "--spool-dir", dir, "quarantine"}, args...)
+	}
 
 	// ls shows it with its reason.
 	stdout, _ := mustRunCLI(t, spoolArgs("ls")...)
