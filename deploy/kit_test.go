@@ -176,8 +176,19 @@ func TestStampsAfterSubstitution(t *testing.T) {
 			if vs := Variables(data); len(vs) > 0 {
 				t.Errorf("stamp %s: %s: unsubstituted %v", name, objectID(o), vs)
 			}
+			// kustomize-controller refuses a whole stamp with a namespaced object that has
+			// no namespace ("namespace not specified").
+			if !clusterScoped[o.GetKind()] && o.GetNamespace() == "" {
+				t.Errorf("stamp %s: %s has no namespace", name, objectID(o))
+			}
 		}
 	}
+}
+
+// clusterScoped lists the cluster-scoped kinds a stamp may hold; every other kind is namespaced.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "PersistentVolume": true, "StorageClass": true, "IngressClass": true,
+	"ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true, "PriorityClass": true,
 }
 
 // typedStamp holds a stamp's objects by kind.
@@ -765,27 +776,22 @@ func TestCloudIngressFailoverHost(t *testing.T) {
 	}
 }
 
-// TestFluxClusters checks each stamp's Flux objects: a GitRepository and a Kustomization
-// that refers to it, pruning, health checks, an existing path, and post-build variables that
-// cover every variable the overlay uses.
+// TestFluxClusters checks each stamp's Flux objects: a Kustomization in the namespace of the
+// Azure Flux configuration (whose flux-applier account is the only one the extension's
+// multi-tenancy lets apply anything) whose source is that configuration's GitRepository (so that
+// GIT_URL, GIT_BRANCH and GIT_SECRET of provision.sh decide what is synced), pruning, health
+// checks, an existing path, and post-build variables that cover every variable the overlay uses.
 func TestFluxClusters(t *testing.T) {
+	config, configNS := provisionSetting(t, "FLUX_CONFIG"), provisionSetting(t, "FLUX_CONFIG_NAMESPACE")
 	for _, name := range Stamps {
 		t.Run(name, func(t *testing.T) {
 			s := loadStamps(t)[name]
-			repos := map[string]*sourcev1.GitRepository{}
 			for _, o := range s.cluster {
-				obj, err := decodeStrict(o)
-				if err != nil {
-					t.Fatal(err)
+				if o.GetNamespace() != configNS {
+					t.Errorf("%s: not in %s, the namespace of the Flux configuration: the extension's flux-applier cannot apply it", objectID(o), configNS)
 				}
-				if r, ok := obj.(*sourcev1.GitRepository); ok {
-					repos[r.Namespace+"/"+r.Name] = r
-					if r.Spec.Reference == nil || (r.Spec.Reference.Branch == "" && r.Spec.Reference.Tag == "" && r.Spec.Reference.SemVer == "" && r.Spec.Reference.Commit == "") {
-						t.Errorf("GitRepository %s has no ref", r.Name)
-					}
-					if !strings.HasPrefix(r.Spec.URL, "https://") && !strings.HasPrefix(r.Spec.URL, "ssh://") {
-						t.Errorf("GitRepository %s url %q", r.Name, r.Spec.URL)
-					}
+				if o.GetKind() == "GitRepository" {
+					t.Errorf("%s: the source is the Flux configuration's GitRepository %s (provision.sh GIT_URL, GIT_BRANCH), not one of the kit's", objectID(o), config)
 				}
 			}
 			k := s.kustomization
@@ -794,8 +800,8 @@ func TestFluxClusters(t *testing.T) {
 			if ns == "" {
 				ns = k.Namespace
 			}
-			if ref.Kind != sourcev1.GitRepositoryKind || repos[ns+"/"+ref.Name] == nil {
-				t.Errorf("Kustomization %s sourceRef %s %s/%s is not a GitRepository of this cluster", k.Name, ref.Kind, ns, ref.Name)
+			if ref.Kind != sourcev1.GitRepositoryKind || ns != configNS || ref.Name != config {
+				t.Errorf("Kustomization %s sourceRef %s %s/%s, want GitRepository %s/%s (the Flux configuration's)", k.Name, ref.Kind, ns, ref.Name, configNS, config)
 			}
 			if !k.Spec.Prune {
 				t.Errorf("Kustomization %s does not prune", k.Name)

@@ -378,7 +378,10 @@ var azExtensionFlags = map[string]struct {
 }{
 	"k8s-configuration flux create": {"k8s-configuration 1.4.0 (Flux v2 GA, 2022)", []string{
 		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--namespace", "--scope",
-		"--url", "--branch", "--interval", "--kustomization"}},
+		"--url", "--branch", "--interval", "--kustomization",
+		// k8s-configuration 1.5.0: a Secret in the configuration's namespace as the source's
+		// credentials (fluxConfigurations' gitRepository.localAuthRef).
+		"--local-auth-ref"}},
 	"k8s-configuration flux show":   {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
 	"k8s-configuration flux delete": {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name", "--yes"}},
 	"k8s-extension create": {"k8s-extension 1.0.0", []string{
@@ -749,4 +752,19 @@ func TestRegistrySecretDryRun(t *testing.T) {
 			t.Errorf("dry run lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// provisionSetting returns the value deploy/azure/provision.sh assigns to one of its fixed
+// names (NAME=value or NAME="value" at the start of a line).
+func provisionSetting(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, "azure", "provision.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `="?([^"\s]+)"?`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("provision.sh assigns no %s", name)
+	}
+	return string(m[1])
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes what a stamp's cluster needs besides Git, idempotently (create-or-update):
-#   - ConfigMap flux-system/bridgehead-cluster-vars: the site values Flux substitutes into the
-#     overlay (deploy/flux/clusters/<stamp>/bridgehead.yaml, postBuild.substituteFrom)
+#   - ConfigMap cluster-config/bridgehead-cluster-vars: the site values Flux substitutes into the
+#     overlay (deploy/flux/clusters/<stamp>/bridgehead.yaml, postBuild.substituteFrom), in the
+#     namespace of the Flux configuration, where its Kustomization reads it
 #   - Secret bridgehead/bridgehead-auth: the principals file (`bridgehead auth new`)
 #   - on-prem: Secret bridgehead/bridgehead-eventhubs (send-only connection string) and
 #     Secret bridgehead/bridgehead-tls (the API's certificate and key)
@@ -131,12 +132,12 @@ case "$STAMP" in
   *) die "--stamp must be onprem or cloud" ;;
 esac
 
-step "Namespaces flux-system and bridgehead"
-apply_stdin "${kube[@]}" -- namespace flux-system
+step "Namespaces cluster-config (the Flux configuration's) and bridgehead"
+apply_stdin "${kube[@]}" -- namespace cluster-config
 apply_stdin "${kube[@]}" -- namespace bridgehead
 
-step "Cluster values Flux substitutes (flux-system/bridgehead-cluster-vars)"
-apply_stdin "${kube[@]}" -- configmap bridgehead-cluster-vars --namespace=flux-system "${vars[@]}"
+step "Cluster values Flux substitutes (cluster-config/bridgehead-cluster-vars)"
+apply_stdin "${kube[@]}" -- configmap bridgehead-cluster-vars --namespace=cluster-config "${vars[@]}"
 
 if [ -n "$AUTH_FILE" ]; then
   step "Principals file (bridgehead/bridgehead-auth)"

@@ -42,7 +42,11 @@ Settings (environment variables, defaults in brackets):
   ONPREM_CONTEXT []  kubectl context of the on-prem cluster; when set, its pull secret and
                      cluster values are written too (else the commands are printed for later)
   NFS_SERVER []  NFS_PATH [/srv/bridgehead/spool]  the on-prem spool export (deploy/nfs)
-  GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]
+  GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]  the repository and
+                    branch Flux syncs: a fork sets its own
+  GIT_SECRET []  for a private repository: a Secret in namespace cluster-config with its
+                 credentials (username/password or identity/known_hosts, Flux's GitRepository
+                 secret format), created beforehand; passed as --local-auth-ref
   AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
   TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
   ONPREM_HOST []  the on-prem API's host name as the internet reaches it (port 443). When set, a
@@ -110,6 +114,7 @@ NFS_SERVER="${NFS_SERVER:-}"
 NFS_PATH="${NFS_PATH:-/srv/bridgehead/spool}"
 GIT_URL="${GIT_URL:-https://github.com/bridgehead-dev/bridgehead}"
 GIT_BRANCH="${GIT_BRANCH:-main}"
+GIT_SECRET="${GIT_SECRET:-}"
 AUTH_FILE="${AUTH_FILE:-}"
 TLS_CERT_FILE="${TLS_CERT_FILE:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-}"
@@ -133,7 +138,8 @@ fi
 # az_flux_config CLUSTER_TYPE CLUSTER RG STAMP: the Flux extension and a configuration that
 # syncs deploy/flux/clusters/STAMP (the GitRepository + Kustomization of that stamp).
 az_flux_config() {
-  local type="$1" cluster="$2" rg="$3" stamp="$4"
+  local type="$1" cluster="$2" rg="$3" stamp="$4" auth=()
+  [ -z "$GIT_SECRET" ] || auth=(--local-auth-ref "$GIT_SECRET")
   step "Flux extension on $cluster ($type)"
   exists az k8s-extension show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name flux ||
     run az k8s-extension create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
@@ -143,7 +149,7 @@ az_flux_config() {
   exists az k8s-configuration flux show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name "$FLUX_CONFIG" ||
     run az k8s-configuration flux create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
       --name "$FLUX_CONFIG" --namespace "$FLUX_CONFIG_NAMESPACE" --scope cluster \
-      --url "$GIT_URL" --branch "$GIT_BRANCH" --interval 5m \
+      --url "$GIT_URL" --branch "$GIT_BRANCH" --interval 5m "${auth[@]}" \
       --kustomization name=stamp path="./deploy/flux/clusters/$stamp" prune=true
 }
 
