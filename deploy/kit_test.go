@@ -308,6 +308,7 @@ func TestStampInvariants(t *testing.T) {
 			}
 			checkStorage(t, name, ts)
 			checkExposure(t, name, s, ts)
+			checkNotPruned(t, s.objs)
 		})
 	}
 }
@@ -831,5 +832,28 @@ func TestFluxClusters(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pruneAnnotation is the annotation with which Flux leaves an object alone when it prunes.
+const pruneAnnotation = "kustomize.toolkit.fluxcd.io/prune"
+
+// checkNotPruned checks that Flux never deletes what holds undelivered messages or the secrets
+// written beside Git: the namespace (its Secrets go with it), the spool's claim and volume.
+func checkNotPruned(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	kept := 0
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "Namespace", o.GetKind() == "PersistentVolume",
+			o.GetKind() == "PersistentVolumeClaim" && o.GetName() == "bridgehead-spool":
+			kept++
+			if got := o.GetAnnotations()[pruneAnnotation]; got != "disabled" {
+				t.Errorf("%s: %s %q, want disabled: deleting the Flux configuration would delete it", objectID(o), pruneAnnotation, got)
+			}
+		}
+	}
+	if kept < 2 {
+		t.Errorf("found %d namespace/spool objects, want the namespace and the spool claim at least", kept)
 	}
 }
