@@ -402,6 +402,9 @@ func checkDeployment(t *testing.T, ts typedStamp, d *appsv1.Deployment, c Contai
 	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Requests.Memory().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
 		t.Errorf("%s: resources %+v: want cpu and memory requests and a memory limit", id, ctr.Resources)
 	}
+	if pod.NodeSelector[corev1.LabelOSStable] != "linux" {
+		t.Errorf("%s: nodeSelector %v: want %s=linux (the image is Linux-only; clusters may have Windows node pools)", id, pod.NodeSelector, corev1.LabelOSStable)
+	}
 	if len(pod.TopologySpreadConstraints) == 0 {
 		t.Errorf("%s: no topology spread constraints", id)
 	}
