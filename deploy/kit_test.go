@@ -185,6 +185,27 @@ func TestStampsAfterSubstitution(t *testing.T) {
 	}
 }
 
+// TestSubstitutedValuesRollPods checks that a value Flux substitutes reaches the pods through
+// their template, never through a generated ConfigMap: kustomize names a ConfigMap by a hash of
+// its content before Flux substitutes, so a changed site value would leave the name, the pod
+// template and so the running pods as they were.
+func TestSubstitutedValuesRollPods(t *testing.T) {
+	for name, s := range loadStamps(t) {
+		for _, o := range s.raw {
+			if o.GetKind() != "ConfigMap" {
+				continue
+			}
+			data, err := o.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vs := Variables(data); len(vs) > 0 {
+				t.Errorf("stamp %s: %s holds Flux variables %v: a new value would not roll the pods; set them in the pod template", name, objectID(o), vs)
+			}
+		}
+	}
+}
+
 // clusterScoped lists the cluster-scoped kinds a stamp may hold; every other kind is namespaced.
 var clusterScoped = map[string]bool{
 	"Namespace": true, "PersistentVolume": true, "StorageClass": true, "IngressClass": true,
