@@ -305,6 +305,9 @@ func TestStampInvariants(t *testing.T) {
 				if a, _ := c.Value("auth"); a != "required" {
 					t.Errorf("%s: --auth %q, want required", c.Workload, a)
 				}
+				if m, _ := c.Value("metrics-auth"); m != "true" {
+					t.Errorf("%s: --metrics-auth %q, want true: /metrics and /v1/status closed to anonymous callers", c.Workload, m)
+				}
 			}
 			if len(roles["api"]) != 1 || len(roles["forwarder"]) != 1 {
 				t.Fatalf("want exactly one api and one forwarder container, got roles %v", mapKeys(roles))
