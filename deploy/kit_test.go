@@ -560,6 +560,10 @@ func checkStorage(t *testing.T, name string, ts typedStamp) {
 			t.Errorf("class %s reclaim policy %v, want Retain", sc.Name, sc.ReclaimPolicy)
 		}
 		if sc.Provisioner == "file.csi.azure.com" {
+			// The cluster spans three zones: the spool survives a zone only on ZRS.
+			if sku := sc.Parameters["skuName"]; sku != "Premium_ZRS" {
+				t.Errorf("class %s: skuName %q, want Premium_ZRS (stamp-config.sh's default)", sc.Name, sku)
+			}
 			fsType = sc.Parameters["protocol"]
 			if fsType == "" {
 				fsType = "smb"

@@ -246,7 +246,8 @@ func TestProvisionDryRunCoversTheSeed(t *testing.T) {
 		i := slices.Index(c.args, "--rights")
 		return i >= 0 && slices.Equal(valuesAfter(c.args[i+1:]), []string{"Send"})
 	})
-	find("storage account create", nil)
+	// Zone-redundant by default: the AKS cluster spans three zones.
+	find("storage account create", val("--sku", "Premium_ZRS"))
 	find("storage share-rm create", val("--enabled-protocols", "SMB"))
 	find("aks create", has("--attach-acr", "--enable-oidc-issuer", "--enable-workload-identity", "--network-policy"))
 	find("aks create", val("--enable-addons", "ingress-appgw"))

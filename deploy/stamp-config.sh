@@ -30,6 +30,7 @@ On-prem (--stamp onprem):
 Cloud (--stamp cloud):
   --eventhubs-namespace NAME    Event Hubs namespace (without .servicebus.windows.net) (required)
   --resource-group RG --storage-account NAME --file-share NAME   the spool share (required)
+  --storage-sku SKU             the storage account's SKU: Premium_ZRS or Premium_LRS [Premium_ZRS]
   --client-id ID                the forwarder's workload identity client id (required)
   --api-host HOST               public host name of the Application Gateway ingress (required)
   --failover-host HOST          the name clients of the Traffic Manager profile use (a CNAME to
@@ -52,6 +53,7 @@ EVENTHUBS_NAMESPACE=""
 RESOURCE_GROUP=""
 STORAGE_ACCOUNT=""
 FILE_SHARE=""
+STORAGE_SKU=Premium_ZRS
 CLIENT_ID=""
 API_HOST=""
 FAILOVER_HOST=""
@@ -86,6 +88,7 @@ option() {
     --resource-group) RESOURCE_GROUP="$2" ;;
     --storage-account) STORAGE_ACCOUNT="$2" ;;
     --file-share) FILE_SHARE="$2" ;;
+    --storage-sku) STORAGE_SKU="$2" ;;
     --client-id) CLIENT_ID="$2" ;;
     --api-host) API_HOST="$2" ;;
     --failover-host) FAILOVER_HOST="$2" ;;
@@ -113,6 +116,7 @@ case "$STAMP" in
       "storage-account:$STORAGE_ACCOUNT" "file-share:$FILE_SHARE" "client-id:$CLIENT_ID" "api-host:$API_HOST"; do
       [ -n "${pair#*:}" ] || die "--${pair%%:*} is required for the cloud stamp"
     done
+    case "$STORAGE_SKU" in Premium_ZRS | Premium_LRS) ;; *) die "--storage-sku must be Premium_ZRS or Premium_LRS" ;; esac
     is_host "$API_HOST" || die "--api-host $API_HOST is not a lowercase DNS name (no IP address, no wildcard)"
     if [ -z "$FAILOVER_HOST" ]; then
       # Always written, so that the ConfigMap says what the ingress answers and a run without
@@ -125,6 +129,7 @@ case "$STAMP" in
       --from-literal="RESOURCE_GROUP=$RESOURCE_GROUP"
       --from-literal="STORAGE_ACCOUNT=$STORAGE_ACCOUNT"
       --from-literal="FILE_SHARE=$FILE_SHARE"
+      --from-literal="STORAGE_SKU=$STORAGE_SKU"
       --from-literal="WORKLOAD_IDENTITY_CLIENT_ID=$CLIENT_ID"
       --from-literal="API_HOST=$API_HOST"
       --from-literal="FAILOVER_HOST=$FAILOVER_HOST")

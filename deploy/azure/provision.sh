@@ -47,6 +47,9 @@ Settings (environment variables, defaults in brackets):
   GIT_SECRET []  for a private repository: a Secret in namespace cluster-config with its
                  credentials (username/password or identity/known_hosts, Flux's GitRepository
                  secret format), created beforehand; passed as --local-auth-ref
+  STORAGE_SKU [Premium_ZRS]  the spool's storage account: zone-redundant premium files, which
+                 survive a zone of the three-zone cluster; Premium_LRS where the region offers no
+                 Premium_ZRS (docs/deploy.md)
   AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
   TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
   ONPREM_HOST []  the on-prem API's host name as the internet reaches it (port 443). When set, a
@@ -115,6 +118,11 @@ NFS_PATH="${NFS_PATH:-/srv/bridgehead/spool}"
 GIT_URL="${GIT_URL:-https://github.com/bridgehead-dev/bridgehead}"
 GIT_BRANCH="${GIT_BRANCH:-main}"
 GIT_SECRET="${GIT_SECRET:-}"
+STORAGE_SKU="${STORAGE_SKU:-Premium_ZRS}"
+case "$STORAGE_SKU" in
+  Premium_ZRS | Premium_LRS) ;;
+  *) die "STORAGE_SKU must be Premium_ZRS or Premium_LRS (premium file shares)" ;;
+esac
 AUTH_FILE="${AUTH_FILE:-}"
 TLS_CERT_FILE="${TLS_CERT_FILE:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-}"
@@ -212,7 +220,7 @@ cloud() {
   step "Storage account $STORAGE_ACCOUNT (premium files) and share $FILE_SHARE: the cloud spool"
   exists az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
     run az storage account create --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
-      --kind FileStorage --sku Premium_LRS --https-only true --min-tls-version TLS1_2 \
+      --kind FileStorage --sku "$STORAGE_SKU" --https-only true --min-tls-version TLS1_2 \
       --allow-blob-public-access false --tags app=bridgehead
   exists az storage share-rm show --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
     run az storage share-rm create --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" \
@@ -253,7 +261,7 @@ cloud() {
   run az aks get-credentials --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --context "$AKS_NAME" --overwrite-existing
   local args=(--stamp cloud --context "$AKS_NAME" --acr-login-server "$ACR_LOGIN_SERVER"
     --eventhubs-namespace "$EVENTHUBS_NAMESPACE" --eventhub-name "$EVENTHUB_NAME"
-    --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE"
+    --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE" --storage-sku "$STORAGE_SKU"
     --client-id "$client_id" --api-host "$API_HOST" --failover-host "$FAILOVER_HOST")
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
   "$here/../stamp-config.sh" "${args[@]}"
