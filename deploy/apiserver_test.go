@@ -32,11 +32,13 @@ const fluxDefaultServiceAccount = "flux-applier"
 const configNamespace = "cluster-config"
 
 // variableCase is one documented way of configuring a stamp: the arguments of
-// deploy/stamp-config.sh, and a key an older ConfigMap lacks.
+// deploy/stamp-config.sh, a key an older ConfigMap lacks, and the overlay a fork may point the
+// Kustomization at instead of the stamp's own.
 type variableCase struct {
-	name string
-	args []string
-	drop string
+	name    string
+	args    []string
+	drop    string
+	overlay string
 }
 
 // variableCases are, per stamp, every documented combination of cluster variables.
@@ -45,6 +47,7 @@ func variableCases() map[string][]variableCase {
 		"onprem": {
 			{name: "sample", args: stampConfigArgs["onprem"]},
 			{name: "nfs-path", args: append(slices.Clone(stampConfigArgs["onprem"]), "--nfs-path", "/export/spool")},
+			{name: "nfs-csi", args: stampConfigArgs["onprem"], overlay: "./deploy/kustomize/overlays/onprem-nfs-csi"},
 		},
 		"cloud": {
 			{name: "failover-host", args: stampConfigArgs["cloud"]},
@@ -178,6 +181,15 @@ func (e *fluxCluster) applyStamp(t *testing.T, stampName string, vc variableCase
 	cluster, err := Render(ClusterDir(deployDir, stampName))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if vc.overlay != "" {
+		for _, o := range cluster {
+			if o.GetKind() == "Kustomization" {
+				if err := unstructured.SetNestedField(o.Object, vc.overlay, "spec", "path"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	configApplier := e.applier(t, configNamespace, fluxDefaultServiceAccount)
 	apply(t, configApplier, "deploy/flux/clusters/"+stampName+" as "+configNamespace+"/"+fluxDefaultServiceAccount, cluster, k8stest.Apply)

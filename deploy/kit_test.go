@@ -550,6 +550,12 @@ func checkStorage(t *testing.T, name string, ts typedStamp) {
 				t.Errorf("volume %s NFS server %q path %q", pv.Name, pv.Spec.NFS.Server, pv.Spec.NFS.Path)
 			}
 		}
+		if csi := pv.Spec.CSI; csi != nil && csi.Driver == "nfs.csi.k8s.io" {
+			fsType = "nfs"
+			if csi.VolumeAttributes["server"] == "" || !strings.HasPrefix(csi.VolumeAttributes["share"], "/") || csi.VolumeHandle == "" {
+				t.Errorf("volume %s NFS CSI attributes %v handle %q", pv.Name, csi.VolumeAttributes, csi.VolumeHandle)
+			}
+		}
 		options = pv.Spec.MountOptions
 	case pvc.Spec.StorageClassName != nil:
 		sc := ts.classes[*pvc.Spec.StorageClassName]
@@ -886,5 +892,32 @@ func checkNotPruned(t *testing.T, objs []*unstructured.Unstructured) {
 	}
 	if kept < 2 {
 		t.Errorf("found %d namespace/spool objects, want the namespace and the spool claim at least", kept)
+	}
+}
+
+// TestOnpremNFSCSI renders the on-prem variant whose spool the NFS CSI driver mounts, as Flux
+// would with the on-prem stamp's variables, and holds its storage to the on-prem stamp's rules.
+func TestOnpremNFSCSI(t *testing.T) {
+	s := loadStamps(t)["onprem"]
+	raw, err := Render(filepath.Join(deployDir, "kustomize", "overlays", "onprem-nfs-csi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Substitute(raw, s.vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := typedObjects(t, objs)
+	pv := ts.pvs["bridgehead-spool-onprem"]
+	if pv == nil || pv.Spec.CSI == nil || pv.Spec.NFS != nil {
+		t.Fatalf("volume %+v: want the NFS CSI driver's, without an in-tree NFS source", pv)
+	}
+	if got := pv.Spec.CSI.VolumeAttributes["server"]; got != s.vars["NFS_SERVER"] {
+		t.Errorf("CSI server %q, want NFS_SERVER %q", got, s.vars["NFS_SERVER"])
+	}
+	checkStorage(t, "onprem", ts)
+	checkNotPruned(t, objs)
+	if len(objs) != len(s.objs) {
+		t.Errorf("%d objects, want the on-prem stamp's %d", len(objs), len(s.objs))
 	}
 }
