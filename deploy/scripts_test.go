@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // clusterVarsConfigMap is the ConfigMap deploy/stamp-config.sh writes and the Flux
@@ -583,7 +585,8 @@ const (
 // stampConfigNoFailover are the cloud stamp's sample arguments without --failover-host.
 var stampConfigNoFailover = []string{"--stamp", "cloud", "--acr-login-server", "bridgeheadacr.azurecr.io", "--eventhubs-namespace", "bridgehead-ehns",
 	"--resource-group", "bridgehead-rg", "--storage-account", "bridgeheadspool", "--file-share", "spool",
-	"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", sampleAPIHost, "--auth-file", "auth.yaml"}
+	"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", sampleAPIHost, "--auth-file", "auth.yaml",
+	"--tls-cert-file", "ingress.crt", "--tls-key-file", "ingress.key"}
 
 var (
 	stampConfigMu  sync.Mutex
@@ -662,9 +665,20 @@ func TestStampConfigWritesWhatTheStampNeeds(t *testing.T) {
 			for _, p := range d.Spec.Template.Spec.ImagePullSecrets {
 				secrets = append(secrets, p.Name)
 			}
+			// The ingress's certificate, which the Application Gateway needs.
+			for _, o := range stamps[name].objs {
+				if o.GetKind() == "Ingress" {
+					tls, _, _ := unstructured.NestedSlice(o.Object, "spec", "tls")
+					for _, e := range tls {
+						if s, _ := e.(map[string]any)["secretName"].(string); s != "" {
+							secrets = append(secrets, s)
+						}
+					}
+				}
+			}
 			for _, s := range secrets {
 				if !regexp.MustCompile(`create secret [a-z-]+ ` + regexp.QuoteMeta(s) + ` `).MatchString(out) {
-					t.Errorf("stamp %s: %s mounts Secret %s, which no script writes", name, d.Name, s)
+					t.Errorf("stamp %s: %s needs Secret %s, which no script writes", name, d.Name, s)
 				}
 			}
 		}

@@ -6,6 +6,7 @@
 #   - Secret bridgehead/bridgehead-auth: the principals file (`bridgehead auth new`)
 #   - on-prem: Secret bridgehead/bridgehead-eventhubs (send-only connection string) and
 #     Secret bridgehead/bridgehead-tls (the API's certificate and key)
+#   - cloud: Secret bridgehead/bridgehead-ingress-tls (the Application Gateway's certificate)
 # Secrets are read from files or standard input, never from the command line.
 set -euo pipefail
 
@@ -33,6 +34,8 @@ Cloud (--stamp cloud):
   --storage-sku SKU             the storage account's SKU: Premium_ZRS or Premium_LRS [Premium_ZRS]
   --client-id ID                the forwarder's workload identity client id (required)
   --api-host HOST               public host name of the Application Gateway ingress (required)
+  --tls-cert-file FILE --tls-key-file FILE     the ingress's TLS pair (PEM), listing --api-host
+                                and --failover-host; stored as Secret bridgehead-ingress-tls
   --failover-host HOST          the name clients of the Traffic Manager profile use (a CNAME to
                                 <profile>.trafficmanager.net, docs/failover.md): the ingress
                                 answers it too. Give it on every run [the --api-host value]
@@ -161,13 +164,17 @@ if [ "$STAMP" = onprem ]; then
   else
     log "note: no --eventhubs-connection-string-file: the forwarder waits for Secret bridgehead/bridgehead-eventhubs"
   fi
-  if [ -n "$TLS_CERT_FILE" ] || [ -n "$TLS_KEY_FILE" ]; then
-    if [ -z "$TLS_CERT_FILE" ] || [ -z "$TLS_KEY_FILE" ]; then
-      die "--tls-cert-file and --tls-key-file go together"
-    fi
-    step "API TLS pair (bridgehead/bridgehead-tls)"
-    apply_stdin "${kube[@]}" -- secret tls bridgehead-tls --namespace=bridgehead --cert="$TLS_CERT_FILE" --key="$TLS_KEY_FILE"
-  else
-    log "note: no TLS pair: the API pods wait for Secret bridgehead/bridgehead-tls"
+fi
+
+# The TLS pair: on the API pods on-prem, at the Application Gateway in the cloud.
+tls_secret=bridgehead-tls
+[ "$STAMP" = onprem ] || tls_secret=bridgehead-ingress-tls
+if [ -n "$TLS_CERT_FILE" ] || [ -n "$TLS_KEY_FILE" ]; then
+  if [ -z "$TLS_CERT_FILE" ] || [ -z "$TLS_KEY_FILE" ]; then
+    die "--tls-cert-file and --tls-key-file go together"
   fi
+  step "TLS pair (bridgehead/$tls_secret)"
+  apply_stdin "${kube[@]}" -- secret tls "$tls_secret" --namespace=bridgehead --cert="$TLS_CERT_FILE" --key="$TLS_KEY_FILE"
+else
+  log "note: no TLS pair: Secret bridgehead/$tls_secret is missing (the on-prem API pods wait for it; the cloud ingress has no certificate)"
 fi

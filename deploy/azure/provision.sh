@@ -52,6 +52,8 @@ Settings (environment variables, defaults in brackets):
                  Premium_ZRS (docs/deploy.md)
   AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
   TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
+  INGRESS_TLS_CERT_FILE, INGRESS_TLS_KEY_FILE []  the cloud ingress's TLS pair (API_HOST and
+                  FAILOVER_HOST in its names), stored as Secret bridgehead-ingress-tls
   ONPREM_HOST []  the on-prem API's host name as the internet reaches it (port 443). When set, a
                   Traffic Manager profile answers TRAFFIC_MANAGER_DNS_NAME.trafficmanager.net
                   with ONPREM_HOST (priority 1) while its /readyz answers 200 over HTTPS, else
@@ -125,6 +127,8 @@ case "$STORAGE_SKU" in
 esac
 AUTH_FILE="${AUTH_FILE:-}"
 TLS_CERT_FILE="${TLS_CERT_FILE:-}"
+INGRESS_TLS_CERT_FILE="${INGRESS_TLS_CERT_FILE:-}"
+INGRESS_TLS_KEY_FILE="${INGRESS_TLS_KEY_FILE:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-}"
 ONPREM_HOST="${ONPREM_HOST:-}"
 TRAFFIC_MANAGER_NAME="${TRAFFIC_MANAGER_NAME:-$PREFIX-tm}"
@@ -264,6 +268,7 @@ cloud() {
     --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE" --storage-sku "$STORAGE_SKU"
     --client-id "$client_id" --api-host "$API_HOST" --failover-host "$FAILOVER_HOST")
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
+  [ -z "$INGRESS_TLS_CERT_FILE" ] || args+=(--tls-cert-file "$INGRESS_TLS_CERT_FILE" --tls-key-file "$INGRESS_TLS_KEY_FILE")
   "$here/../stamp-config.sh" "${args[@]}"
 }
 
