@@ -86,16 +86,7 @@ type fluxCluster struct {
 func newFluxCluster(t *testing.T) *fluxCluster {
 	t.Helper()
 	ctx := t.Context()
-	c, err := k8stest.Start(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kube-apiserver log tail:\n%s", c.Logs("kube-apiserver", 1500))
-		}
-		c.Stop()
-	})
+	c := k8stest.Start(t)
 	admin, err := k8stest.NewApplier(c.Admin())
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -30,7 +31,7 @@ import (
 // kube-apiserver binaries (scripts/k8s-binaries.sh prints it).
 const BinDirEnv = "BRIDGEHEAD_K8S_BIN_DIR"
 
-// Cluster is a running control plane. Stop ends it; the test owns it.
+// Cluster is a running control plane, owned by the test that started it.
 type Cluster struct {
 	// Dir holds the data, certificates and logs (etcd.log, kube-apiserver.log).
 	Dir string
@@ -42,50 +43,63 @@ type Cluster struct {
 	logs  []*os.File
 }
 
-// Start starts etcd and kube-apiserver with their files under dir (a test's TempDir) and
-// returns once the API server reports ready, or an error after ctx ends or a minute passes.
-func Start(ctx context.Context, dir string) (*Cluster, error) {
+// Start starts etcd and kube-apiserver with their files in a directory of the test's and
+// returns once the API server reports ready (within a minute). It fails the test on error, and
+// stops both when the test ends, after logging the API server's last lines if the test failed.
+// Call it from the test's goroutine.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
 	bin := os.Getenv(BinDirEnv)
 	if bin == "" {
-		return nil, fmt.Errorf("%s is not set: run `make test-k8s`, which builds the binaries (scripts/k8s-binaries.sh)", BinDirEnv)
+		t.Fatalf("%s is not set: run `make test-k8s`, which builds the binaries (scripts/k8s-binaries.sh)", BinDirEnv)
 	}
 	etcd, apiserver := filepath.Join(bin, "etcd"), filepath.Join(bin, "kube-apiserver")
 	for _, b := range []string{etcd, apiserver} {
 		if fi, err := os.Stat(b); err != nil || fi.Mode()&0o111 == 0 {
-			return nil, fmt.Errorf("%s: not an executable (%v): run scripts/k8s-binaries.sh", b, err)
+			t.Fatalf("%s: not an executable (%v): run scripts/k8s-binaries.sh", b, err)
 		}
 	}
-	p, err := newPKI(dir)
-	if err != nil {
-		return nil, fmt.Errorf("certificates: %w", err)
+	dir := t.TempDir()
+	c := &Cluster{Dir: dir, pki: newPKI(t, dir)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-apiserver log tail:\n%s", c.logTail("kube-apiserver", 1500))
+		}
+		c.stop()
+	})
+	if err := c.start(t.Context(), etcd, apiserver); err != nil {
+		t.Fatal(err)
 	}
-	c := &Cluster{Dir: dir, pki: p}
+	return c
+}
+
+func (c *Cluster) start(ctx context.Context, etcd, apiserver string) error {
+	p := c.pki
 	ports, err := freePorts(3)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	etcdClient := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	etcdPeer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	c.Host = "https://127.0.0.1:" + strconv.Itoa(ports[2])
 
-	if err := c.start(etcd, "etcd",
+	if err := c.run(etcd, "etcd",
 		"--name=k8stest",
-		"--data-dir="+filepath.Join(dir, "etcd"),
+		"--data-dir="+filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls="+etcdClient,
 		"--advertise-client-urls="+etcdClient,
 		"--listen-peer-urls="+etcdPeer,
 		"--initial-advertise-peer-urls="+etcdPeer,
 		"--initial-cluster=k8stest="+etcdPeer,
 	); err != nil {
-		c.Stop()
-		return nil, err
+		return err
 	}
-	if err := c.start(apiserver, "kube-apiserver",
+	if err := c.run(apiserver, "kube-apiserver",
 		"--etcd-servers="+etcdClient,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(ports[2]),
-		"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
+		"--cert-dir="+filepath.Join(c.Dir, "apiserver-certs"),
 		"--tls-cert-file="+p.serverCertFile,
 		"--tls-private-key-file="+p.serverKeyFile,
 		"--client-ca-file="+p.caFile,
@@ -102,17 +116,12 @@ func Start(ctx context.Context, dir string) (*Cluster, error) {
 		"--profiling=false",
 		"--v=1",
 	); err != nil {
-		c.Stop()
-		return nil, err
+		return err
 	}
-	if err := c.waitReady(ctx); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
+	return c.waitReady(ctx)
 }
 
-func (c *Cluster) start(bin, name string, args ...string) error {
+func (c *Cluster) run(bin, name string, args ...string) error {
 	log, err := os.Create(filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return err
@@ -182,8 +191,8 @@ func (c *Cluster) As(namespace, name string) *rest.Config {
 	return cfg
 }
 
-// Stop kills the API server and etcd and waits for them. It is safe to call more than once.
-func (c *Cluster) Stop() {
+// stop kills the API server and etcd and waits for them.
+func (c *Cluster) stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		if p.Process != nil && p.ProcessState == nil {
@@ -198,9 +207,8 @@ func (c *Cluster) Stop() {
 	c.logs = nil
 }
 
-// Logs returns the last n bytes of a component's log ("etcd" or "kube-apiserver"), for a
-// failure message.
-func (c *Cluster) Logs(name string, n int64) string {
+// logTail returns the last n bytes of a component's log ("etcd" or "kube-apiserver").
+func (c *Cluster) logTail(name string, n int64) string {
 	f, err := os.Open(filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return err.Error()
