@@ -78,7 +78,7 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 	var errs []error
 	resources := make(map[*unstructured.Unstructured]dynamic.ResourceInterface, len(objs))
 	for _, o := range objs {
-		ri, err := a.resource(o)
+		ri, err := a.resource(ctx, o)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", ID(o), err))
 		}
@@ -101,13 +101,19 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 func (a *Applier) Warnings() []string { return a.warnings.take() }
 
 // resource returns the client of o's resource, in o's namespace when the kind is namespaced.
-func (a *Applier) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+func (a *Applier) resource(ctx context.Context, o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
 	gvk := o.GroupVersionKind()
-	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		a.mapper.Reset() // a CRD installed since the last discovery
+	var mapping *meta.RESTMapping
+	// A kind of a CRD established a moment ago may not be in discovery yet.
+	err := poll(ctx, 10*time.Second, func() (bool, error) {
+		var err error
 		mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
+		if meta.IsNoMatchError(err) {
+			a.mapper.Reset()
+			return false, err
+		}
+		return true, err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -168,19 +174,13 @@ func WaitEstablished(ctx context.Context, cfg *rest.Config, names ...string) err
 		return err
 	}
 	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	for _, name := range names {
-		for {
+		err := poll(ctx, 30*time.Second, func() (bool, error) {
 			crd, err := crds.Get(ctx, name, metav1.GetOptions{})
-			if err == nil && established(crd) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("CRD %s not established: %v", name, errors.Join(ctx.Err(), err))
-			case <-time.After(100 * time.Millisecond):
-			}
+			return err == nil && established(crd), err
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", name, err)
 		}
 	}
 	return nil

@@ -141,28 +141,42 @@ func (c *Cluster) run(bin, name string, args ...string) error {
 
 // waitReady polls the API server's /readyz until it answers 200.
 func (c *Cluster) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	cs, err := kubernetes.NewForConfig(c.Admin())
 	if err != nil {
 		return err
 	}
-	var last error
-	for {
-		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err == nil {
-			return nil
-		}
-		last = fmt.Errorf("%w: %s", err, body)
+	err = poll(ctx, time.Minute, func() (bool, error) {
 		for _, p := range c.procs {
 			if p.ProcessState != nil {
-				return fmt.Errorf("%s exited: see %s", p.Path, c.Dir)
+				return true, fmt.Errorf("%s exited", p.Path)
 			}
+		}
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return false, fmt.Errorf("%w: %s", err, body)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver not ready (logs in %s): %w", c.Dir, err)
+	}
+	return nil
+}
+
+// poll calls cond every 100 ms until it reports done, and returns its error then; after
+// timeout (or when ctx ends) it returns the timeout with cond's last error.
+func poll(ctx context.Context, timeout time.Duration, cond func() (done bool, err error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		done, err := cond()
+		if done {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver not ready (logs in %s): %v", c.Dir, errors.Join(ctx.Err(), last))
-		case <-time.After(250 * time.Millisecond):
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
