@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -201,6 +202,31 @@ func TestSubstitutedValuesRollPods(t *testing.T) {
 			}
 			if vs := Variables(data); len(vs) > 0 {
 				t.Errorf("stamp %s: %s holds Flux variables %v: a new value would not roll the pods; set them in the pod template", name, objectID(o), vs)
+			}
+		}
+		// A ServiceAccount's values reach a pod once, when it is created (the workload
+		// identity webhook reads the client id then): the pod template must change with them.
+		accounts := map[string][]string{}
+		for _, o := range s.raw {
+			if o.GetKind() == "ServiceAccount" {
+				data, _ := o.MarshalJSON()
+				accounts[o.GetName()] = Variables(data)
+			}
+		}
+		for _, o := range s.raw {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			sa, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
+			tmpl, _, _ := unstructured.NestedMap(o.Object, "spec", "template")
+			data, err := json.Marshal(tmpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range accounts[sa] {
+				if !slices.Contains(Variables(data), v) {
+					t.Errorf("stamp %s: %s: ServiceAccount %s uses ${%s}, which its pod template does not: a new value would not roll the pods", name, objectID(o), sa, v)
+				}
 			}
 		}
 	}
