@@ -31,7 +31,7 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-// shellScripts lists every shell script of the kit, and the install script.
+// shellScripts lists every shell script of the kit, and the scripts that install its tools.
 func shellScripts(t *testing.T) []string {
 	t.Helper()
 	var scripts []string
@@ -47,7 +47,7 @@ func shellScripts(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(scripts, filepath.Join(repoRoot, "scripts", "install-deploy-tools.sh"))
+	return append(scripts, filepath.Join(repoRoot, "scripts", "install-deploy-tools.sh"), filepath.Join(repoRoot, "scripts", "k8s-binaries.sh"))
 }
 
 // TestShellcheck runs Debian's shellcheck on every script, following sourced files.

@@ -3,7 +3,7 @@
 #   - kube-apiserver, built from the Go module proxy (k8s.io/kubernetes $K8S_VERSION). The root
 #     module's go.mod replaces every k8s.io staging module with ./staging/..., which a module zip
 #     cannot use, so a wrapper module replaces each with the published v0.<minor>.<patch> instead.
-#     ~10 minutes on a 2-core machine, once per version.
+#     About 20 minutes on a 2-core machine (module downloads included), once per version.
 #   - etcd, from Debian's etcd-server package, unpacked (apt-get download + dpkg -x) without
 #     installing a service.
 # Both land in $CACHE (default ~/.cache/bridgehead-test/k8s-$K8S_VERSION): only the first run on a
@@ -29,7 +29,7 @@ if [ ! -x "$CACHE/etcd" ]; then
 fi
 
 if [ ! -x "$CACHE/kube-apiserver" ]; then
-  echo "k8s-binaries: building kube-apiserver $K8S_VERSION from the module proxy (~10 min)" >&2
+  echo "k8s-binaries: building kube-apiserver $K8S_VERSION from the module proxy (about 20 minutes on 2 cores)" >&2
   # v1.36.3 → the staging modules' v0.36.3.
   staging="v0.${K8S_VERSION#v1.}"
   work="$(mktemp -d)"
