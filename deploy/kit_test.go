@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -176,8 +177,65 @@ func TestStampsAfterSubstitution(t *testing.T) {
 			if vs := Variables(data); len(vs) > 0 {
 				t.Errorf("stamp %s: %s: unsubstituted %v", name, objectID(o), vs)
 			}
+			// kustomize-controller refuses a whole stamp with a namespaced object that has
+			// no namespace ("namespace not specified").
+			if !clusterScoped[o.GetKind()] && o.GetNamespace() == "" {
+				t.Errorf("stamp %s: %s has no namespace", name, objectID(o))
+			}
 		}
 	}
+}
+
+// TestSubstitutedValuesRollPods checks that a value Flux substitutes reaches the pods through
+// their template, never through a generated ConfigMap: kustomize names a ConfigMap by a hash of
+// its content before Flux substitutes, so a changed site value would leave the name, the pod
+// template and so the running pods as they were.
+func TestSubstitutedValuesRollPods(t *testing.T) {
+	for name, s := range loadStamps(t) {
+		for _, o := range s.raw {
+			if o.GetKind() != "ConfigMap" {
+				continue
+			}
+			data, err := o.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vs := Variables(data); len(vs) > 0 {
+				t.Errorf("stamp %s: %s holds Flux variables %v: a new value would not roll the pods; set them in the pod template", name, objectID(o), vs)
+			}
+		}
+		// A ServiceAccount's values reach a pod once, when it is created (the workload
+		// identity webhook reads the client id then): the pod template must change with them.
+		accounts := map[string][]string{}
+		for _, o := range s.raw {
+			if o.GetKind() == "ServiceAccount" {
+				data, _ := o.MarshalJSON()
+				accounts[o.GetName()] = Variables(data)
+			}
+		}
+		for _, o := range s.raw {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			sa, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
+			tmpl, _, _ := unstructured.NestedMap(o.Object, "spec", "template")
+			data, err := json.Marshal(tmpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range accounts[sa] {
+				if !slices.Contains(Variables(data), v) {
+					t.Errorf("stamp %s: %s: ServiceAccount %s uses ${%s}, which its pod template does not: a new value would not roll the pods", name, objectID(o), sa, v)
+				}
+			}
+		}
+	}
+}
+
+// clusterScoped lists the cluster-scoped kinds a stamp may hold; every other kind is namespaced.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "PersistentVolume": true, "StorageClass": true, "IngressClass": true,
+	"ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true, "PriorityClass": true,
 }
 
 // typedStamp holds a stamp's objects by kind.
@@ -273,6 +331,9 @@ func TestStampInvariants(t *testing.T) {
 				if a, _ := c.Value("auth"); a != "required" {
 					t.Errorf("%s: --auth %q, want required", c.Workload, a)
 				}
+				if m, _ := c.Value("metrics-auth"); m != "true" {
+					t.Errorf("%s: --metrics-auth %q, want true: /metrics and /v1/status closed to anonymous callers", c.Workload, m)
+				}
 			}
 			if len(roles["api"]) != 1 || len(roles["forwarder"]) != 1 {
 				t.Fatalf("want exactly one api and one forwarder container, got roles %v", mapKeys(roles))
@@ -297,6 +358,7 @@ func TestStampInvariants(t *testing.T) {
 			}
 			checkStorage(t, name, ts)
 			checkExposure(t, name, s, ts)
+			checkNotPruned(t, s.objs)
 		})
 	}
 }
@@ -389,6 +451,9 @@ func checkDeployment(t *testing.T, ts typedStamp, d *appsv1.Deployment, c Contai
 	}
 	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Requests.Memory().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
 		t.Errorf("%s: resources %+v: want cpu and memory requests and a memory limit", id, ctr.Resources)
+	}
+	if pod.NodeSelector[corev1.LabelOSStable] != "linux" {
+		t.Errorf("%s: nodeSelector %v: want %s=linux (the image is Linux-only; clusters may have Windows node pools)", id, pod.NodeSelector, corev1.LabelOSStable)
 	}
 	if len(pod.TopologySpreadConstraints) == 0 {
 		t.Errorf("%s: no topology spread constraints", id)
@@ -511,6 +576,12 @@ func checkStorage(t *testing.T, name string, ts typedStamp) {
 				t.Errorf("volume %s NFS server %q path %q", pv.Name, pv.Spec.NFS.Server, pv.Spec.NFS.Path)
 			}
 		}
+		if csi := pv.Spec.CSI; csi != nil && csi.Driver == "nfs.csi.k8s.io" {
+			fsType = "nfs"
+			if csi.VolumeAttributes["server"] == "" || !strings.HasPrefix(csi.VolumeAttributes["share"], "/") || csi.VolumeHandle == "" {
+				t.Errorf("volume %s NFS CSI attributes %v handle %q", pv.Name, csi.VolumeAttributes, csi.VolumeHandle)
+			}
+		}
 		options = pv.Spec.MountOptions
 	case pvc.Spec.StorageClassName != nil:
 		sc := ts.classes[*pvc.Spec.StorageClassName]
@@ -521,6 +592,10 @@ func checkStorage(t *testing.T, name string, ts typedStamp) {
 			t.Errorf("class %s reclaim policy %v, want Retain", sc.Name, sc.ReclaimPolicy)
 		}
 		if sc.Provisioner == "file.csi.azure.com" {
+			// The cluster spans three zones: the spool survives a zone only on ZRS.
+			if sku := sc.Parameters["skuName"]; sku != "Premium_ZRS" {
+				t.Errorf("class %s: skuName %q, want Premium_ZRS (stamp-config.sh's default)", sc.Name, sku)
+			}
 			fsType = sc.Parameters["protocol"]
 			if fsType == "" {
 				fsType = "smb"
@@ -765,27 +840,22 @@ func TestCloudIngressFailoverHost(t *testing.T) {
 	}
 }
 
-// TestFluxClusters checks each stamp's Flux objects: a GitRepository and a Kustomization
-// that refers to it, pruning, health checks, an existing path, and post-build variables that
-// cover every variable the overlay uses.
+// TestFluxClusters checks each stamp's Flux objects: a Kustomization in the namespace of the
+// Azure Flux configuration (whose flux-applier account is the only one the extension's
+// multi-tenancy lets apply anything) whose source is that configuration's GitRepository (so that
+// GIT_URL, GIT_BRANCH and GIT_SECRET of provision.sh decide what is synced), pruning, health
+// checks, an existing path, and post-build variables that cover every variable the overlay uses.
 func TestFluxClusters(t *testing.T) {
+	config, configNS := provisionSetting(t, "FLUX_CONFIG"), provisionSetting(t, "FLUX_CONFIG_NAMESPACE")
 	for _, name := range Stamps {
 		t.Run(name, func(t *testing.T) {
 			s := loadStamps(t)[name]
-			repos := map[string]*sourcev1.GitRepository{}
 			for _, o := range s.cluster {
-				obj, err := decodeStrict(o)
-				if err != nil {
-					t.Fatal(err)
+				if o.GetNamespace() != configNS {
+					t.Errorf("%s: not in %s, the namespace of the Flux configuration: the extension's flux-applier cannot apply it", objectID(o), configNS)
 				}
-				if r, ok := obj.(*sourcev1.GitRepository); ok {
-					repos[r.Namespace+"/"+r.Name] = r
-					if r.Spec.Reference == nil || (r.Spec.Reference.Branch == "" && r.Spec.Reference.Tag == "" && r.Spec.Reference.SemVer == "" && r.Spec.Reference.Commit == "") {
-						t.Errorf("GitRepository %s has no ref", r.Name)
-					}
-					if !strings.HasPrefix(r.Spec.URL, "https://") && !strings.HasPrefix(r.Spec.URL, "ssh://") {
-						t.Errorf("GitRepository %s url %q", r.Name, r.Spec.URL)
-					}
+				if o.GetKind() == "GitRepository" {
+					t.Errorf("%s: the source is the Flux configuration's GitRepository %s (provision.sh GIT_URL, GIT_BRANCH), not one of the kit's", objectID(o), config)
 				}
 			}
 			k := s.kustomization
@@ -794,8 +864,8 @@ func TestFluxClusters(t *testing.T) {
 			if ns == "" {
 				ns = k.Namespace
 			}
-			if ref.Kind != sourcev1.GitRepositoryKind || repos[ns+"/"+ref.Name] == nil {
-				t.Errorf("Kustomization %s sourceRef %s %s/%s is not a GitRepository of this cluster", k.Name, ref.Kind, ns, ref.Name)
+			if ref.Kind != sourcev1.GitRepositoryKind || ns != configNS || ref.Name != config {
+				t.Errorf("Kustomization %s sourceRef %s %s/%s, want GitRepository %s/%s (the Flux configuration's)", k.Name, ref.Kind, ns, ref.Name, configNS, config)
 			}
 			if !k.Spec.Prune {
 				t.Errorf("Kustomization %s does not prune", k.Name)
@@ -825,5 +895,55 @@ func TestFluxClusters(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// pruneAnnotation is the annotation with which Flux leaves an object alone when it prunes.
+const pruneAnnotation = "kustomize.toolkit.fluxcd.io/prune"
+
+// checkNotPruned checks that Flux never deletes what holds undelivered messages or the secrets
+// written beside Git: the namespace (its Secrets go with it), the spool's claim and volume.
+func checkNotPruned(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	kept := 0
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "Namespace", o.GetKind() == "PersistentVolume",
+			o.GetKind() == "PersistentVolumeClaim" && o.GetName() == "bridgehead-spool":
+			kept++
+			if got := o.GetAnnotations()[pruneAnnotation]; got != "disabled" {
+				t.Errorf("%s: %s %q, want disabled: deleting the Flux configuration would delete it", objectID(o), pruneAnnotation, got)
+			}
+		}
+	}
+	if kept < 2 {
+		t.Errorf("found %d namespace/spool objects, want the namespace and the spool claim at least", kept)
+	}
+}
+
+// TestOnpremNFSCSI renders the on-prem variant whose spool the NFS CSI driver mounts, as Flux
+// would with the on-prem stamp's variables, and holds its storage to the on-prem stamp's rules.
+func TestOnpremNFSCSI(t *testing.T) {
+	s := loadStamps(t)["onprem"]
+	raw, err := Render(filepath.Join(deployDir, "kustomize", "overlays", "onprem-nfs-csi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Substitute(raw, s.vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := typedObjects(t, objs)
+	pv := ts.pvs["bridgehead-spool-onprem"]
+	if pv == nil || pv.Spec.CSI == nil || pv.Spec.NFS != nil {
+		t.Fatalf("volume %+v: want the NFS CSI driver's, without an in-tree NFS source", pv)
+	}
+	if got := pv.Spec.CSI.VolumeAttributes["server"]; got != s.vars["NFS_SERVER"] {
+		t.Errorf("CSI server %q, want NFS_SERVER %q", got, s.vars["NFS_SERVER"])
+	}
+	checkStorage(t, "onprem", ts)
+	checkNotPruned(t, objs)
+	if len(objs) != len(s.objs) {
+		t.Errorf("%d objects, want the on-prem stamp's %d", len(objs), len(s.objs))
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // clusterVarsConfigMap is the ConfigMap deploy/stamp-config.sh writes and the Flux
@@ -29,7 +31,7 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-// shellScripts lists every shell script of the kit, and the install script.
+// shellScripts lists every shell script of the kit, and the scripts that install its tools.
 func shellScripts(t *testing.T) []string {
 	t.Helper()
 	var scripts []string
@@ -45,7 +47,7 @@ func shellScripts(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(scripts, filepath.Join(repoRoot, "scripts", "install-deploy-tools.sh"))
+	return append(scripts, filepath.Join(repoRoot, "scripts", "install-deploy-tools.sh"), filepath.Join(repoRoot, "scripts", "k8s-binaries.sh"))
 }
 
 // TestShellcheck runs Debian's shellcheck on every script, following sourced files.
@@ -246,7 +248,8 @@ func TestProvisionDryRunCoversTheSeed(t *testing.T) {
 		i := slices.Index(c.args, "--rights")
 		return i >= 0 && slices.Equal(valuesAfter(c.args[i+1:]), []string{"Send"})
 	})
-	find("storage account create", nil)
+	// Zone-redundant by default: the AKS cluster spans three zones.
+	find("storage account create", val("--sku", "Premium_ZRS"))
 	find("storage share-rm create", val("--enabled-protocols", "SMB"))
 	find("aks create", has("--attach-acr", "--enable-oidc-issuer", "--enable-workload-identity", "--network-policy"))
 	find("aks create", val("--enable-addons", "ingress-appgw"))
@@ -378,7 +381,10 @@ var azExtensionFlags = map[string]struct {
 }{
 	"k8s-configuration flux create": {"k8s-configuration 1.4.0 (Flux v2 GA, 2022)", []string{
 		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--namespace", "--scope",
-		"--url", "--branch", "--interval", "--kustomization"}},
+		"--url", "--branch", "--interval", "--kustomization",
+		// k8s-configuration 1.5.0: a Secret in the configuration's namespace as the source's
+		// credentials (fluxConfigurations' gitRepository.localAuthRef).
+		"--local-auth-ref"}},
 	"k8s-configuration flux show":   {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
 	"k8s-configuration flux delete": {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name", "--yes"}},
 	"k8s-extension create": {"k8s-extension 1.0.0", []string{
@@ -579,7 +585,8 @@ const (
 // stampConfigNoFailover are the cloud stamp's sample arguments without --failover-host.
 var stampConfigNoFailover = []string{"--stamp", "cloud", "--acr-login-server", "bridgeheadacr.azurecr.io", "--eventhubs-namespace", "bridgehead-ehns",
 	"--resource-group", "bridgehead-rg", "--storage-account", "bridgeheadspool", "--file-share", "spool",
-	"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", sampleAPIHost, "--auth-file", "auth.yaml"}
+	"--client-id", "00000000-0000-0000-0000-000000000000", "--api-host", sampleAPIHost, "--auth-file", "auth.yaml",
+	"--tls-cert-file", "ingress.crt", "--tls-key-file", "ingress.key"}
 
 var (
 	stampConfigMu  sync.Mutex
@@ -658,9 +665,20 @@ func TestStampConfigWritesWhatTheStampNeeds(t *testing.T) {
 			for _, p := range d.Spec.Template.Spec.ImagePullSecrets {
 				secrets = append(secrets, p.Name)
 			}
+			// The ingress's certificate, which the Application Gateway needs.
+			for _, o := range stamps[name].objs {
+				if o.GetKind() == "Ingress" {
+					tls, _, _ := unstructured.NestedSlice(o.Object, "spec", "tls")
+					for _, e := range tls {
+						if s, _ := e.(map[string]any)["secretName"].(string); s != "" {
+							secrets = append(secrets, s)
+						}
+					}
+				}
+			}
 			for _, s := range secrets {
 				if !regexp.MustCompile(`create secret [a-z-]+ ` + regexp.QuoteMeta(s) + ` `).MatchString(out) {
-					t.Errorf("stamp %s: %s mounts Secret %s, which no script writes", name, d.Name, s)
+					t.Errorf("stamp %s: %s needs Secret %s, which no script writes", name, d.Name, s)
 				}
 			}
 		}
@@ -749,4 +767,19 @@ func TestRegistrySecretDryRun(t *testing.T) {
 			t.Errorf("dry run lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// provisionSetting returns the value deploy/azure/provision.sh assigns to one of its fixed
+// names (NAME=value or NAME="value" at the start of a line).
+func provisionSetting(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, "azure", "provision.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `="?([^"\s]+)"?`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("provision.sh assigns no %s", name)
+	}
+	return string(m[1])
 }

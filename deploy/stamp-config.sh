@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Writes what a stamp's cluster needs besides Git, idempotently (create-or-update):
-#   - ConfigMap flux-system/bridgehead-cluster-vars: the site values Flux substitutes into the
-#     overlay (deploy/flux/clusters/<stamp>/bridgehead.yaml, postBuild.substituteFrom)
+#   - ConfigMap cluster-config/bridgehead-cluster-vars: the site values Flux substitutes into the
+#     overlay (deploy/flux/clusters/<stamp>/bridgehead.yaml, postBuild.substituteFrom), in the
+#     namespace of the Flux configuration, where its Kustomization reads it
 #   - Secret bridgehead/bridgehead-auth: the principals file (`bridgehead auth new`)
 #   - on-prem: Secret bridgehead/bridgehead-eventhubs (send-only connection string) and
 #     Secret bridgehead/bridgehead-tls (the API's certificate and key)
+#   - cloud: Secret bridgehead/bridgehead-ingress-tls (the Application Gateway's certificate)
 # Secrets are read from files or standard input, never from the command line.
 set -euo pipefail
 
@@ -29,8 +31,11 @@ On-prem (--stamp onprem):
 Cloud (--stamp cloud):
   --eventhubs-namespace NAME    Event Hubs namespace (without .servicebus.windows.net) (required)
   --resource-group RG --storage-account NAME --file-share NAME   the spool share (required)
+  --storage-sku SKU             the storage account's SKU: Premium_ZRS or Premium_LRS [Premium_ZRS]
   --client-id ID                the forwarder's workload identity client id (required)
   --api-host HOST               public host name of the Application Gateway ingress (required)
+  --tls-cert-file FILE --tls-key-file FILE     the ingress's TLS pair (PEM), listing --api-host
+                                and --failover-host; stored as Secret bridgehead-ingress-tls
   --failover-host HOST          the name clients of the Traffic Manager profile use (a CNAME to
                                 <profile>.trafficmanager.net, docs/failover.md): the ingress
                                 answers it too. Give it on every run [the --api-host value]
@@ -51,6 +56,7 @@ EVENTHUBS_NAMESPACE=""
 RESOURCE_GROUP=""
 STORAGE_ACCOUNT=""
 FILE_SHARE=""
+STORAGE_SKU=Premium_ZRS
 CLIENT_ID=""
 API_HOST=""
 FAILOVER_HOST=""
@@ -85,6 +91,7 @@ option() {
     --resource-group) RESOURCE_GROUP="$2" ;;
     --storage-account) STORAGE_ACCOUNT="$2" ;;
     --file-share) FILE_SHARE="$2" ;;
+    --storage-sku) STORAGE_SKU="$2" ;;
     --client-id) CLIENT_ID="$2" ;;
     --api-host) API_HOST="$2" ;;
     --failover-host) FAILOVER_HOST="$2" ;;
@@ -112,6 +119,7 @@ case "$STAMP" in
       "storage-account:$STORAGE_ACCOUNT" "file-share:$FILE_SHARE" "client-id:$CLIENT_ID" "api-host:$API_HOST"; do
       [ -n "${pair#*:}" ] || die "--${pair%%:*} is required for the cloud stamp"
     done
+    case "$STORAGE_SKU" in Premium_ZRS | Premium_LRS) ;; *) die "--storage-sku must be Premium_ZRS or Premium_LRS" ;; esac
     is_host "$API_HOST" || die "--api-host $API_HOST is not a lowercase DNS name (no IP address, no wildcard)"
     if [ -z "$FAILOVER_HOST" ]; then
       # Always written, so that the ConfigMap says what the ingress answers and a run without
@@ -124,6 +132,7 @@ case "$STAMP" in
       --from-literal="RESOURCE_GROUP=$RESOURCE_GROUP"
       --from-literal="STORAGE_ACCOUNT=$STORAGE_ACCOUNT"
       --from-literal="FILE_SHARE=$FILE_SHARE"
+      --from-literal="STORAGE_SKU=$STORAGE_SKU"
       --from-literal="WORKLOAD_IDENTITY_CLIENT_ID=$CLIENT_ID"
       --from-literal="API_HOST=$API_HOST"
       --from-literal="FAILOVER_HOST=$FAILOVER_HOST")
@@ -131,12 +140,12 @@ case "$STAMP" in
   *) die "--stamp must be onprem or cloud" ;;
 esac
 
-step "Namespaces flux-system and bridgehead"
-apply_stdin "${kube[@]}" -- namespace flux-system
+step "Namespaces cluster-config (the Flux configuration's) and bridgehead"
+apply_stdin "${kube[@]}" -- namespace cluster-config
 apply_stdin "${kube[@]}" -- namespace bridgehead
 
-step "Cluster values Flux substitutes (flux-system/bridgehead-cluster-vars)"
-apply_stdin "${kube[@]}" -- configmap bridgehead-cluster-vars --namespace=flux-system "${vars[@]}"
+step "Cluster values Flux substitutes (cluster-config/bridgehead-cluster-vars)"
+apply_stdin "${kube[@]}" -- configmap bridgehead-cluster-vars --namespace=cluster-config "${vars[@]}"
 
 if [ -n "$AUTH_FILE" ]; then
   step "Principals file (bridgehead/bridgehead-auth)"
@@ -155,13 +164,17 @@ if [ "$STAMP" = onprem ]; then
   else
     log "note: no --eventhubs-connection-string-file: the forwarder waits for Secret bridgehead/bridgehead-eventhubs"
   fi
-  if [ -n "$TLS_CERT_FILE" ] || [ -n "$TLS_KEY_FILE" ]; then
-    if [ -z "$TLS_CERT_FILE" ] || [ -z "$TLS_KEY_FILE" ]; then
-      die "--tls-cert-file and --tls-key-file go together"
-    fi
-    step "API TLS pair (bridgehead/bridgehead-tls)"
-    apply_stdin "${kube[@]}" -- secret tls bridgehead-tls --namespace=bridgehead --cert="$TLS_CERT_FILE" --key="$TLS_KEY_FILE"
-  else
-    log "note: no TLS pair: the API pods wait for Secret bridgehead/bridgehead-tls"
+fi
+
+# The TLS pair: on the API pods on-prem, at the Application Gateway in the cloud.
+tls_secret=bridgehead-tls
+[ "$STAMP" = onprem ] || tls_secret=bridgehead-ingress-tls
+if [ -n "$TLS_CERT_FILE" ] || [ -n "$TLS_KEY_FILE" ]; then
+  if [ -z "$TLS_CERT_FILE" ] || [ -z "$TLS_KEY_FILE" ]; then
+    die "--tls-cert-file and --tls-key-file go together"
   fi
+  step "TLS pair (bridgehead/$tls_secret)"
+  apply_stdin "${kube[@]}" -- secret tls "$tls_secret" --namespace=bridgehead --cert="$TLS_CERT_FILE" --key="$TLS_KEY_FILE"
+else
+  log "note: no TLS pair: Secret bridgehead/$tls_secret is missing (the on-prem API pods wait for it; the cloud ingress has no certificate)"
 fi

@@ -42,9 +42,18 @@ Settings (environment variables, defaults in brackets):
   ONPREM_CONTEXT []  kubectl context of the on-prem cluster; when set, its pull secret and
                      cluster values are written too (else the commands are printed for later)
   NFS_SERVER []  NFS_PATH [/srv/bridgehead/spool]  the on-prem spool export (deploy/nfs)
-  GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]
+  GIT_URL [https://github.com/bridgehead-dev/bridgehead]  GIT_BRANCH [main]  the repository and
+                    branch Flux syncs: a fork sets its own
+  GIT_SECRET []  for a private repository: a Secret in namespace cluster-config with its
+                 credentials (username/password or identity/known_hosts, Flux's GitRepository
+                 secret format), created beforehand; passed as --local-auth-ref
+  STORAGE_SKU [Premium_ZRS]  the spool's storage account: zone-redundant premium files, which
+                 survive a zone of the three-zone cluster; Premium_LRS where the region offers no
+                 Premium_ZRS (docs/deploy.md)
   AUTH_FILE []  the principals file (bridgehead auth new); when set, stored as bridgehead-auth
   TLS_CERT_FILE, TLS_KEY_FILE []  the on-prem API's TLS pair
+  INGRESS_TLS_CERT_FILE, INGRESS_TLS_KEY_FILE []  the cloud ingress's TLS pair (API_HOST and
+                  FAILOVER_HOST in its names), stored as Secret bridgehead-ingress-tls
   ONPREM_HOST []  the on-prem API's host name as the internet reaches it (port 443). When set, a
                   Traffic Manager profile answers TRAFFIC_MANAGER_DNS_NAME.trafficmanager.net
                   with ONPREM_HOST (priority 1) while its /readyz answers 200 over HTTPS, else
@@ -110,8 +119,16 @@ NFS_SERVER="${NFS_SERVER:-}"
 NFS_PATH="${NFS_PATH:-/srv/bridgehead/spool}"
 GIT_URL="${GIT_URL:-https://github.com/bridgehead-dev/bridgehead}"
 GIT_BRANCH="${GIT_BRANCH:-main}"
+GIT_SECRET="${GIT_SECRET:-}"
+STORAGE_SKU="${STORAGE_SKU:-Premium_ZRS}"
+case "$STORAGE_SKU" in
+  Premium_ZRS | Premium_LRS) ;;
+  *) die "STORAGE_SKU must be Premium_ZRS or Premium_LRS (premium file shares)" ;;
+esac
 AUTH_FILE="${AUTH_FILE:-}"
 TLS_CERT_FILE="${TLS_CERT_FILE:-}"
+INGRESS_TLS_CERT_FILE="${INGRESS_TLS_CERT_FILE:-}"
+INGRESS_TLS_KEY_FILE="${INGRESS_TLS_KEY_FILE:-}"
 TLS_KEY_FILE="${TLS_KEY_FILE:-}"
 ONPREM_HOST="${ONPREM_HOST:-}"
 TRAFFIC_MANAGER_NAME="${TRAFFIC_MANAGER_NAME:-$PREFIX-tm}"
@@ -133,7 +150,8 @@ fi
 # az_flux_config CLUSTER_TYPE CLUSTER RG STAMP: the Flux extension and a configuration that
 # syncs deploy/flux/clusters/STAMP (the GitRepository + Kustomization of that stamp).
 az_flux_config() {
-  local type="$1" cluster="$2" rg="$3" stamp="$4"
+  local type="$1" cluster="$2" rg="$3" stamp="$4" auth=()
+  [ -z "$GIT_SECRET" ] || auth=(--local-auth-ref "$GIT_SECRET")
   step "Flux extension on $cluster ($type)"
   exists az k8s-extension show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name flux ||
     run az k8s-extension create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
@@ -143,7 +161,7 @@ az_flux_config() {
   exists az k8s-configuration flux show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name "$FLUX_CONFIG" ||
     run az k8s-configuration flux create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
       --name "$FLUX_CONFIG" --namespace "$FLUX_CONFIG_NAMESPACE" --scope cluster \
-      --url "$GIT_URL" --branch "$GIT_BRANCH" --interval 5m \
+      --url "$GIT_URL" --branch "$GIT_BRANCH" --interval 5m "${auth[@]}" \
       --kustomization name=stamp path="./deploy/flux/clusters/$stamp" prune=true
 }
 
@@ -206,7 +224,7 @@ cloud() {
   step "Storage account $STORAGE_ACCOUNT (premium files) and share $FILE_SHARE: the cloud spool"
   exists az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
     run az storage account create --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
-      --kind FileStorage --sku Premium_LRS --https-only true --min-tls-version TLS1_2 \
+      --kind FileStorage --sku "$STORAGE_SKU" --https-only true --min-tls-version TLS1_2 \
       --allow-blob-public-access false --tags app=bridgehead
   exists az storage share-rm show --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" ||
     run az storage share-rm create --name "$FILE_SHARE" --storage-account "$STORAGE_ACCOUNT" \
@@ -247,9 +265,10 @@ cloud() {
   run az aks get-credentials --name "$AKS_NAME" --resource-group "$RESOURCE_GROUP" --context "$AKS_NAME" --overwrite-existing
   local args=(--stamp cloud --context "$AKS_NAME" --acr-login-server "$ACR_LOGIN_SERVER"
     --eventhubs-namespace "$EVENTHUBS_NAMESPACE" --eventhub-name "$EVENTHUB_NAME"
-    --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE"
+    --resource-group "$RESOURCE_GROUP" --storage-account "$STORAGE_ACCOUNT" --file-share "$FILE_SHARE" --storage-sku "$STORAGE_SKU"
     --client-id "$client_id" --api-host "$API_HOST" --failover-host "$FAILOVER_HOST")
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
+  [ -z "$INGRESS_TLS_CERT_FILE" ] || args+=(--tls-cert-file "$INGRESS_TLS_CERT_FILE" --tls-key-file "$INGRESS_TLS_KEY_FILE")
   "$here/../stamp-config.sh" "${args[@]}"
 }
 

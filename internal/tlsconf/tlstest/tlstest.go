@@ -70,6 +70,8 @@ func (ca *CA) Pool() *x509.CertPool {
 type IssueOptions struct {
 	// CommonName is the subject's CN; may be empty.
 	CommonName string
+	// Organizations is the subject's O; a Kubernetes API server reads a client's groups there.
+	Organizations []string
 	// DNSNames and IPs are the subject alternative names. A server certificate with neither is
 	// issued for 127.0.0.1, ::1 and localhost.
 	DNSNames []string
@@ -87,7 +89,7 @@ func (ca *CA) Issue(t testing.TB, opts IssueOptions) (certPEM, keyPEM []byte) {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(t),
-		Subject:      pkix.Name{CommonName: opts.CommonName},
+		Subject:      pkix.Name{CommonName: opts.CommonName, Organization: opts.Organizations},
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     opts.NotAfter,
 		DNSNames:     opts.DNSNames,
