@@ -93,7 +93,7 @@ func newFluxCluster(t *testing.T) *fluxCluster {
 	}
 	// The Flux CRDs, then what the extension creates (testdata/k8s/flux-extension.yaml).
 	var crds []*unstructured.Unstructured
-	for _, f := range fluxCRDFiles(t) {
+	for _, f := range crdFiles(t) {
 		objs, err := k8stest.ReadObjects(f)
 		if err != nil {
 			t.Fatal(err)

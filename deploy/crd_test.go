@@ -16,11 +16,13 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// fluxCRDs names, per Flux API module, the CRD file in the controller's root module that
-// defines the kinds the kit uses.
-var fluxCRDs = map[string]string{
-	"github.com/fluxcd/kustomize-controller/api": "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-	"github.com/fluxcd/source-controller/api":    "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
+// kitCRDs names, per API module go.mod requires, the root module (tagged with the same version)
+// and the CRD file in it that defines a custom kind the kit uses: Flux's, and
+// prometheus-operator's PrometheusRule (the base's alert rules).
+var kitCRDs = []struct{ api, root, file string }{
+	{"github.com/fluxcd/kustomize-controller/api", "github.com/fluxcd/kustomize-controller", "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml"},
+	{"github.com/fluxcd/source-controller/api", "github.com/fluxcd/source-controller", "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml"},
+	{"github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring", "github.com/prometheus-operator/prometheus-operator", "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"},
 }
 
 // crdSchema is one version's OpenAPI schema of a CRD.
@@ -30,26 +32,25 @@ type crdSchema struct {
 	raw                  map[string]any
 }
 
-// fluxCRDFiles returns the paths of the Flux CRDs in the Go module cache: the controllers' root
-// modules at the same version as the api modules this module requires (Flux tags them
-// together), which scripts/install-deploy-tools.sh downloads.
-func fluxCRDFiles(t *testing.T) []string {
+// crdFiles returns the paths of the kit's CRDs (kitCRDs) in the Go module cache: the root
+// modules at the same version as the api modules this module requires (each project tags
+// them together), which scripts/install-deploy-tools.sh downloads.
+func crdFiles(t *testing.T) []string {
 	t.Helper()
 	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var paths []string
-	for mod, file := range fluxCRDs {
-		info, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", mod).Output()
+	for _, crd := range kitCRDs {
+		info, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", crd.api).Output()
 		if err != nil {
-			t.Fatalf("go list -m %s: %v", mod, err)
+			t.Fatalf("go list -m %s: %v", crd.api, err)
 		}
 		version := strings.TrimSpace(string(info))
-		root := strings.TrimSuffix(mod, "/api")
-		path := filepath.Join(strings.TrimSpace(string(cache)), filepath.FromSlash(root)+"@"+version, filepath.FromSlash(file))
+		path := filepath.Join(strings.TrimSpace(string(cache)), filepath.FromSlash(crd.root)+"@"+version, filepath.FromSlash(crd.file))
 		if _, err := os.Stat(path); err != nil {
-			t.Fatalf("Flux CRD %s@%s %s: %v: run scripts/install-deploy-tools.sh", root, version, file, err)
+			t.Fatalf("CRD %s@%s %s: %v: run scripts/install-deploy-tools.sh", crd.root, version, crd.file, err)
 		}
 		paths = append(paths, path)
 	}
@@ -57,11 +58,11 @@ func fluxCRDFiles(t *testing.T) []string {
 	return paths
 }
 
-// loadFluxCRDs reads the schemas of the Flux CRDs (fluxCRDFiles).
-func loadFluxCRDs(t *testing.T) []crdSchema {
+// loadCRDs reads the schemas of the kit's CRDs (crdFiles).
+func loadCRDs(t *testing.T) []crdSchema {
 	t.Helper()
 	var out []crdSchema
-	for _, path := range fluxCRDFiles(t) {
+	for _, path := range crdFiles(t) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +105,7 @@ func loadFluxCRDs(t *testing.T) []crdSchema {
 // pruning: a field the schema does not declare is an error here (the server would silently
 // drop it). CEL rules (x-kubernetes-validations) are not evaluated; the test lists them.
 func TestFluxObjectsMatchCRDSchemas(t *testing.T) {
-	crds := loadFluxCRDs(t)
+	crds := loadCRDs(t)
 	seen := 0
 	for _, name := range Stamps {
 		objs, err := Render(ClusterDir(deployDir, name))

@@ -3,8 +3,8 @@
 #   - shellcheck            lints every shell script under deploy/ and the workflows' run: steps
 #   - azure-cli (az)        `az <group> <cmd> --help` checks every az command the provisioning
 #                           script's --dry-run prints
-#   - the Flux controllers' module zips (Go module proxy) whose config/crd/bases hold the CRD
-#     OpenAPI schemas the tests validate the Flux objects against
+#   - the Flux controllers' and prometheus-operator's module zips (Go module proxy), which hold
+#     the CRDs (OpenAPI schemas) of the custom kinds the kit uses
 # Idempotent: does nothing when everything is present. Runs as root, or through sudo otherwise.
 set -euo pipefail
 
@@ -27,18 +27,22 @@ fi
 # download` runs outside this module so that it never touches go.mod or go.sum.
 go_bin="${GO:-go}"
 modcache="$("$go_bin" env GOMODCACHE)"
-for api in github.com/fluxcd/kustomize-controller/api github.com/fluxcd/source-controller/api; do
-  root="${api%/api}"
+# api module, root module, the CRD directory in the root module.
+while read -r api root crddir; do
   version="$("$go_bin" list -m -f '{{.Version}}' "$api" 2>/dev/null || true)"
   if [ -z "$version" ]; then
     echo "install-deploy-tools: $api is not in go.mod; skipping its CRDs" >&2
     continue
   fi
-  if [ -d "$modcache/$root@$version/config/crd/bases" ]; then
+  if [ -d "$modcache/$root@$version/$crddir" ]; then
     continue
   fi
   echo "install-deploy-tools: go mod download $root@$version" >&2
   tmp="$(mktemp -d)"
   (cd "$tmp" && GOFLAGS=-mod=mod GO111MODULE=on "$go_bin" mod download "$root@$version")
   rm -rf "$tmp"
-done
+done <<'EOF'
+github.com/fluxcd/kustomize-controller/api github.com/fluxcd/kustomize-controller config/crd/bases
+github.com/fluxcd/source-controller/api github.com/fluxcd/source-controller config/crd/bases
+github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring github.com/prometheus-operator/prometheus-operator example/prometheus-operator-crd
+EOF
