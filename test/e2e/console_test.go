@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,4 +509,41 @@ func TestConsoleScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s (%d bytes)", file, len(png))
+}
+
+// TestConsoleShowsWhatIsWrong: a stamp whose sink is down still takes messages, so it is ready;
+// the console must still say, in red, that nothing is being delivered (and why), and must show
+// an unreachable peer as unknown (grey, the reason on hover), not with its last green dot, while
+// asking it less and less often instead of logging an error every second.
+func TestConsoleShowsWhatIsWrong(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0") // a port that refuses: listen, then close
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	s := startServe(t, "--role", "all", "--sink", "kafka", "--kafka-brokers", deadAddr, "--kafka-topic", "t",
+		"--peer-url", "http://"+deadAddr)
+	sendBurst(t, s, "stalled", 3)
+	b := startBrowser(t, 1280, 800)
+	b.do(t, "load the console", 15*time.Second, chromedp.Navigate(s.url+"/?stallSeconds=2"))
+
+	stalled := `document.querySelector('#local [data-f="stalled"]')`
+	b.waitFor(t, "the stalled-delivery warning", 15*time.Second,
+		`!`+stalled+`.hidden && `+stalled+`.textContent.startsWith('nothing delivered for ')`, `document.querySelector('#local').innerText`)
+	if got := eval[string](t, b, tile("local", "ready")); got != "true" {
+		t.Errorf("this stamp's readiness %q: a down sink must not make the API unready", got)
+	}
+	peerReady := `document.querySelector('#peer [data-f="ready"]')`
+	b.waitFor(t, "the peer shown as unreachable", 10*time.Second,
+		peerReady+`.dataset.v === 'unreachable' && `+peerReady+`.classList.contains('unknown') && `+peerReady+`.title.includes('unreachable')`,
+		`document.querySelector('#peer').innerText`)
+
+	// Over the next 6 s, the failing peer is asked at most 3 more times (1, 2, 4 s apart), not 6.
+	before := len(b.consoleErrors())
+	time.Sleep(6 * time.Second)
+	if n := len(b.consoleErrors()) - before; n > 3 {
+		t.Errorf("%d console errors in 6 s while the peer is down, want at most 3 (backoff)", n)
+	}
+	t.Logf("stalled: %q", eval[string](t, b, stalled+`.textContent`))
 }

@@ -7,6 +7,10 @@
 const POLL_MS = 1000;
 const HISTORY_S = 300; // the charts' window
 const KEY_STORAGE = 'bridgehead.apiKey';
+// A backlog with no delivery for this long is shown as stalled (?stallSeconds=N overrides).
+const STALL_MS = (Number(new URLSearchParams(location.search).get('stallSeconds')) || 30) * 1000;
+// An unreachable peer is asked again after 1, 2, 4 … up to this many seconds, not every second.
+const PEER_BACKOFF_MAX_S = 30;
 const $ = (sel, root = document) => root.querySelector(sel);
 
 // ---------- the API ----------
@@ -127,6 +131,8 @@ class Panel {
     set(f.uptime, fmtAge(st.uptimeSeconds));
     set(f.ready, st.ready ? 'ready' : 'not ready', st.ready);
     f.ready.classList.toggle('bad', !st.ready);
+    f.ready.classList.remove('unknown');
+    f.ready.title = '';
     f.notready.hidden = st.ready || !st.notReady;
     set(f.notready, st.notReady || '');
 
@@ -142,6 +148,7 @@ class Panel {
       if (delivered != null && p.delivered != null && delivered >= p.delivered) rates.delivered = (delivered - p.delivered) / dt;
     }
     this.prev = { uptime: st.uptimeSeconds, accepted, delivered };
+    this.stalled(st, delivered);
 
     set(f['ingest-rate'], st.role === 'forwarder' ? 'n/a' : fmtRate(rates.ingest), rates.ingest ?? '');
     set(f['accepted-total'], fmtNum(accepted), accepted ?? '');
@@ -181,11 +188,34 @@ class Panel {
     return rates;
   }
 
-  // fail shows why the status could not be read and marks the figures as stale.
+  // stalled shows, in red, how long a backlog has waited without a single delivery: a down sink
+  // leaves the stamp ready (it still takes messages), and this is what says delivery stopped.
+  stalled(st, delivered) {
+    const el = this.f.stalled;
+    const sp = st.spool || {};
+    const backlog = ['open', 'recovering', 'ready', 'claimed'].some((s) => ((sp[s] || {}).segments || 0) > 0);
+    const now = Date.now();
+    if (!st.forward || !backlog || this.progressAt === undefined || delivered > this.lastDelivered) {
+      this.progressAt = now;
+    }
+    this.lastDelivered = delivered;
+    const waited = now - this.progressAt;
+    el.hidden = !(st.forward && backlog && waited >= STALL_MS);
+    set(el, el.hidden ? '' : `nothing delivered for ${fmtAge(waited / 1000)} while messages wait` +
+      (st.forward.lastError ? `: ${st.forward.lastError}` : ''), el.hidden ? '' : Math.floor(waited / 1000));
+  }
+
+  // fail shows why the status could not be read, marks the figures as stale and the readiness
+  // as unknown (grey, the reason on hover): a stamp that cannot be asked is not known to be ready.
   fail(text) {
     set(this.f.problem, text);
     this.f.problem.hidden = false;
     this.section.classList.add('stale');
+    set(this.f.ready, 'unreachable', 'unreachable');
+    this.f.ready.classList.remove('bad');
+    this.f.ready.classList.add('unknown');
+    this.f.ready.title = text;
+    this.f.stalled.hidden = true;
     this.prev = null;
   }
 }
@@ -296,6 +326,8 @@ function record(st, rates) {
 const local = new Panel($('#local'), 'this stamp');
 let peer = null;
 let peerBusy = false;
+let peerFailures = 0; // in a row: the backoff before the next ask
+let peerNextAt = 0; // Date.now() before which the peer is not asked
 let deadSignature = null; // what the dead-letter list was loaded for
 
 function setConn(text, cls) {
@@ -334,16 +366,20 @@ async function tick() {
 }
 
 async function pollPeer(url) {
-  if (peerBusy) return; // a slow peer: skip a beat rather than pile up requests
+  if (peerBusy || Date.now() < peerNextAt) return; // a slow or failing peer: skip beats rather than pile up errors
   peerBusy = true;
   if (!peer) peer = new Panel($('#peer'), 'peer');
   peer.section.hidden = false;
   peer.section.title = url;
   try {
     peer.update(await api('GET', '/v1/peer/status'));
+    peerFailures = 0;
+    peerNextAt = 0;
   } catch (e) {
     if (e.status === 404) peer.section.hidden = true;
     else peer.fail(e.status === 502 ? `unreachable: ${e.detail || e.title}` : e.describe());
+    peerFailures++;
+    peerNextAt = Date.now() + Math.min(PEER_BACKOFF_MAX_S, 2 ** (peerFailures - 1)) * 1000;
   } finally {
     peerBusy = false;
   }
