@@ -145,6 +145,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableDuration})), nil
 }
 
+// maxHeaderBytes bounds a request's headers (431 with a problem body past it).
+const maxHeaderBytes = 64 << 10
+
 // readableDuration writes durations as Go writes them ("6s", "1m30s"), not as the JSON
 // handler's nanoseconds: a log is read by people first.
 func readableDuration(_ []string, a slog.Attr) slog.Attr {
@@ -232,7 +235,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc := httpapi.RouterConfig{Guard: sec.guard, Logger: log, Registerer: reg}
+	rc := httpapi.RouterConfig{Guard: sec.guard, Logger: log, Registerer: reg, MaxHeaderBytes: maxHeaderBytes}
 	if !runAPI {
 		rc.NotFoundHint = "this instance runs the forwarder role only; send messages to the API"
 	}
@@ -288,8 +291,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		ReadHeaderTimeout: c.security.readHeaderTimeout,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Past this net/http answers 431 itself, in plain text; the router answers a problem
+		// body from maxHeaderBytes up to it.
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	scheme := "http"

@@ -28,6 +28,7 @@ const (
 	ProblemTooLarge         = ProblemBase + "payload-too-large"
 	ProblemRequestTimeout   = ProblemBase + "request-timeout"
 	ProblemBusy             = ProblemBase + "server-busy"
+	ProblemHeadersTooLarge  = ProblemBase + "headers-too-large"
 	ProblemMethodNotAllowed = ProblemBase + "method-not-allowed"
 	ProblemNotFound         = ProblemBase + "not-found"
 	ProblemSpoolFull        = ProblemBase + "spool-full"

@@ -41,6 +41,11 @@ type RouterConfig struct {
 	Registerer prometheus.Registerer
 	// NotFoundHint is added to the detail of every 404 (what this instance serves instead).
 	NotFoundHint string
+	// MaxHeaderBytes bounds a request's header lines (names, values and their separators);
+	// past it the answer is 431 with a problem body. 0 means no bound here. Set the
+	// http.Server's own MaxHeaderBytes well above it: net/http answers past that bound itself,
+	// in plain text, before any handler runs.
+	MaxHeaderBytes int
 }
 
 // Router serves routes from several owners. Paths match case-insensitively and tolerate one
@@ -117,6 +122,12 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.requests.WithLabelValues(name, strconv.Itoa(sw.status)).Inc()
 		rt.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	}()
+	if n := headerBytes(r); rt.cfg.MaxHeaderBytes > 0 && n > rt.cfg.MaxHeaderBytes {
+		sw.Header().Set("Connection", "close")
+		WriteProblem(sw, NewProblem(http.StatusRequestHeaderFieldsTooLarge, ProblemHeadersTooLarge, "Request headers too large",
+			"the request's headers are "+strconv.Itoa(n)+" bytes, over the limit of "+strconv.Itoa(rt.cfg.MaxHeaderBytes)))
+		return
+	}
 	route := rt.match(r)
 	if route == nil {
 		detail := "no route " + r.URL.Path
@@ -171,6 +182,17 @@ func (rt *Router) match(r *http.Request) *Route {
 		}
 	}
 	return nil
+}
+
+// headerBytes is the size of r's header lines as sent: "Name: value\r\n" each.
+func headerBytes(r *http.Request) int {
+	n := len(r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }
 
 // matchPattern matches path segments against pattern, returning its wildcards' values.

@@ -130,3 +130,24 @@ func TestRouterRefusesTwoOwnersOfOnePath(t *testing.T) {
 		t.Error("an upper-case pattern (never matched): no error")
 	}
 }
+
+// TestRouterRefusesOversizedHeadersWithAProblem: headers past MaxHeaderBytes get 431 with a
+// problem body (net/http's own 431, past its larger bound, is plain text).
+func TestRouterRefusesOversizedHeadersWithAProblem(t *testing.T) {
+	rt, err := httpapi.NewRouter(httpapi.RouterConfig{MaxHeaderBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Handle(httpapi.Route{Pattern: "/x", Name: "x", Methods: map[string]http.HandlerFunc{"GET": echo("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+	if r := apitest.Do(t, srv.URL, "GET", "/x", "", "", "X-Padding", strings.Repeat("p", 900)); r.Status != 200 {
+		t.Fatalf("900 bytes of headers: %d", r.Status)
+	}
+	r := apitest.Do(t, srv.URL, "GET", "/x", "", "", "X-Padding", strings.Repeat("p", 2000))
+	if p := apitest.DecodeProblem(t, r); r.Status != 431 || p.Type != httpapi.ProblemHeadersTooLarge {
+		t.Fatalf("2000 bytes of headers: %d %s", r.Status, r.Body)
+	}
+}

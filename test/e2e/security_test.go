@@ -230,8 +230,8 @@ func TestSecuredStamp(t *testing.T) {
 			return // cut off before an answer: refused too
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("100 KiB of headers: %d, want 431", resp.StatusCode)
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("100 KiB of headers: %d %s, want 431 with a problem body", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	})
 	t.Run("slow-loris cut off while others are served", func(t *testing.T) {
