@@ -18,6 +18,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/ops"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/web"
 	oklogrun "github.com/oklog/run"
@@ -45,6 +46,7 @@ type serveConfig struct {
 	maxMessageBytes   byteSize
 	maxRequestBytes   byteSize
 	maxInflightBytes  byteSize
+	maxEventBytes     byteSize
 	shutdownGrace     time.Duration
 	logLevel          string
 	peerURL           string
@@ -61,6 +63,7 @@ func newServeCmd() *cobra.Command {
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
 		maxInflightBytes:  ingest.DefaultMaxInflightBytes,
+		maxEventBytes:     1_000_000, // Event Hubs Standard and Premium
 	}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -90,6 +93,7 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
+	f.Var(&c.maxEventBytes, "max-event-bytes", "largest event the sink takes (Event Hubs Standard/Premium 1000000, Basic 256000; Kafka: the topic's max.message.bytes); a message whose event would be larger gets 413 before any 2xx (0 = no check)")
 	f.Var(&c.maxInflightBytes, "max-inflight-bytes", "request bytes read and decoded at once, all requests together; past it 503 (retryable), not an out-of-memory kill. Size it to the memory limit: decoding takes up to ~6 × the body")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -254,7 +258,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			Spool: sp, Stamp: c.stamp, Guard: sec.guard,
 			MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 			MaxInflightBytes: int64(c.maxInflightBytes),
-			RateLimit:        c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
+			MaxEventBytes:    int(c.maxEventBytes), EventBody: sink.BodyMode(c.sinks.body),
+			RateLimit: c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
 			Logger: log, Registerer: reg,
 		})
 		if err != nil {

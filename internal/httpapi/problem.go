@@ -26,6 +26,7 @@ const (
 	ProblemInvalidMessage   = ProblemBase + "invalid-message"
 	ProblemUnsupportedMedia = ProblemBase + "unsupported-media-type"
 	ProblemTooLarge         = ProblemBase + "payload-too-large"
+	ProblemMessageTooLarge  = ProblemBase + "message-too-large"
 	ProblemRequestTimeout   = ProblemBase + "request-timeout"
 	ProblemBusy             = ProblemBase + "server-busy"
 	ProblemHeadersTooLarge  = ProblemBase + "headers-too-large"
@@ -103,7 +104,7 @@ func Unavailable(err error, retryAfter time.Duration) *Problem {
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		p = NewProblem(http.StatusServiceUnavailable, ProblemSpoolFull, "Spool full",
-			"this stamp's spool is at capacity; the message was not accepted, retry later or send to the other stamp")
+			"this stamp's spool is at capacity ("+err.Error()+"); the message was not accepted, retry later or send to the other stamp")
 	case errors.Is(err, spool.ErrClosed):
 		p = NewProblem(http.StatusServiceUnavailable, ProblemShuttingDown, "Shutting down",
 			"this instance is shutting down; the message was not accepted, retry")

@@ -7,10 +7,15 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
 )
 
 // accept appends msgs and writes the error answer if that failed.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.Message) bool {
+	if p := s.fitsTheSink(msgs); p != nil {
+		httpapi.WriteProblem(w, p)
+		return false
+	}
 	if p := s.mayAccept(r, msgs); p != nil {
 		httpapi.WriteProblem(w, p)
 		return false
@@ -69,4 +74,34 @@ func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *httpapi.Pro
 	prob := httpapi.NewProblem(http.StatusTooManyRequests, httpapi.ProblemRateLimited, "Too many requests", detail)
 	prob.RetryAfter = wait
 	return prob
+}
+
+// fitsTheSink refuses, with 413, messages whose event the sink would refuse for its size: a 2xx
+// means the message will be delivered unless the sink itself changes.
+func (s *Server) fitsTheSink(msgs []message.Message) *httpapi.Problem {
+	limit := s.cfg.MaxEventBytes
+	if limit == 0 {
+		return nil
+	}
+	var errs []httpapi.FieldError
+	for i := range msgs {
+		if sink.EventBytesAtMost(&msgs[i], s.cfg.EventBody)+sink.FramingAllowance <= limit {
+			continue // no encoding needed: even fully escaped it fits
+		}
+		n, err := sink.EventBytes(&msgs[i], s.cfg.EventBody)
+		if err != nil || n+sink.FramingAllowance > limit {
+			errs = append(errs, httpapi.FieldError{Index: i, Field: "value", Detail: fmt.Sprintf(
+				"the event this message makes is %d bytes with up to %d of framing, over the sink's limit of %d (--max-event-bytes)",
+				n, sink.FramingAllowance, limit)})
+		}
+	}
+	if errs == nil {
+		return nil
+	}
+	detail := errs[0].Detail
+	if len(msgs) > 1 {
+		detail = fmt.Sprintf("%d of %d messages are too large for the sink; nothing was accepted", len(errs), len(msgs))
+	}
+	return &httpapi.Problem{Type: httpapi.ProblemMessageTooLarge, Title: "Message too large for the sink",
+		Status: http.StatusRequestEntityTooLarge, Detail: detail, Errors: errs}
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
@@ -62,6 +63,14 @@ type Config struct {
 	// requests; past it a request is answered 503 (retryable) instead of growing the heap
 	// towards the pod's memory limit. Default 64 MiB; at least MaxRequestBytes.
 	MaxInflightBytes int64
+	// MaxEventBytes is the largest event the sink takes (Event Hubs Standard and Premium:
+	// 1,000,000; Basic 256,000; Kafka: the topic's max.message.bytes): a message whose event
+	// (EventBody, with its properties as headers, plus sink.FramingAllowance) would be larger
+	// is refused with 413 before any 2xx, instead of being dead-lettered by the forwarder
+	// after its sender was told it was safe. 0 means no check.
+	MaxEventBytes int
+	// EventBody is the body mode the sink sends events in (--body); empty means envelope.
+	EventBody sink.BodyMode
 	// MaxProperties bounds the properties of one message; default 32.
 	MaxProperties int
 	// MaxMessages bounds the messages of one /v1/messages request; default 10,000.
@@ -135,6 +144,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ingest: MaxInflightBytes %d is below MaxRequestBytes %d: a largest request could never be read", cfg.MaxInflightBytes, cfg.MaxRequestBytes)
 	case cfg.MaxProperties < 0 || cfg.MaxMessages < 0:
 		return nil, errors.New("ingest: MaxProperties and MaxMessages must be positive")
+	case cfg.MaxEventBytes < 0:
+		return nil, errors.New("ingest: MaxEventBytes must not be negative")
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return nil, errors.New("ingest: RateLimit and RateBurst must not be negative")
 	}

@@ -316,6 +316,43 @@ func TestBodyTheJSONDecoderWouldChange(t *testing.T) {
 	}
 }
 
+// TestMessageTooLargeForTheSink: a message whose event the sink would refuse gets 413
+// message-too-large on both routes before any 2xx (not dead-lettered later), naming the limit;
+// a batch is refused whole, naming each message; one that fits is accepted.
+func TestMessageTooLargeForTheSink(t *testing.T) {
+	const limit = 4096
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxEventBytes: limit}})
+	fits := strings.Repeat("a", 2000)
+	tooLarge := strings.Repeat("a", 3500) // + envelope, headers and 1024 of framing > 4096
+	escaped := strings.Repeat(`\u0001`, 1000) // 1,000 bytes here, 6,000 in the envelope
+	for _, tt := range []struct {
+		path, body string
+		want       int
+	}{
+		{"/ServiceAPI/message", `{"senderId":"01","value":"` + fits + `"}`, 200},
+		{"/ServiceAPI/message", `{"senderId":"01","value":"` + tooLarge + `"}`, 413},
+		{"/v1/messages", `{"senderId":"01","value":"` + escaped + `"}`, 413},
+		{"/v1/messages", `[{"senderId":"01","value":"x"},{"senderId":"01","value":"` + tooLarge + `"}]`, 413},
+	} {
+		r := f.Do(t, "POST", tt.path, "application/json", tt.body)
+		if r.Status != tt.want {
+			t.Fatalf("%s (%d bytes): %d %s, want %d", tt.path, len(tt.body), r.Status, r.Body, tt.want)
+		}
+		if tt.want == 413 {
+			p := apitest.DecodeProblem(t, r)
+			if p.Type != httpapi.ProblemMessageTooLarge || !strings.Contains(p.Errors[len(p.Errors)-1].Detail, "over the sink's limit of 4096") {
+				t.Errorf("%s: %+v, want message-too-large naming the limit", tt.path, p)
+			}
+			if strings.HasPrefix(tt.body, "[") && (len(p.Errors) != 1 || p.Errors[0].Index != 1) {
+				t.Errorf("batch: errors %+v, want message 1 named", p.Errors)
+			}
+		}
+	}
+	if got := spooled(t, f.Spool); len(got) != 1 {
+		t.Fatalf("spooled %d messages, want only the one that fits", len(got))
+	}
+}
+
 func TestBatchIsAllOrNothing(t *testing.T) {
 	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxMessages: 5}})
 	r := f.Do(t, "POST", "/v1/messages", "application/json",
@@ -543,10 +580,10 @@ func TestInflightBytesBound(t *testing.T) {
 	}
 }
 
-// eventually polls cond every 5 ms for up to 5 s.
+// eventually polls cond every 5 ms for up to 20 s (a loaded CI machine is slow).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

@@ -153,11 +153,21 @@ func (s *Spool) Seal(ctx context.Context) error {
 // capacityLocked fails fast when adding n bytes would pass MaxBytes or MinFreeBytes.
 func (s *Spool) capacityLocked(n int64) error {
 	if s.opts.MaxBytes > 0 && s.usedBytes+n > s.opts.MaxBytes {
-		return fmt.Errorf("%w: %d bytes used of MaxBytes %d", ErrFull, s.usedBytes, s.opts.MaxBytes)
+		return fmt.Errorf("%w: %d bytes used of MaxBytes %d%s", ErrFull, s.usedBytes, s.opts.MaxBytes, s.setAsideLocked())
 	}
 	// With no floor set, a file system with less free space than the append is full too.
 	if s.freeBytes >= 0 && s.freeBytes-n < s.opts.MinFreeBytes {
-		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d", ErrFull, s.freeBytes, s.opts.MinFreeBytes)
+		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d%s", ErrFull, s.freeBytes, s.opts.MinFreeBytes, s.setAsideLocked())
 	}
 	return nil
+}
+
+// setAsideLocked names what dead/ and quarantine/ hold when that is a tenth of the spool or
+// more: bytes no forwarder will ever free, which only an operator's purge or requeue does.
+func (s *Spool) setAsideLocked() string {
+	dead, q := s.lastStats.Dead.Bytes, s.lastStats.Quarantine.Bytes
+	if s.usedBytes <= 0 || (dead+q)*10 < s.usedBytes {
+		return ""
+	}
+	return fmt.Sprintf(" (of which dead letters %d bytes and quarantine %d bytes, which only an operator frees: spool ls --state dead, spool quarantine ls)", dead, q)
 }

@@ -315,8 +315,15 @@ func TestQuarantineByConsumer(t *testing.T) {
 	if r, _ := s.Reason(ctx, q[0]); !strings.Contains(r, "not what the sink expects") {
 		t.Errorf("reason after retry = %q, want the first one kept", r)
 	}
-	if err := s.Requeue(ctx, q[0]); err == nil {
-		t.Error("Requeue of a quarantined segment: got nil, want a refusal")
+	// An operator may requeue it (spool quarantine requeue) once the cause is fixed.
+	if err := s.Requeue(ctx, q[0]); err != nil {
+		t.Fatalf("Requeue of a quarantined segment: %v", err)
+	}
+	if st := mustStats(t, s); st.Quarantine.Segments != 0 || st.Ready.Segments != 1 {
+		t.Fatalf("after requeueing: %+v, want it back in ready/", st)
+	}
+	if r, _ := s.Reason(ctx, q[0]); r != "" {
+		t.Errorf("reason after requeue = %q, want it removed", r)
 	}
 }
 
@@ -534,8 +541,8 @@ func TestPurgeDead(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(s.Dir(), "dead")); len(entries) != 0 {
 		t.Fatalf("dead/ = %v, want empty (reasons too)", entries)
 	}
-	if _, err := s.Purge(ctx, spool.StateQuarantine, time.Now(), nil); err == nil {
-		t.Fatal("Purge of quarantine: got nil error")
+	if _, err := s.Purge(ctx, spool.StateReady, time.Now(), nil); err == nil {
+		t.Fatal("Purge of ready/ (live messages): got nil error")
 	}
 }
 
@@ -669,5 +676,23 @@ func TestConcurrentClaimersInOneProcessNeverShareASegment(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestFullSaysWhatOnlyAnOperatorFrees: when dead letters and quarantine hold much of a full
+// spool, the refusal says so, since no forwarder will ever free those bytes.
+func TestFullSaysWhatOnlyAnOperatorFrees(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpenSpool(t, "", spool.Options{MaxBytes: 2000, ScanInterval: time.Millisecond})
+	mustAppend(t, s, msgs(3, 400)...)
+	mustSeal(t, s)
+	c := mustClaim(t, s)
+	if err := s.DeadLetter(ctx, c, "refused by the sink"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a scan or two
+	err := s.Append(ctx, msgs(3, 400)...)
+	if !errors.Is(err, spool.ErrFull) || !strings.Contains(err.Error(), "dead letters") || !strings.Contains(err.Error(), "spool quarantine ls") {
+		t.Fatalf("Append to a spool full of dead letters: %v, want ErrFull naming them", err)
 	}
 }

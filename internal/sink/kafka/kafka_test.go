@@ -509,3 +509,49 @@ func TestAnotherSendsDeadlineSparesOurRecords(t *testing.T) {
 	sinktest.AbandonedBatch(t, c, s, [3]message.Message(msgs))
 	sinktest.WaitFor(t, newReader(t, c.ListenAddrs()).messages, []message.Message{msgs[0], msgs[2]})
 }
+
+// TestLargestEventTheAPIAcceptsIsDelivered: the API accepts a message when sink.EventBytes plus
+// sink.FramingAllowance is within its --max-event-bytes; with that set to the sink's
+// MaxRecordBytes, the largest message it accepts, in either body mode and with properties, is
+// delivered, not refused as too large (which would dead-letter it after a 2xx).
+func TestLargestEventTheAPIAcceptsIsDelivered(t *testing.T) {
+	const limit = 64 << 10
+	for _, mode := range []sink.BodyMode{sink.BodyEnvelope, sink.BodyRaw} {
+		t.Run(string(mode), func(t *testing.T) {
+			c := mustCluster(t)
+			s := mustSink(t, Config{Brokers: c.ListenAddrs(), MaxRecordBytes: limit, Body: mode})
+			m := sinktest.Messages(1, 1)[0]
+			m.Properties = map[string]string{"unit": "kWh", "site": `plant "north" <7>`}
+			m.Stamp = "onprem"
+			// Grow the value to the largest the API accepts: one byte more would be refused.
+			for lo, hi := 1, limit; lo < hi; {
+				mid := (lo + hi + 1) / 2
+				m.Value = strings.Repeat("é", mid/2) + strings.Repeat("\x01", mid-mid/2*2) // escaped in JSON
+				n, err := sink.EventBytes(&m, mode)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n+sink.FramingAllowance <= limit {
+					lo = mid
+				} else {
+					hi = mid - 1
+				}
+				if lo == hi {
+					m.Value = strings.Repeat("é", lo/2) + strings.Repeat("\x01", lo-lo/2*2)
+				}
+			}
+			n, _ := sink.EventBytes(&m, mode)
+			if n+sink.FramingAllowance > limit || n+sink.FramingAllowance < limit-8 {
+				t.Fatalf("the largest accepted event is %d + %d bytes, want just under %d", n, sink.FramingAllowance, limit)
+			}
+			if at := sink.EventBytesAtMost(&m, mode); at < n {
+				t.Fatalf("EventBytesAtMost %d is below EventBytes %d", at, n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if res := s.Send(ctx, []message.Message{m}); res[0].Status != sink.Delivered {
+				t.Fatalf("the largest message the API accepts: %v (%v), want delivered", res[0].Status, res[0].Err)
+			}
+		})
+	}
+}
