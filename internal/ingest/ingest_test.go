@@ -323,7 +323,7 @@ func TestMessageTooLargeForTheSink(t *testing.T) {
 	const limit = 4096
 	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{MaxEventBytes: limit}})
 	fits := strings.Repeat("a", 2000)
-	tooLarge := strings.Repeat("a", 3500) // + envelope, headers and 1024 of framing > 4096
+	tooLarge := strings.Repeat("a", 3500)     // + envelope, headers and 1024 of framing > 4096
 	escaped := strings.Repeat(`\u0001`, 1000) // 1,000 bytes here, 6,000 in the envelope
 	for _, tt := range []struct {
 		path, body string
