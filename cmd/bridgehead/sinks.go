@@ -51,7 +51,7 @@ func (f *sinkFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.ehConnectionString, "eventhubs-connection-string", "", "eventhubs sink: the namespace's or hub's connection string (or BRIDGEHEAD_EVENTHUBS_CONNECTION_STRING_FILE)")
 	fs.StringVar(&f.ehName, "eventhubs-name", "", "eventhubs sink: the event hub (default: EntityPath of the connection string)")
 	fs.StringVar(&f.ehNamespace, "eventhubs-namespace", "", "eventhubs sink: namespace FQDN for Entra ID (workload identity) when there is no connection string")
-	fs.StringVar(&f.ehTransport, "eventhubs-transport", eventhubs.TransportAMQP, "eventhubs sink: amqp, or kafka (the namespace's Kafka endpoint, port 9093)")
+	fs.StringVar(&f.ehTransport, "eventhubs-transport", eventhubs.TransportAMQP, "eventhubs sink: amqp (TCP 5671), websockets (AMQP over WebSockets on 443, through HTTPS_PROXY if set: for sites that allow only HTTPS out) or kafka (the namespace's Kafka endpoint, port 9093)")
 	for _, name := range []string{"kafka-sasl-password", "eventhubs-connection-string"} {
 		_ = fs.SetAnnotation(name, secretAnnotation, []string{"true"})
 	}

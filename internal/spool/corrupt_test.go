@@ -162,8 +162,6 @@ func TestReaperNeverTouchesQuarantine(t *testing.T) {
 	}
 }
 
-var farFuture = time.Now().Add(1000 * time.Hour)
-
 // TestVerifyReportsEveryProblemAndNamesThatLie: verify goes on past what it cannot read, and
 // checks each sealed segment's name against its contents; a name claiming an implausible size
 // is not believed by the capacity figures.

@@ -22,6 +22,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -34,11 +37,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	"github.com/Azure/go-amqp"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/coder/websocket"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Transports.
@@ -47,6 +50,10 @@ const (
 	TransportAMQP = "amqp"
 	// TransportKafka sends to the namespace's Kafka endpoint with franz-go.
 	TransportKafka = "kafka"
+	// TransportWebSockets sends with the azeventhubs/v2 producer, AMQP over WebSockets
+	// (wss://<namespace>/$servicebus/websocket, TCP 443): for a site whose firewall lets only
+	// HTTPS out, through its HTTPS proxy (Config.Proxy; HTTPS_PROXY by default).
+	TransportWebSockets = "websockets"
 )
 
 // Defaults.
@@ -89,8 +96,12 @@ type Config struct {
 	// EventHub names the event hub. It may be empty when the connection string has an
 	// EntityPath; when both are set they must agree.
 	EventHub string
-	// Transport is TransportAMQP (default) or TransportKafka.
+	// Transport is TransportAMQP (default), TransportWebSockets or TransportKafka.
 	Transport string
+	// Proxy picks the HTTPS proxy of the WebSockets transport; nil means
+	// http.ProxyFromEnvironment (HTTPS_PROXY and NO_PROXY; note that it never proxies
+	// localhost).
+	Proxy func(*http.Request) (*url.URL, error)
 	// BodyMode is the event body: sink.BodyEnvelope (default) or sink.BodyRaw.
 	BodyMode sink.BodyMode
 	// Stamp names this deployment stamp; it fills in the stamp of messages that carry none.
@@ -114,9 +125,9 @@ func (cfg *Config) validate() (ConnectionString, string, error) {
 	switch cfg.Transport {
 	case "":
 		cfg.Transport = TransportAMQP
-	case TransportAMQP, TransportKafka:
+	case TransportAMQP, TransportWebSockets, TransportKafka:
 	default:
-		return cs, "", fmt.Errorf("eventhubs: Transport %q: want %q or %q", cfg.Transport, TransportAMQP, TransportKafka)
+		return cs, "", fmt.Errorf("eventhubs: Transport %q: want %q, %q or %q", cfg.Transport, TransportAMQP, TransportWebSockets, TransportKafka)
 	}
 	switch cfg.BodyMode {
 	case "":
@@ -220,6 +231,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			RetryDelay:    sdkRetryDelay,
 			MaxRetryDelay: sdkMaxRetryDelay,
 		},
+	}
+	if cfg.Transport == TransportWebSockets {
+		opts.NewWebSocketConn = s.dialWebSocket
 	}
 	if cfg.ConnectionString != "" {
 		hubArg := hub
@@ -607,4 +621,50 @@ func isConfigError(err error) bool {
 	}
 	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.TopicAuthorizationFailed) ||
 		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.UnknownTopicOrPartition)
+}
+
+// maxWebSocketMessage bounds one WebSocket message of the AMQP stream: an AMQP frame, which the
+// service keeps under its max-frame-size (a few hundred KiB); coder/websocket's default of
+// 32 KiB would cut a large event's transfer.
+const maxWebSocketMessage = 16 << 20
+
+// dialWebSocket opens the AMQP connection's stream as a WebSocket: to the namespace (or
+// CustomEndpoint, keeping the namespace's name for TLS), through the proxy Config.Proxy picks.
+func (s *Sink) dialWebSocket(ctx context.Context, p azeventhubs.WebSocketConnParams) (net.Conn, error) {
+	target, err := url.Parse(p.Host)
+	if err != nil {
+		return nil, fmt.Errorf("eventhubs: WebSocket URL %q: %w", p.Host, err)
+	}
+	var tlsConfig *tls.Config
+	if s.cfg.TLSConfig != nil {
+		tlsConfig = s.cfg.TLSConfig.Clone()
+	}
+	if s.cfg.CustomEndpoint != "" {
+		if tlsConfig == nil {
+			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if tlsConfig.ServerName == "" {
+			tlsConfig.ServerName = target.Hostname()
+		}
+		target.Host = s.cfg.CustomEndpoint
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig
+	tr.Proxy = http.ProxyFromEnvironment
+	if s.cfg.Proxy != nil {
+		tr.Proxy = s.cfg.Proxy
+	}
+	c, resp, err := websocket.Dial(ctx, target.String(), &websocket.DialOptions{
+		HTTPClient:   &http.Client{Transport: tr},
+		Subprotocols: []string{"amqp"},
+	})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("eventhubs: AMQP over WebSockets to %s: %s: %w", target.Host, resp.Status, err)
+		}
+		return nil, fmt.Errorf("eventhubs: AMQP over WebSockets to %s: %w", target.Host, err)
+	}
+	c.SetReadLimit(maxWebSocketMessage)
+	// The connection outlives ctx (the dial's): it ends when the SDK closes it.
+	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
 }
