@@ -98,7 +98,7 @@ type Config struct {
 	EventHub string
 	// Transport is TransportAMQP (default), TransportWebSockets or TransportKafka.
 	Transport string
-	// Proxy picks the HTTPS proxy of the WebSockets transport; nil means
+	// Proxy picks the HTTPS proxy of the WebSockets and Kafka transports; nil means
 	// http.ProxyFromEnvironment (HTTPS_PROXY and NO_PROXY; note that it never proxies
 	// localhost).
 	Proxy func(*http.Request) (*url.URL, error)

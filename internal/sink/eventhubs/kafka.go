@@ -5,12 +5,12 @@ import (
 	"crypto/tls"
 	"fmt"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/proxydial"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
 // kafkaMaxBatchBytes is Event Hubs' Kafka request limit (1 MiB); a record larger than a batch
@@ -36,7 +36,7 @@ func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, e
 	}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
-		kgo.DialTLSConfig(tc),
+		kgo.Dialer(proxydial.Dialer{Proxy: cfg.Proxy, TLS: tc}.DialContext),
 		kgo.SASL(plain.Auth{User: user, Pass: password}.AsMechanism()),
 		kgo.DefaultProduceTopic(hub),
 		kgo.RequiredAcks(kgo.AllISRAcks()),

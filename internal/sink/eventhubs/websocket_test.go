@@ -1,7 +1,6 @@
 package eventhubs
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/proxydial/proxytest"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
 	"github.com/coder/websocket"
@@ -54,36 +54,6 @@ func newWSFront(t *testing.T, peer *amqptest.Server) *wsFront {
 	return f
 }
 
-// connectProxy is an HTTPS proxy (CONNECT only) that counts the tunnels it made.
-func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
-	t.Helper()
-	var tunnels atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-			return
-		}
-		target, err := net.Dial("tcp", r.Host)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer target.Close()
-		w.WriteHeader(http.StatusOK)
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		tunnels.Add(1)
-		go func() { _, _ = io.Copy(target, rw); target.Close() }()
-		_, _ = io.Copy(conn, bufio.NewReader(target))
-	}))
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
-	return u, &tunnels
-}
-
 // TestWebSocketsTransport: with --eventhubs-transport websockets the sink speaks AMQP inside a
 // WebSocket over HTTPS (the only way out of a site that allows TCP 443 alone), directly or
 // through an HTTPS proxy, and the events arrive as over plain AMQP.
@@ -96,7 +66,7 @@ func TestWebSocketsTransport(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			peer := amqptest.NewServer(t, amqptest.Options{})
 			front := newWSFront(t, peer)
-			var tunnels *atomic.Int64
+			var proxy *proxytest.Proxy
 			s, _ := mustNewSink(t, peer, func(c *Config) {
 				c.Transport = TransportWebSockets
 				// The namespace's name stays the peer's; the front door is where we dial.
@@ -105,9 +75,8 @@ func TestWebSocketsTransport(t *testing.T) {
 				c.TLSConfig.ServerName = "example.com" // httptest's certificate names example.com
 				c.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
 				if viaProxy {
-					var u *url.URL
-					u, tunnels = connectProxy(t)
-					c.Proxy = http.ProxyURL(u)
+					proxy = proxytest.New(t)
+					c.Proxy = http.ProxyURL(proxy.URL)
 				}
 			})
 			batch := []message.Message{msg("a", "over websockets"), msg("b", strings.Repeat("w", 200_000))}
@@ -115,7 +84,7 @@ func TestWebSocketsTransport(t *testing.T) {
 			if front.upgrades.Load() == 0 {
 				t.Fatal("no WebSocket upgrade reached the front door")
 			}
-			if viaProxy && tunnels.Load() == 0 {
+			if viaProxy && proxy.Tunnels.Load() == 0 {
 				t.Fatal("the proxy made no tunnel")
 			}
 			if got := len(peer.Events()); got != 2 {

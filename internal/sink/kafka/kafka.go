@@ -15,17 +15,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/proxydial"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-
-	"github.com/bridgehead-dev/bridgehead/internal/message"
-	"github.com/bridgehead-dev/bridgehead/internal/sink"
 )
 
 var _ sink.Sink = (*Sink)(nil)
@@ -71,6 +73,9 @@ type Config struct {
 	Topic string
 	// TLS enables TLS with this configuration; nil means plaintext.
 	TLS *tls.Config
+	// Proxy picks an HTTPS proxy to reach the brokers through with CONNECT; nil means
+	// http.ProxyFromEnvironment (HTTPS_PROXY, NO_PROXY; never for localhost).
+	Proxy func(*http.Request) (*url.URL, error)
 	// SASL enables authentication (use it with TLS).
 	SASL SASL
 	// ClientID names the producer to the brokers; default "bridgehead".
@@ -189,9 +194,8 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.DisableIdempotence {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	if cfg.TLS != nil {
-		opts = append(opts, kgo.DialTLSConfig(cfg.TLS.Clone()))
-	}
+	// One dialer for both: direct, or through the site's proxy; TLS after the tunnel.
+	opts = append(opts, kgo.Dialer(proxydial.Dialer{Proxy: cfg.Proxy, TLS: cfg.TLS}.DialContext))
 	if m := mechanism(cfg.SASL); m != nil {
 		opts = append(opts, kgo.SASL(m))
 	}

@@ -12,20 +12,21 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/proxydial/proxytest"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/bridgehead-dev/bridgehead/internal/message"
-	"github.com/bridgehead-dev/bridgehead/internal/sink"
-	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 const topic = "bridgehead-test"
@@ -554,4 +555,24 @@ func TestLargestEventTheAPIAcceptsIsDelivered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestThroughAnHTTPSProxy: a site that lets traffic out only through its proxy: every broker
+// connection (the seed and those the metadata names) goes through CONNECT, and records arrive.
+func TestThroughAnHTTPSProxy(t *testing.T) {
+	c := mustCluster(t)
+	proxy := proxytest.New(t)
+	s := mustSink(t, Config{Brokers: c.ListenAddrs(), Proxy: http.ProxyURL(proxy.URL)})
+	batch := sinktest.Messages(5, 32)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, r := range s.Send(ctx, batch) {
+		if r.Status != sink.Delivered {
+			t.Fatalf("message %d: %v (%v)", i, r.Status, r.Err)
+		}
+	}
+	if proxy.Tunnels.Load() == 0 {
+		t.Fatal("no connection went through the proxy")
+	}
+	sinktest.WaitFor(t, newReader(t, c.ListenAddrs()).messages, batch)
 }
