@@ -1,11 +1,11 @@
 package message
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // CheckJSON refuses what encoding/json would accept while changing what the client sent. It
@@ -19,22 +19,32 @@ import (
 //
 // A message object is one at the top, or in the top array.
 func CheckJSON(raw []byte) error {
+	// The names of the open objects, all on one slice: an object's names start at its mark.
+	// Names are sub-slices of raw (decoded only when escaped): no allocation for most bodies.
 	type object struct {
 		message bool
-		names   map[string]bool
-		last    string // the last member name seen
+		mark    int    // where its names start in names
+		last    []byte // the last member name seen
 	}
-	var stack []*object // nil entries are arrays
+	var (
+		stackBuf [8]object
+		namesBuf [40][]byte
+		stack    = stackBuf[:0] // arrays are objects with mark -1
+		names    = namesBuf[:0]
+	)
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {
 		case '{':
-			msg := len(stack) == 0 || (len(stack) == 1 && stack[0] == nil)
-			stack = append(stack, &object{message: msg, names: map[string]bool{}})
+			msg := len(stack) == 0 || (len(stack) == 1 && stack[0].mark < 0)
+			stack = append(stack, object{message: msg, mark: len(names)})
 		case '[':
-			stack = append(stack, nil)
+			stack = append(stack, object{mark: -1})
 		case '}', ']':
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 {
+				if stack[n-1].mark >= 0 {
+					names = names[:stack[n-1].mark]
+				}
+				stack = stack[:n-1]
 			}
 		case '"':
 			end, escaped, err := scanString(raw, i)
@@ -42,33 +52,37 @@ func CheckJSON(raw []byte) error {
 			for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\r' || raw[j] == '\n') {
 				j++
 			}
-			isName := j < len(raw) && raw[j] == ':' && len(stack) > 0 && stack[len(stack)-1] != nil
+			var obj *object
+			if n := len(stack); n > 0 && stack[n-1].mark >= 0 {
+				obj = &stack[n-1]
+			}
+			isName := obj != nil && j < len(raw) && raw[j] == ':'
 			if err != nil {
 				switch {
 				case isName:
 					return fmt.Errorf("a member name %w", err)
-				case len(stack) > 0 && stack[len(stack)-1] != nil && stack[len(stack)-1].last != "":
-					return fmt.Errorf("the value of %q %w", stack[len(stack)-1].last, err)
+				case obj != nil && obj.last != nil:
+					return fmt.Errorf("the value of %q %w", obj.last, err)
 				}
 				return fmt.Errorf("a string %w", err)
 			}
 			if isName {
-				obj := stack[len(stack)-1]
-				name := string(raw[i+1 : end])
+				name := raw[i+1 : end]
 				if escaped {
-					_ = json.Unmarshal(raw[i:end+1], &name) // valid: the caller's JSON decodes
+					var s string
+					_ = json.Unmarshal(raw[i:end+1], &s) // valid: the caller's JSON decodes
+					name = []byte(s)
 				}
-				key := name
-				if obj.message {
-					key = strings.ToLower(name)
-				}
-				if obj.names[key] {
-					if obj.message {
-						return fmt.Errorf("member %q appears twice (names match case-insensitively): send it once", name)
+				for _, seen := range names[obj.mark:] {
+					if (obj.message && bytes.EqualFold(seen, name)) || (!obj.message && bytes.Equal(seen, name)) {
+						if obj.message {
+							return fmt.Errorf("member %q appears twice (names match case-insensitively): send it once", name)
+						}
+						return fmt.Errorf("member %q appears twice in one object: send it once", name)
 					}
-					return fmt.Errorf("member %q appears twice in one object: send it once", name)
 				}
-				obj.names[key], obj.last = true, name
+				names = append(names, name)
+				obj.last = name
 			}
 			i = end
 		}
