@@ -268,7 +268,18 @@ func TestFullShareStarts(t *testing.T) {
 	for _, p := range []*fullDiskProc{api, all} {
 		acked = append(acked, acceptsAgain(t, p))
 	}
-	eventually(t, 15*time.Second, fmt.Sprintf("all %d acknowledged messages in the file sink", len(acked)), delivered(acked))
+	t.Cleanup(func() {
+		if t.Failed() { // what the spool still holds, for the reader of a failure
+			for _, state := range []string{"open", "recovering", "ready", "claimed", "dead", "quarantine"} {
+				entries, _ := os.ReadDir(filepath.Join(dir, state))
+				for _, e := range entries {
+					t.Logf("spool %s/%s", state, e.Name())
+				}
+			}
+		}
+	})
+	// 30 s: on a loaded CI machine the last two messages wait for a seal, a scan and a claim.
+	eventually(t, 30*time.Second, fmt.Sprintf("all %d acknowledged messages in the file sink", len(acked)), delivered(acked))
 	for _, p := range procs {
 		if !p.running() {
 			t.Errorf("--role %s exited: %v", p.role, p.err)
