@@ -1,0 +1,38 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
+)
+
+func TestCause(t *testing.T) {
+	_, dialErr := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1 of the loopback
+	if dialErr == nil {
+		t.Skip("something listens on 127.0.0.1:1")
+	}
+	plain := errors.New("topic gone")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"nil", nil, nil},
+		{"no network error", fmt.Errorf("send: %w", plain), nil},
+		{"wrapped", fmt.Errorf("metadata: %w", dialErr), dialErr},
+		{"joined behind a deadline", errors.Join(context.DeadlineExceeded, fmt.Errorf("last dial: %w", dialErr)), dialErr},
+	} {
+		got := sink.Cause(tc.err)
+		want := tc.want
+		if want == nil {
+			want = tc.err
+		}
+		if got != want {
+			t.Errorf("%s: Cause(%v) = %v, want %v", tc.name, tc.err, got, want)
+		}
+	}
+}
