@@ -218,6 +218,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		delivery = where
+		go checkSinkAtStart(ctx, snk, where, fwd, log)
 	}
 	sec, err := c.security.build(log, reg)
 	if err != nil {
