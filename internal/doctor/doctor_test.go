@@ -96,16 +96,16 @@ func TestSpoolMount(t *testing.T) {
 		reason string
 		action string // in the action, if set
 	}{
-		{"healthy", doctor.Config{SpoolDir: dir}, doctor.Pass, "directory fsync work"},
-		{"not a spool", doctor.Config{SpoolDir: t.TempDir()}, doctor.Fail, "no VERSION file"},
+		{"healthy", doctor.Config{SpoolDir: dir}, doctor.Pass, "directory fsync work", ""},
+		{"not a spool", doctor.Config{SpoolDir: t.TempDir()}, doctor.Fail, "no VERSION file", ""},
 		{"rename across mounts", doctor.Config{SpoolDir: dir, FS: faulty(fsys.Rule{Op: fsys.OpRename, Match: "probe", Err: syscall.EXDEV})},
 			doctor.Fail, "different mounts (EXDEV)", "no subPath"},
 		{"second O_EXCL create answers EIO", doctor.Config{SpoolDir: dir, FS: faulty(fsys.Rule{Op: fsys.OpCreate, Match: "probe", Skip: 1, Err: syscall.EIO})},
-			doctor.Fail, "want EEXIST"},
+			doctor.Fail, "want EEXIST", ""},
 		{"directory fsync fails", doctor.Config{SpoolDir: dir, FS: faulty(fsys.Rule{Op: fsys.OpSyncDir, Err: syscall.EIO})},
-			doctor.Fail, "directory fsync"},
+			doctor.Fail, "directory fsync", ""},
 		{"skew near the allowance", doctor.Config{SpoolDir: dir, SkewAllowance: 2 * time.Second,
-			Now: func() time.Time { return time.Now().Add(1500 * time.Millisecond) }}, doctor.Warn, "past half the allowance"},
+			Now: func() time.Time { return time.Now().Add(1500 * time.Millisecond) }}, doctor.Warn, "past half the allowance", "NTP"},
 		{"skew past the allowance", doctor.Config{SpoolDir: dir, SkewAllowance: 2 * time.Second,
 			Now: func() time.Time { return time.Now().Add(-3 * time.Second) }}, doctor.Fail, "fix NTP", "chronyc"},
 	} {
