@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // serveConfig is every `serve` setting; flags fill it, env BRIDGEHEAD_<FLAG> overrides defaults.
@@ -53,15 +54,20 @@ type serveConfig struct {
 	security          securityFlags
 }
 
-func newServeCmd() *cobra.Command {
-	host, _ := os.Hostname()
-	c := serveConfig{
+// defaultServeConfig is serve's settings before flags and environment (doctor starts from it too).
+func defaultServeConfig() serveConfig {
+	return serveConfig{
 		spoolMinFreeBytes: 64 << 20,
 		spoolSegmentBytes: spool.DefaultMaxSegmentBytes,
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
 		maxInflightBytes:  ingest.DefaultMaxInflightBytes,
 	}
+}
+
+func newServeCmd() *cobra.Command {
+	host, _ := os.Hostname()
+	c := defaultServeConfig()
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API (durable HTTP ingest) and the forwarder on a spool",
@@ -74,31 +80,38 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 		},
 	}
 	f := cmd.Flags()
+	c.registerShared(f)
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; :8080 for all interfaces)")
-	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
-	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
-	c.sinks.register(f)
 	f.IntVar(&c.forwardConc, "forward-concurrency", forward.DefaultConcurrency, "forwarder: segments (hence batches) in flight at once")
 	f.DurationVar(&c.retryMaxDelay, "retry-max-delay", forward.DefaultRetryMaxDelay, "forwarder: cap of the exponential backoff between retries")
 	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
 	f.DurationVar(&c.spoolLease, "spool-lease", spool.DefaultLease, "forwarder: how long a claim lasts unless renewed; a killed forwarder's claims return after lease + 2 × skew allowance")
-	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
 	f.DurationVar(&c.spoolWriterLease, "spool-writer-lease", spool.DefaultWriterLease, "api: how long a writer's heartbeat holds its open segment; a paused API acknowledges nothing past it, and a killed API's open segment is recovered after lease + 2 × skew allowance")
 	f.DurationVar(&c.spoolSealAfter, "spool-seal-after", spool.DefaultSealAfter, "api: an open segment is sealed (claimable by a forwarder) at most this long after its first message")
 	f.Var(&c.spoolSegmentBytes, "spool-segment-bytes", "api: an open segment is sealed at this size (units: KiB, MiB)")
-	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
-	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
 	f.Var(&c.maxInflightBytes, "max-inflight-bytes", "request bytes read and decoded at once, all requests together; past it 503 (retryable), not an out-of-memory kill. Size it to the memory limit: decoding takes up to ~6 × the body")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// registerShared registers the settings doctor reads exactly as serve does (same flags, same
+// BRIDGEHEAD_* variables): the role, the spool's location and limits, the sink, security and the
+// peer.
+func (c *serveConfig) registerShared(f *pflag.FlagSet) {
+	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
+	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
+	c.sinks.register(f)
+	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
+	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
+	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	c.security.register(f)
 	f.StringVar(&c.peerAPIKey, "peer-api-key", "", "API key this stamp presents to the peer's /v1/status (when the peer runs --metrics-auth)")
 	_ = f.SetAnnotation("peer-api-key", secretAnnotation, []string{"true"})
 	f.StringVar(&c.peerCAFile, "peer-ca-file", "", "PEM CA certificates to trust for an https --peer-url (default: the system's)")
 	f.StringVar(&c.peerURL, "peer-url", "", "base URL of the other stamp, whose status the console shows beside this one's (e.g. https://cloud.example.com)")
-	return cmd
 }
 
 func (c *serveConfig) validate() error {
