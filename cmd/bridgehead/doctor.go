@@ -34,7 +34,8 @@ func newDoctorCmd() *cobra.Command {
 (docs/runbook.md has a section per failure). It reads serve's flags and BRIDGEHEAD_* variables,
 so inside a pod it checks that pod's configuration:
 
-  kubectl exec deploy/bridgehead-forwarder -- bridgehead doctor
+  kubectl exec deploy/bridgehead-forwarder -- /bridgehead doctor
+  kubectl exec deploy/bridgehead-api -- /bridgehead doctor --role api
 
 It only reads, except the spool probe's own temporary files (removed) and the sink check's
 connection (metadata only, never a message). Exit status 1 when any check fails.`,
@@ -70,7 +71,7 @@ func runDoctor(ctx context.Context, c serveConfig, d doctorFlags, stdout io.Writ
 	if err := c.security.validate(); err != nil {
 		// serve would refuse to start: say so first, and check what can be checked.
 		results = append(results, doctor.Result{Check: "configuration", Status: doctor.Fail, Reason: err.Error(),
-			Action: "fix the flag or BRIDGEHEAD_* variable named (bridgehead serve --help)"})
+			Action: "fix the flag or BRIDGEHEAD_* variable named (bridgehead serve --help); docs/runbook.md#doctor-configuration"})
 	}
 	closeSink := doctorSink(ctx, c, &cfg)
 	defer closeSink()
@@ -78,7 +79,7 @@ func runDoctor(ctx context.Context, c serveConfig, d doctorFlags, stdout io.Writ
 		tc, err := tlsConfig("--peer-ca-file", c.peerCAFile)
 		if err != nil {
 			results = append(results, doctor.Result{Check: "configuration", Status: doctor.Fail, Reason: err.Error(),
-				Action: "fix --peer-ca-file (BRIDGEHEAD_PEER_CA_FILE)"})
+				Action: "fix --peer-ca-file (BRIDGEHEAD_PEER_CA_FILE); docs/runbook.md#doctor-configuration"})
 		} else {
 			cfg.PeerClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 		}
