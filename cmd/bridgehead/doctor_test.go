@@ -3,10 +3,11 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 // TestDoctorCLI runs `bridgehead doctor` as an operator would: the table on a healthy stamp
@@ -41,12 +42,7 @@ func TestDoctorCLI(t *testing.T) {
 	})
 
 	t.Run("json, sink down", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := sinktest.RefusedAddr(t)
 		stdout, _, err := runCLI(t, "doctor", "--json", "--sink", "kafka", "--kafka-brokers", addr, "--kafka-topic", "readings", "--timeout", "3s")
 		var ec exitCode
 		if !errors.As(err, &ec) || ec != 1 {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/doctor"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf/tlstest"
@@ -188,23 +188,13 @@ func TestSpoolUsage(t *testing.T) {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestSink(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "readings"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	refused := freeAddr(t)
+	refused := sinktest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name, topic string
 		brokers     []string
@@ -292,7 +282,7 @@ func TestPeer(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
-	refused := "http://" + freeAddr(t)
+	refused := "http://" + sinktest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name, url string
 		st        doctor.Status

@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 func TestCause(t *testing.T) {
-	_, dialErr := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1 of the loopback
+	_, dialErr := net.Dial("tcp", sinktest.RefusedAddr(t))
 	if dialErr == nil {
-		t.Skip("something listens on 127.0.0.1:1")
+		t.Fatal("dialling a refused address succeeded")
 	}
 	plain := errors.New("topic gone")
 	for _, tc := range []struct {

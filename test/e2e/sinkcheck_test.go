@@ -2,24 +2,19 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/logbuf"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 // A wrong broker shows at start, before any traffic: serve checks the sink in the background,
 // logs exactly what failed, and /v1/status has the breaker open with the cause.
 func TestWrongBrokerShowsAtStart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := sinktest.RefusedAddr(t)
 	logs := &logbuf.Buffer{}
 	s := startServeLogging(t, logs, "--sink", "kafka", "--kafka-brokers", addr, "--kafka-topic", "readings")
 	want := "dial tcp " + addr + ": connect: connection refused"

@@ -2,21 +2,16 @@ package eventhubs
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs/amqptest"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 func TestCheck(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().String()
-	ln.Close()
+	refused := sinktest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name string
 		edit func(*amqptest.Server, *Config)

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -25,7 +24,7 @@ func TestCheck(t *testing.T) {
 		produced.Add(1)
 		return nil, nil, false
 	})
-	refused := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	refused := sinktest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name    string
 		cfg     Config
@@ -69,7 +68,7 @@ func TestCheck(t *testing.T) {
 // A Send to an address where nothing listens gives up at its deadline with the refusal as the
 // cause (what the breaker shows), not only "context deadline exceeded".
 func TestSendNamesConnectionRefused(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := sinktest.RefusedAddr(t)
 	s := mustSink(t, Config{Brokers: []string{addr}})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
