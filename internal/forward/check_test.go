@@ -92,3 +92,25 @@ func TestSendTimeoutsCountedApartFromLatency(t *testing.T) {
 		t.Errorf("send_duration_seconds has %v observations, want %v (the sends that answered)", got, want)
 	}
 }
+
+// A check that fails after deliveries went through says nothing the deliveries do not contradict:
+// it is shown, but the breaker stays closed.
+func TestReportCheckAfterDeliveriesLeavesBreakerClosed(t *testing.T) {
+	sp := mustOpenSpool(t, "", spool.Options{})
+	all := fill(t, sp, 1, 3, 16)
+	fs := &fakeSink{}
+	f, err := forward.New(forward.Config{Spool: sp, Sink: fs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, 10*time.Second, "delivered", func() bool { return f.Status().DeliveredTotal == uint64(len(all)) })
+	f.ReportCheck(errors.New("context deadline exceeded"))
+	st := f.Status()
+	if st.Breaker != "closed" || st.SinkCheck == nil || st.SinkCheck.OK {
+		t.Fatalf("breaker %q, check %+v: want closed, and the failed check shown", st.Breaker, st.SinkCheck)
+	}
+}

@@ -45,7 +45,7 @@ type CheckStatus struct {
 
 // ReportCheck records the outcome of a check of the sink made outside the forwarder (serve runs
 // one at start, before any traffic): Status shows it at once, and a failure opens the breaker
-// with err as its last error, as failed sends would, so that a sink known to be unreachable
+// with err as its last error, as failed sends would (unless something was delivered already), so that a sink known to be unreachable
 // reads "open" with the cause, not "closed, no error" until traffic fails. The breaker then
 // probes the sink as usual and closes on the first batch that gets through. Safe to call from
 // any goroutine.
@@ -53,7 +53,11 @@ func (f *Forwarder) ReportCheck(err error) {
 	cs := &CheckStatus{OK: err == nil, At: f.cfg.Now()}
 	if err != nil {
 		cs.Error = err.Error()
-		f.br.trip(fmt.Errorf("sink check: %w", err))
+		// A check that failed while sends got through (it took its whole timeout, say) is stale:
+		// the sink works, and the deliveries prove it better than the check.
+		if counterValue(f.m.delivered) == 0 {
+			f.br.trip(fmt.Errorf("sink check: %w", err))
+		}
 	}
 	f.check.Store(cs)
 }
