@@ -77,6 +77,15 @@ func TestDoctorCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("bad input", func(t *testing.T) {
+		for _, args := range [][]string{{"--role", "both"}, {"--timeout", "0s"}, {"--max-age", "soon"}} {
+			_, _, err := runCLI(t, append([]string{"doctor"}, args...)...)
+			if err == nil || errors.As(err, new(exitCode)) || !strings.Contains(err.Error(), args[0]) {
+				t.Errorf("doctor %v: %v, want an error naming %s", args, err, args[0])
+			}
+		}
+	})
+
 	t.Run("not a spool", func(t *testing.T) {
 		stdout, _, err := runCLI(t, "doctor", "--spool-dir", t.TempDir())
 		if !errors.As(err, new(exitCode)) || !strings.Contains(stdout, "has no VERSION file") {
