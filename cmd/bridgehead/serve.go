@@ -198,6 +198,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 
 	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
 	var fwd *forward.Forwarder
+	var checkSink func() // checks the sink once serve is up (role forwarder or all)
 	delivery := "not here (role api: a forwarder replica delivers)"
 	if runForwarder {
 		snk, where, err := c.sinks.build(ctx, c.stamp, log)
@@ -231,7 +232,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		delivery = where
-		go checkSinkAtStart(ctx, snk, where, fwd, log)
+		checkSink = func() { checkSinkAtStart(ctx, snk, where, fwd, log) }
 	}
 	sec, err := c.security.build(log, reg)
 	if err != nil {
@@ -308,6 +309,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  console        %s://%s/\n", scheme, ln.Addr())
 	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
 	fmt.Fprintf(stdout, "  delivering to  %s\n", delivery)
+
+	if checkSink != nil {
+		go checkSink() // beside the start, never delaying it
+	}
 
 	var g oklogrun.Group
 	{ // the HTTP API
