@@ -3,6 +3,7 @@ package doctor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -280,7 +282,7 @@ func Principals(cfg Config) Result {
 		r.Action = "fix the file at the line named (docs/security.md); a running stamp keeps the principals it has; " + runbook + "principals"
 		return r
 	}
-	r.Status, r.Reason = Pass, fmt.Sprintf("%s: %d principals", cfg.AuthFile, ps.Len())
+	r.Status, r.Reason = Pass, fmt.Sprintf("%s: %d principal(s)", cfg.AuthFile, ps.Len())
 	return r
 }
 
@@ -318,6 +320,14 @@ func Peer(ctx context.Context, cfg Config) Result {
 	}
 	resp, err := cfg.PeerClient.Do(req)
 	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it repeats the method and URL
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			act = "set --peer-ca-file (BRIDGEHEAD_PEER_CA_FILE) to the CA that signed the peer's certificate; " + runbook + "peer"
+		}
 		r.Status, r.Reason, r.Action = Fail, fmt.Sprintf("GET %s: %v", url, sink.Cause(err)), act
 		return r
 	}
@@ -329,7 +339,10 @@ func Peer(ctx context.Context, cfg Config) Result {
 	}
 	var st peerStatus
 	if resp.StatusCode != http.StatusOK {
-		r.Status, r.Reason, r.Action = Fail, fmt.Sprintf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body[:min(len(body), 200)])), act
+		r.Status, r.Reason, r.Action = Fail, fmt.Sprintf("GET %s: %s: %s", url, resp.Status, problemDetail(body)), act
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			r.Action = "the peer runs --metrics-auth: set --peer-api-key (BRIDGEHEAD_PEER_API_KEY) to a key its principals file holds; " + runbook + "peer"
+		}
 		return r
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
@@ -345,6 +358,22 @@ func Peer(ctx context.Context, cfg Config) Result {
 		r.Status, r.Reason = Pass, fmt.Sprintf("stamp %q at %s is ready", st.Stamp, cfg.PeerURL)
 	}
 	return r
+}
+
+// problemDetail returns the detail of a problem+json body (docs/api.md), or the start of any
+// other body.
+func problemDetail(body []byte) string {
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
+		if p.Detail != "" {
+			return p.Detail
+		}
+		return p.Title
+	}
+	return string(bytes.TrimSpace(body[:min(len(body), 200)]))
 }
 
 // bytesOf prints n in binary units.

@@ -258,7 +258,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestPrincipals(t *testing.T) {
-	want(t, doctor.Principals(doctor.Config{AuthFile: "../auth/testdata/principals/good.yaml"}), doctor.Pass, "2 principals")
+	want(t, doctor.Principals(doctor.Config{AuthFile: "../auth/testdata/principals/good.yaml"}), doctor.Pass, "2 principal(s)")
 	bad := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := os.WriteFile(bad, []byte("principals:\n  - name: a\n    keySha256: nothex\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -291,7 +291,8 @@ func TestPeer(t *testing.T) {
 		{"ready", answer(200, `{"stamp":"cloud","ready":true,"forward":{"breaker":"closed"}}`), doctor.Pass, `stamp "cloud"`},
 		{"not ready", answer(200, `{"stamp":"cloud","ready":false,"notReady":"spool full"}`), doctor.Warn, "spool full"},
 		{"breaker open", answer(200, `{"stamp":"cloud","ready":true,"forward":{"breaker":"open","lastError":"connection refused"}}`), doctor.Warn, "breaker is open"},
-		{"refuses the key", answer(401, `{"type":"unauthorized"}`), doctor.Fail, "401"},
+		{"refuses the key", answer(401, `{"type":"https://bridgehead.dev/problems/unauthorized","title":"Unauthorized","detail":"this route needs credentials"}`),
+			doctor.Fail, "401 Unauthorized: this route needs credentials"},
 		{"not a stamp", answer(200, `<html>`), doctor.Fail, "not a stamp's status"},
 		{"unreachable", refused, doctor.Fail, "connection refused"},
 	} {
@@ -299,6 +300,15 @@ func TestPeer(t *testing.T) {
 			want(t, doctor.Peer(context.Background(), doctor.Config{PeerURL: tc.url, PeerAPIKey: "k", Timeout: 3 * time.Second}), tc.st, tc.reason)
 		})
 	}
+	t.Run("certificate of an unknown CA", func(t *testing.T) {
+		srv := httptest.NewTLSServer(http.NotFoundHandler())
+		defer srv.Close()
+		r := doctor.Peer(context.Background(), doctor.Config{PeerURL: srv.URL, Timeout: 3 * time.Second})
+		want(t, r, doctor.Fail, "certificate signed by unknown authority")
+		if !strings.Contains(r.Action, "--peer-ca-file") || strings.Count(r.Reason, srv.URL) != 1 {
+			t.Fatalf("reason %q, action %q: want the URL once and --peer-ca-file in the action", r.Reason, r.Action)
+		}
+	})
 }
 
 func TestOutput(t *testing.T) {
