@@ -23,12 +23,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # Pinned by tag; Dependabot (.github/dependabot.yml) proposes digest/tag updates. To pin by digest:
 #   crane digest gcr.io/distroless/static-debian12:nonroot
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/bridgehead /bridgehead
+# On distroless's PATH, so that `kubectl exec deploy/bridgehead-api -- bridgehead doctor` works
+# (the image has no shell).
+COPY --from=build /out/bridgehead /usr/local/bin/bridgehead
 # The laptop defaults (./data/spool, ./data/delivered.ndjson) land in nonroot's home; listen on
 # all interfaces inside the container. The Kubernetes manifests set both explicitly.
 WORKDIR /home/nonroot
 ENV BRIDGEHEAD_LISTEN=:8080
 EXPOSE 8080
 USER nonroot:nonroot
-ENTRYPOINT ["/bridgehead"]
+ENTRYPOINT ["/usr/local/bin/bridgehead"]
 CMD ["serve"]

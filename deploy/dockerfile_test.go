@@ -13,7 +13,7 @@ import (
 
 // TestDockerfile parses the Dockerfile with BuildKit's own parser and checks its shape: a Go
 // build stage that builds a static, trimmed binary with the version stamped, and a final stage
-// that is distroless static, pinned, running as nonroot, with /bridgehead serve.
+// that is distroless static, pinned, running as nonroot, with bridgehead (on the PATH) serve.
 func TestDockerfile(t *testing.T) {
 	f, err := os.Open(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
@@ -90,8 +90,10 @@ func TestDockerfile(t *testing.T) {
 	if user != "nonroot:nonroot" && user != "65532:65532" {
 		t.Errorf("final USER %q, want nonroot:nonroot (UID %d)", user, nonrootUID)
 	}
-	if !slices.Equal(entrypoint, []string{"/bridgehead"}) || !slices.Equal(cmd, []string{"serve"}) {
-		t.Errorf("ENTRYPOINT %q CMD %q, want [/bridgehead] [serve]", entrypoint, cmd)
+	// On distroless's PATH (/usr/local/bin first), so an operator runs `kubectl exec … --
+	// bridgehead doctor` without a shell to find it.
+	if !slices.Equal(entrypoint, []string{"/usr/local/bin/bridgehead"}) || !slices.Equal(cmd, []string{"serve"}) {
+		t.Errorf("ENTRYPOINT %q CMD %q, want [/usr/local/bin/bridgehead] [serve]", entrypoint, cmd)
 	}
 	if workdir != "/home/nonroot" {
 		t.Errorf("WORKDIR %q: the laptop defaults need a directory nonroot can write", workdir)

@@ -21,7 +21,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCmd(), newServeCmd(), newSpoolCmd(), newSendCmd(), newBenchCmd(), newAuthCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newSpoolCmd(), newSendCmd(), newBenchCmd(), newAuthCmd(), newDoctorCmd())
 	return root
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // serveConfig is every `serve` setting; flags fill it, env BRIDGEHEAD_<FLAG> overrides defaults.
@@ -55,9 +56,9 @@ type serveConfig struct {
 	security          securityFlags
 }
 
-func newServeCmd() *cobra.Command {
-	host, _ := os.Hostname()
-	c := serveConfig{
+// defaultServeConfig is serve's settings before flags and environment (doctor starts from it too).
+func defaultServeConfig() serveConfig {
+	return serveConfig{
 		spoolMinFreeBytes: 64 << 20,
 		spoolSegmentBytes: spool.DefaultMaxSegmentBytes,
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
@@ -65,6 +66,11 @@ func newServeCmd() *cobra.Command {
 		maxInflightBytes:  ingest.DefaultMaxInflightBytes,
 		maxEventBytes:     1_000_000, // Event Hubs Standard and Premium
 	}
+}
+
+func newServeCmd() *cobra.Command {
+	host, _ := os.Hostname()
+	c := defaultServeConfig()
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API (durable HTTP ingest) and the forwarder on a spool",
@@ -77,32 +83,39 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 		},
 	}
 	f := cmd.Flags()
+	c.registerShared(f)
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; :8080 for all interfaces)")
-	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
-	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
-	c.sinks.register(f)
 	f.IntVar(&c.forwardConc, "forward-concurrency", forward.DefaultConcurrency, "forwarder: segments (hence batches) in flight at once")
 	f.DurationVar(&c.retryMaxDelay, "retry-max-delay", forward.DefaultRetryMaxDelay, "forwarder: cap of the exponential backoff between retries")
 	f.StringVar(&c.stamp, "stamp", host, "name of this stamp, recorded in every message (e.g. onprem, cloud)")
 	f.DurationVar(&c.spoolLease, "spool-lease", spool.DefaultLease, "forwarder: how long a claim lasts unless renewed; a killed forwarder's claims return after lease + 2 × skew allowance")
-	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
 	f.DurationVar(&c.spoolWriterLease, "spool-writer-lease", spool.DefaultWriterLease, "api: how long a writer's heartbeat holds its open segment; a paused API acknowledges nothing past it, and a killed API's open segment is recovered after lease + 2 × skew allowance")
 	f.DurationVar(&c.spoolSealAfter, "spool-seal-after", spool.DefaultSealAfter, "api: an open segment is sealed (claimable by a forwarder) at most this long after its first message")
 	f.Var(&c.spoolSegmentBytes, "spool-segment-bytes", "api: an open segment is sealed at this size (units: KiB, MiB)")
-	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
-	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	f.Var(&c.maxMessageBytes, "max-message-bytes", "largest message (value plus properties) accepted")
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
 	f.Var(&c.maxEventBytes, "max-event-bytes", "largest event the sink takes (Event Hubs Standard/Premium 1000000, Basic 256000; Kafka: the topic's max.message.bytes); a message whose event would be larger gets 413 before any 2xx (0 = no check)")
 	f.Var(&c.maxInflightBytes, "max-inflight-bytes", "request bytes read and decoded at once, all requests together; past it 503 (retryable), not an out-of-memory kill. Size it to the memory limit: decoding takes up to ~6 × the body")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// registerShared registers the settings doctor reads exactly as serve does (same flags, same
+// BRIDGEHEAD_* variables): the role, the spool's location and limits, the sink, security and the
+// peer.
+func (c *serveConfig) registerShared(f *pflag.FlagSet) {
+	f.StringVar(&c.role, "role", "all", "roles to run: all, api or forwarder")
+	f.StringVar(&c.spoolDir, "spool-dir", "./data/spool", "spool directory (shared by every replica of the stamp)")
+	c.sinks.register(f)
+	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
+	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
+	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
 	c.security.register(f)
 	f.StringVar(&c.peerAPIKey, "peer-api-key", "", "API key this stamp presents to the peer's /v1/status (when the peer runs --metrics-auth)")
 	_ = f.SetAnnotation("peer-api-key", secretAnnotation, []string{"true"})
 	f.StringVar(&c.peerCAFile, "peer-ca-file", "", "PEM CA certificates to trust for an https --peer-url (default: the system's)")
 	f.StringVar(&c.peerURL, "peer-url", "", "base URL of the other stamp, whose status the console shows beside this one's (e.g. https://cloud.example.com)")
-	return cmd
 }
 
 func (c *serveConfig) validate() error {
@@ -201,6 +214,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 
 	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
 	var fwd *forward.Forwarder
+	var checkSink func() // checks the sink once serve is up (role forwarder or all)
 	delivery := "not here (role api: a forwarder replica delivers)"
 	if runForwarder {
 		snk, where, err := c.sinks.build(ctx, c.stamp, log)
@@ -234,6 +248,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		delivery = where
+		checkSink = func() { checkSinkAtStart(ctx, snk, where, fwd, log) }
 	}
 	sec, err := c.security.build(log, reg)
 	if err != nil {
@@ -313,6 +328,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  console        %s://%s/\n", scheme, ln.Addr())
 	fmt.Fprintf(stdout, "  spool          %s\n", absSpool)
 	fmt.Fprintf(stdout, "  delivering to  %s\n", delivery)
+
+	if checkSink != nil {
+		go checkSink() // beside the start, never delaying it
+	}
 
 	var g oklogrun.Group
 	{ // the HTTP API

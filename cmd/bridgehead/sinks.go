@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/forward"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/file"
@@ -107,6 +110,33 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (
 		return s, fmt.Sprintf("event hub %s in %s over %s", hub, where, f.ehTransport), nil
 	}
 	return nil, "", fmt.Errorf("--sink %q: want file, kafka or eventhubs", f.kind)
+}
+
+// sinkCheckTimeout bounds the check of the sink at start (and doctor's).
+const sinkCheckTimeout = 15 * time.Second
+
+// checkSinkAtStart checks snk (connect and fetch metadata, never send; sink.Checker) within
+// sinkCheckTimeout, logs what failed, and reports the outcome to fwd, whose status (/v1/status,
+// the console) then shows it before any traffic. It runs beside the start, never delaying it.
+func checkSinkAtStart(ctx context.Context, snk sink.Sink, where string, fwd *forward.Forwarder, log *slog.Logger) {
+	c, ok := snk.(sink.Checker)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sinkCheckTimeout)
+	defer cancel()
+	start := time.Now()
+	err := c.Check(ctx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return // shutting down: the outcome says nothing about the sink
+	}
+	if err != nil {
+		log.Error("sink check at start failed: nothing can be delivered until this is fixed; messages are kept in the spool",
+			"delivering_to", where, "err", err)
+	} else {
+		log.Info("sink check at start passed", "delivering_to", where, "took", time.Since(start).Round(time.Millisecond).String())
+	}
+	fwd.ReportCheck(err)
 }
 
 // splitList splits a comma-separated flag value, dropping spaces and empty items.

@@ -23,10 +23,11 @@ var errExcluded = errors.New("send abandoned by the forwarder")
 // next probe is due, and the last failure (logged as the reason the breaker opened).
 // mu guards openedAt, changed and lastErr; gobreaker guards its own state.
 type breaker struct {
-	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
-	probe time.Duration
-	log   *slog.Logger
-	gauge prometheus.Gauge
+	cb        *gobreaker.TwoStepCircuitBreaker[struct{}]
+	threshold int
+	probe     time.Duration
+	log       *slog.Logger
+	gauge     prometheus.Gauge
 
 	mu        sync.Mutex
 	openedAt  time.Time
@@ -36,7 +37,7 @@ type breaker struct {
 }
 
 func newBreaker(threshold int, probe time.Duration, log *slog.Logger, gauge prometheus.Gauge) *breaker {
-	b := &breaker{probe: probe, log: log, gauge: gauge, changed: make(chan struct{})}
+	b := &breaker{threshold: threshold, probe: probe, log: log, gauge: gauge, changed: make(chan struct{})}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "sink",
 		MaxRequests: 1,
@@ -95,6 +96,23 @@ func (b *breaker) allow() (func(error), error) {
 		}
 		done(err)
 	}, nil
+}
+
+// trip opens a closed breaker with err as the reason, as threshold failed sends in a row would:
+// for a failure seen outside a send (a sink check that could not reach the sink). It stops early
+// if a send succeeds meanwhile (the sink answers after all), and does nothing to a breaker that
+// is not closed.
+func (b *breaker) trip(err error) {
+	for range b.threshold {
+		if b.cb.State() != gobreaker.StateClosed {
+			return
+		}
+		done, aerr := b.allow()
+		if aerr != nil {
+			return
+		}
+		done(err)
+	}
 }
 
 func (b *breaker) state() gobreaker.State { return b.cb.State() }

@@ -198,6 +198,7 @@ type Forwarder struct {
 	log     *slog.Logger
 	m       *metrics
 	br      *breaker
+	check   atomic.Pointer[CheckStatus] // the last reported sink check (ReportCheck)
 	running atomic.Bool
 }
 
@@ -459,7 +460,12 @@ func (f *Forwarder) send(hard context.Context, j *job, b []message.Message, done
 	defer cancel()
 	start := time.Now()
 	res := f.sink.Send(ctx, b)
-	f.m.sendSeconds.Observe(time.Since(start).Seconds())
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// Cut off by the deadline: its duration is the timeout, not the sink's latency.
+		f.m.sendTimeouts.Inc()
+	} else {
+		f.m.sendSeconds.Observe(time.Since(start).Seconds())
+	}
 	f.m.batchSize.Observe(float64(len(b)))
 	if len(res) != len(b) {
 		err := fmt.Errorf("sink contract violation: %d results for %d messages", len(res), len(b))

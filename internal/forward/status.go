@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -23,8 +24,42 @@ type Status struct {
 	LastErrorAt *time.Time `json:"lastErrorAt,omitempty"`
 	// SendLatencySeconds holds the p50 and p99 of Send durations since the process started,
 	// estimated from the histogram's buckets as Prometheus' histogram_quantile does; 0 before
-	// the first send.
+	// the first send. Sends cut off by their deadline are not in it: see SendTimeoutsTotal.
 	SendLatencySeconds Quantiles `json:"sendLatencySeconds"`
+	// SendTimeoutsTotal counts the Sends cut off by their deadline since the process started.
+	SendTimeoutsTotal uint64 `json:"sendTimeoutsTotal"`
+	// SinkCheck is the outcome of the last check of the sink reported with ReportCheck (serve
+	// checks at start); nil until one is.
+	SinkCheck *CheckStatus `json:"sinkCheck,omitempty"`
+}
+
+// CheckStatus is the outcome of a sink check (sink.Checker): connect and fetch metadata.
+type CheckStatus struct {
+	// OK is true when the sink answered.
+	OK bool `json:"ok"`
+	// Error is why it did not, in the sink's words (the network error where there is one).
+	Error string `json:"error,omitempty"`
+	// At is when the check ended.
+	At time.Time `json:"at"`
+}
+
+// ReportCheck records the outcome of a check of the sink made outside the forwarder (serve runs
+// one at start, before any traffic): Status shows it at once, and a failure opens the breaker
+// with err as its last error, as failed sends would (unless something was delivered already), so that a sink known to be unreachable
+// reads "open" with the cause, not "closed, no error" until traffic fails. The breaker then
+// probes the sink as usual and closes on the first batch that gets through. Safe to call from
+// any goroutine.
+func (f *Forwarder) ReportCheck(err error) {
+	cs := &CheckStatus{OK: err == nil, At: f.cfg.Now()}
+	if err != nil {
+		cs.Error = err.Error()
+		// A check that failed while sends got through (it took its whole timeout, say) is stale:
+		// the sink works, and the deliveries prove it better than the check.
+		if counterValue(f.m.delivered) == 0 {
+			f.br.trip(fmt.Errorf("sink check: %w", err))
+		}
+	}
+	f.check.Store(cs)
 }
 
 // Quantiles are latency quantiles in seconds.
@@ -41,6 +76,8 @@ func (f *Forwarder) Status() Status {
 		RetriedTotal:      counterValue(f.m.retried),
 		DeadLetteredTotal: counterValue(f.m.deadLettered),
 		Breaker:           f.br.state().String(),
+		SendTimeoutsTotal: counterValue(f.m.sendTimeouts),
+		SinkCheck:         f.check.Load(),
 	}
 	if at, err := f.br.last(); err != nil {
 		st.LastError, st.LastErrorAt = err.Error(), &at

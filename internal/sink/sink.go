@@ -8,6 +8,8 @@ package sink
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -130,4 +132,29 @@ func EncodedSize(m *message.Message, mode BodyMode) int {
 		n += len(k) + len(v) + 8
 	}
 	return n
+}
+
+// Checker is implemented by sinks that can check their destination without sending anything:
+// connect, authenticate and fetch the metadata a Send needs (the topic or event hub exists, a
+// file's directory is writable). serve runs it at start and `bridgehead doctor` on demand.
+// Check must honour ctx and never write an event; its error names the underlying cause (a
+// refused connection, an unknown topic), not only that a deadline passed.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Cause returns the most telling error in err's tree for a person: the network error in it (a
+// *net.OpError such as "dial tcp 127.0.0.1:9: connect: connection refused", or a DNS error), or
+// err itself when there is none. Client libraries often report only that a deadline passed while
+// the network error sits deeper in the chain.
+func Cause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns
+	}
+	return err
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/Azure/go-amqp"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
 	"github.com/coder/websocket"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -187,6 +188,7 @@ type Sink struct {
 	cfg       Config
 	log       *slog.Logger
 	namespace string // host[:port] of the namespace, for the configuration-error log
+	hub       string // the event hub's name
 
 	producer *azeventhubs.ProducerClient // amqp transport
 	kafka    *kgo.Client                 // kafka transport
@@ -200,7 +202,10 @@ type Sink struct {
 	closeErr  error
 }
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink    = (*Sink)(nil)
+	_ sink.Checker = (*Sink)(nil)
+)
 
 // New builds a Sink from cfg. It does not connect (the first Send does), so it succeeds while
 // Event Hubs is unreachable; it fails only on a bad configuration. ctx is reserved for
@@ -212,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{cfg: cfg, log: cfg.Logger.With("sink", "eventhubs", "transport", cfg.Transport, "eventhub", hub),
-		namespace: cfg.Namespace}
+		namespace: cfg.Namespace, hub: hub}
 	if s.namespace == "" {
 		s.namespace = cs.Namespace()
 	}
@@ -667,4 +672,33 @@ func (s *Sink) dialWebSocket(ctx context.Context, p azeventhubs.WebSocketConnPar
 	c.SetReadLimit(maxWebSocketMessage)
 	// The connection outlives ctx (the dial's): it ends when the SDK closes it.
 	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+}
+
+// Check connects and reads the event hub's properties (the $management READ an Event Hubs
+// consumer makes; over the Kafka transport, the topic's metadata), without sending: it fails when
+// the namespace cannot be reached, the credentials or role are refused, or the hub does not exist.
+// It is bounded by ctx and by SendTimeout; errors name the network error where there is one.
+func (s *Sink) Check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	defer cancel()
+	if s.kafka != nil {
+		if err := kafka.CheckTopic(ctx, s.kafka, s.hub); err != nil {
+			return fmt.Errorf("eventhubs: %w", err)
+		}
+		return nil
+	}
+	props, err := s.producer.GetEventHubProperties(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("eventhubs: properties of event hub %s in %s: %w", s.hub, s.namespace, sink.Cause(err))
+	}
+	if !strings.EqualFold(props.Name, s.hub) {
+		return fmt.Errorf("eventhubs: the namespace %s answered for event hub %q, not %q", s.namespace, props.Name, s.hub)
+	}
+	if len(props.PartitionIDs) == 0 {
+		return fmt.Errorf("eventhubs: event hub %s has no partitions", s.hub)
+	}
+	return nil
 }

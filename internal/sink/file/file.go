@@ -22,11 +22,16 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 )
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink    = (*Sink)(nil)
+	_ sink.Checker = (*Sink)(nil)
+)
 
 // DefaultMaxBatchBytes bounds one batch's write (4 MiB), so that one fsync never carries an
 // unbounded amount of data.
@@ -271,6 +276,52 @@ func (s *Sink) Close() error {
 	s.f = nil
 	if err != nil {
 		return fmt.Errorf("file sink: close %s: %w", s.cfg.Path, err)
+	}
+	return nil
+}
+
+// Check reports whether the sink's file can still be written, without writing it (see CheckPath).
+func (s *Sink) Check(ctx context.Context) error { return CheckPath(ctx, s.cfg.Path) }
+
+// CheckPath reports whether a file sink could deliver to path, without touching path itself: path,
+// if it exists, is a regular file this process may write, and its directory (or, when that does
+// not exist yet, the nearest existing parent, where New would create it) takes a new file: a
+// temporary file is created there and removed. Errors name the path and the system's reason.
+func CheckPath(ctx context.Context, path string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("file sink: %s is not a regular file (%s)", path, fi.Mode().Type())
+		}
+		if err := unix.Access(path, unix.W_OK); err != nil {
+			return fmt.Errorf("file sink: %s is not writable: %w", path, &os.PathError{Op: "access", Path: path, Err: err})
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	dir := filepath.Dir(path)
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil && !fi.IsDir() {
+			return fmt.Errorf("file sink: %s is not a directory", dir)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) || filepath.Dir(dir) == dir {
+			return fmt.Errorf("file sink: %w", err)
+		}
+		dir = filepath.Dir(dir)
+	}
+	f, err := os.CreateTemp(dir, ".bridgehead-check-*")
+	if err != nil {
+		return fmt.Errorf("file sink: directory %s does not take new files: %w", dir, err)
+	}
+	cerr := f.Close()
+	if err := errors.Join(cerr, os.Remove(f.Name())); err != nil {
+		return fmt.Errorf("file sink: test file in %s: %w", dir, err)
 	}
 	return nil
 }

@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -25,12 +27,16 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink    = (*Sink)(nil)
+	_ sink.Checker = (*Sink)(nil)
+)
 
 // Defaults for Config fields left zero.
 const (
@@ -146,9 +152,10 @@ func codec(name string) (kgo.CompressionCodec, error) {
 
 // Sink produces batches to one topic. It is safe for concurrent use (the franz-go client is).
 type Sink struct {
-	cfg Config
-	log *slog.Logger
-	cl  *kgo.Client
+	cfg  Config
+	log  *slog.Logger
+	cl   *kgo.Client
+	conn connWatch // the last broker connection attempt's error, for causes
 }
 
 // New builds the producer client. It does not connect: a broker that is down at start is
@@ -191,6 +198,8 @@ func New(cfg Config) (*Sink, error) {
 		kgo.ProducerLinger(0),
 		kgo.WithLogger(slogAdapter{log}),
 	}
+	s := &Sink{cfg: cfg, log: log}
+	opts = append(opts, kgo.WithHooks(&s.conn))
 	if cfg.DisableIdempotence {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
@@ -204,7 +213,84 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	return &Sink{cfg: cfg, log: log, cl: cl}, nil
+	s.cl = cl
+	return s, nil
+}
+
+// connWatch records the error of the last broker connection attempt (nil once one succeeds):
+// franz-go retries a refused connection until the caller's deadline and then reports only the
+// deadline, while the refusal is the cause an operator needs. It is a kgo.HookBrokerConnect;
+// mu guards err.
+type connWatch struct {
+	mu  sync.Mutex
+	err error
+}
+
+var _ kgo.HookBrokerConnect = (*connWatch)(nil)
+
+// OnBrokerConnect implements kgo.HookBrokerConnect.
+func (w *connWatch) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err = err
+}
+
+// last returns the last connection attempt's error, or nil.
+func (w *connWatch) last() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// timedOut explains a deadline that passed while waiting on the brokers: with the last
+// connection attempt's error when it failed ("dial tcp 127.0.0.1:9: connect: connection
+// refused"), which is what an operator must fix. The result wraps ctxErr either way.
+func (s *Sink) timedOut(what string, ctxErr error) error {
+	if cerr := s.conn.last(); cerr != nil {
+		return fmt.Errorf("kafka sink: %s: cannot connect to a broker: %w (gave up: %w)", what, sink.Cause(cerr), ctxErr)
+	}
+	return fmt.Errorf("kafka sink: %s: %w", what, ctxErr)
+}
+
+// Check asks the brokers for the topic's metadata, without producing (see CheckTopic); when no
+// broker answered before ctx ended, the error names the last connection attempt's failure.
+func (s *Sink) Check(ctx context.Context) error {
+	err := CheckTopic(ctx, s.cl, s.cfg.Topic)
+	if err != nil && ctx.Err() != nil {
+		return s.timedOut("metadata of topic "+s.cfg.Topic, ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("kafka sink: %w", err)
+	}
+	return nil
+}
+
+// CheckTopic asks cl's brokers for topic's metadata and produces nothing: it connects (TLS and
+// SASL included) and fails when no broker answers (naming the network error), the topic does not
+// exist (it is never created here), the client is not authorised for it, or it has no partitions.
+func CheckTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	req.AllowAutoTopicCreation = false
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("metadata of topic %s: %w", topic, sink.Cause(err))
+	}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil || *rt.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return fmt.Errorf("topic %s: %w", topic, err)
+		}
+		if len(rt.Partitions) == 0 {
+			return fmt.Errorf("topic %s has no partitions", topic)
+		}
+		return nil
+	}
+	return fmt.Errorf("topic %s: %w", topic, kerr.UnknownTopicOrPartition)
 }
 
 func mechanism(c SASL) sasl.Mechanism {
@@ -327,7 +413,7 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 		out[i] = s.result(err)
 	})
 	if ctx.Err() != nil && (len(unanswered) > 0 || len(tooLarge) > 0) {
-		err := fmt.Errorf("kafka sink: no acknowledgement: %w", ctx.Err())
+		err := s.timedOut("no acknowledgement", ctx.Err())
 		for _, i := range append(unanswered, tooLarge...) {
 			out[i] = sink.Result{Status: sink.Transient, Err: err}
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -311,4 +312,20 @@ func AbandonedBatch(t *testing.T, c *kfake.Cluster, s sink.Sink, msgs [3]message
 			t.Errorf("%s Send: %v (%v), want delivered", name, r.Status, r.Err)
 		}
 	}
+}
+
+// RefusedAddr returns a loopback host:port where nothing listens right now (it was just
+// listened on and closed): a destination that refuses connections, for the tests of what an
+// operator sees when a sink or a peer is down.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
