@@ -181,6 +181,9 @@ func TestFullShareStarts(t *testing.T) {
 	mnt := fulldisk.Mount(t, fullDiskSize)
 	dir := filepath.Join(mnt, "spool")
 	sinkPath := filepath.Join(t.TempDir(), "delivered.ndjson") // not on the full file system
+	// --role all delivers to a file of its own: two processes appending to one file sink may
+	// interleave (and each trims a half-written last line when it starts).
+	allSinkPath := filepath.Join(t.TempDir(), "delivered-all.ndjson")
 	common := []string{"--listen", "127.0.0.1:0", "--spool-dir", dir, "--stamp", fullDiskStamp, "--file-path", sinkPath}
 	var procs []*fullDiskProc
 	t.Cleanup(func() {
@@ -230,6 +233,13 @@ func TestFullShareStarts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			fromAll, err := deliveredIDs(allSinkPath, fullDiskStamp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, n := range fromAll {
+				got[id] += n
+			}
 			for _, id := range ids {
 				if got[id] == 0 {
 					return false
@@ -244,7 +254,7 @@ func TestFullShareStarts(t *testing.T) {
 	refusesWhileFull(t, api, &acked)
 
 	// --role all, on serve's defaults, starts on the full file system too.
-	all, err := startFullDiskProc(t, "all", common)
+	all, err := startFullDiskProc(t, "all", append(slices.Clone(common), "--file-path", allSinkPath))
 	if err != nil {
 		t.Fatalf("did not start on a full file system: %v", err)
 	}
