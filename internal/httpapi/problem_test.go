@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,7 +32,7 @@ func TestProblemTypesMatchTheDocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inCode []string
+	var inCode, names []string
 	ast.Inspect(f, func(n ast.Node) bool {
 		vs, ok := n.(*ast.ValueSpec)
 		if !ok || len(vs.Names) != 1 || !strings.HasPrefix(vs.Names[0].Name, "Problem") || vs.Names[0].Name == "ProblemBase" {
@@ -41,6 +42,7 @@ func TestProblemTypesMatchTheDocs(t *testing.T) {
 			if lit, ok := be.Y.(*ast.BasicLit); ok {
 				slug, _ := strconv.Unquote(lit.Value)
 				inCode = append(inCode, slug)
+				names = append(names, vs.Names[0].Name)
 			}
 		}
 		return true
@@ -56,6 +58,24 @@ func TestProblemTypesMatchTheDocs(t *testing.T) {
 	for slug := range documented {
 		if !slices.Contains(inCode, slug) {
 			t.Errorf("docs/api.md documents %s, which the code never answers", slug)
+		}
+	}
+	// And each type is the answer some test provokes from a served router (ingest's and
+	// ops' stamps, the router's own tests): none is documented and never seen on the wire.
+	var tests strings.Builder
+	for _, dir := range []string{".", "../ingest", "../ops"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tests.Write(b)
+		}
+	}
+	for _, name := range names {
+		if !regexp.MustCompile(`\b` + name + `\b`).MatchString(tests.String()) {
+			t.Errorf("no test of the HTTP surfaces asserts an answer of type %s", name)
 		}
 	}
 }
