@@ -342,6 +342,8 @@ type job struct {
 	bo        *fullJitter
 	dead      []message.Message
 	reasons   []string
+	// throttledFor is the longest wait the sink asked for in the last round (0: not throttled).
+	throttledFor time.Duration
 }
 
 // forward sends c's messages in rounds until each was delivered or dead-lettered, or the claim
@@ -356,13 +358,29 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 	var notBefore time.Time
 	rounds, capMsgs := 0, 0
 	for len(pending) > 0 {
-		left, failedBatch, err := f.round(ctx, hard, j, pending, capMsgs)
+		left, failedBatch, throttledOnly, err := f.round(ctx, hard, j, pending, capMsgs)
 		pending = left
 		if errors.Is(err, errLost) {
 			return // not ours any more: its new owner delivers what we did not
 		}
 		if len(pending) == 0 {
 			break
+		}
+		if throttledOnly && err == nil {
+			// The sink is up and asked to slow down: wait as long as it said (or back off),
+			// holding the claim; neither the breaker nor the claim's rounds count it, so a long
+			// throttle costs no attempts and trips nothing.
+			wait := j.throttledFor
+			if wait <= 0 {
+				wait = j.bo.NextBackOff()
+			}
+			if err := f.pause(ctx, j, wait); err != nil {
+				if errors.Is(err, errLost) {
+					return
+				}
+				break
+			}
+			continue
 		}
 		if errors.Is(err, errHold) {
 			notBefore = f.cfg.Now().Add(j.bo.NextBackOff())
@@ -395,11 +413,15 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 }
 
 // round sends pending once, in batches of at most capMsgs messages when capMsgs > 0. It returns
-// the messages still undelivered (Transient, or not sent because the round stopped), the size
-// of the largest batch that failed whole (0 if none), and why it stopped early, if it did.
-func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.Message, capMsgs int) ([]message.Message, int, error) {
+// the messages still undelivered (Transient or Throttled, or not sent because the round
+// stopped), the size of the largest batch that failed whole (0 if none), whether every message
+// the sink refused was throttled (then j.throttledFor says how long it asked to wait), and why
+// it stopped early, if it did.
+func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.Message, capMsgs int) ([]message.Message, int, bool, error) {
 	var left []message.Message
 	failed := 0
+	j.throttledFor = 0
+	throttledOnly := true // no Transient result this round
 	batches := cut(pending, f.limits, capMsgs)
 	// rest adds the batches from i on, unsent, to left.
 	rest := func(i int) []message.Message {
@@ -410,17 +432,17 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 	}
 	for i, b := range batches {
 		if ctx.Err() != nil {
-			return rest(i), 0, errStopped
+			return rest(i), 0, false, errStopped
 		}
 		if err := f.renewIfDue(j); err != nil {
-			return rest(i), 0, err
+			return rest(i), 0, false, err
 		}
 		done, err := f.admit(ctx, j)
 		if err != nil {
-			return rest(i), 0, err
+			return rest(i), 0, false, err
 		}
 		res := f.send(hard, j, b, done)
-		delivered, transient := 0, 0
+		delivered, transient, throttled := 0, 0, 0
 		for k, r := range res {
 			switch r.Status {
 			case sink.Delivered:
@@ -428,6 +450,10 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 			case sink.Permanent:
 				j.dead = append(j.dead, b[k])
 				j.reasons = append(j.reasons, fmt.Sprintf("%s: %v", b[k].ID, r.Err))
+			case sink.Throttled:
+				throttled++
+				j.throttledFor = max(j.throttledFor, r.RetryAfter)
+				left = append(left, b[k])
 			default:
 				transient++
 				left = append(left, b[k])
@@ -435,18 +461,26 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 		}
 		f.m.delivered.Add(float64(delivered))
 		f.m.retried.Add(float64(transient))
+		f.m.throttled.Add(float64(throttled))
+		if transient > 0 {
+			throttledOnly = false
+		}
+		if throttled == len(b) {
+			// Asked to slow down: send nothing more this round.
+			return rest(i + 1), failed, throttledOnly, nil
+		}
 		if transient == len(b) {
 			failed = max(failed, len(b))
 			if capMsgs == 0 {
 				// The whole batch failed: the sink is likely failing; stop this round here
 				// and back off rather than push the remaining batches into it.
-				return rest(i + 1), failed, nil
+				return rest(i + 1), failed, false, nil
 			}
 			// Bisecting (an earlier round failed whole while the sink worked): go on, so
 			// the batches without the poison are delivered.
 		}
 	}
-	return left, failed, nil
+	return left, failed, throttledOnly && len(left) > 0, nil
 }
 
 // send sends one batch under a deadline inside the lease and reports the outcome to the

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	delivered    prometheus.Counter
 	retried      prometheus.Counter
+	throttled    prometheus.Counter
 	deadLettered prometheus.Counter
 	lostClaims   prometheus.Counter
 	sendSeconds  prometheus.Histogram
@@ -28,6 +29,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_forward_retried_total",
 			Help: "Messages that failed transiently and were sent again or returned to the spool.",
+		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_forward_throttled_total",
+			Help: "Messages the sink asked to send later (Event Hubs server-busy, a quota): sent again after its hint, without opening the breaker.",
 		}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_forward_dead_lettered_total",
@@ -59,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.delivered, m.retried, m.deadLettered, m.lostClaims,
+	for _, c := range []prometheus.Collector{m.delivered, m.retried, m.throttled, m.deadLettered, m.lostClaims,
 		m.sendSeconds, m.sendTimeouts, m.batchSize, m.breaker} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register forward metrics: %w", err)

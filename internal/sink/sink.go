@@ -28,6 +28,11 @@ const (
 	// Permanent means the message can never be delivered as it is (too large, rejected as
 	// malformed, not authorised for this entity): it goes to dead/ with Result.Err as the reason.
 	Permanent
+	// Throttled means the destination is up and asked to slow down (Event Hubs server-busy,
+	// a quota, Kafka's THROTTLING_QUOTA_EXCEEDED): not delivered, not a fault. The forwarder
+	// waits Result.RetryAfter (or its own backoff) and sends again, without counting it
+	// against the breaker or the claim's rounds.
+	Throttled
 )
 
 func (s Status) String() string {
@@ -38,6 +43,8 @@ func (s Status) String() string {
 		return "transient"
 	case Permanent:
 		return "permanent"
+	case Throttled:
+		return "throttled"
 	}
 	return "unknown"
 }
@@ -47,6 +54,8 @@ func (s Status) String() string {
 type Result struct {
 	Status Status
 	Err    error
+	// RetryAfter is the destination's hint for a Throttled message; 0 means none.
+	RetryAfter time.Duration
 }
 
 // Sink delivers batches. Send must return exactly one Result per message of batch, in order,

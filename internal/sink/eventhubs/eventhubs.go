@@ -565,8 +565,19 @@ func (s *Sink) result(err error) sink.Result {
 	} else {
 		s.log.Debug("send failed", "status", st.String(), "err", err)
 	}
-	return sink.Result{Status: st, Err: err}
+	r := sink.Result{Status: st, Err: err}
+	if st == sink.Throttled {
+		r.RetryAfter = serverBusyRetryAfter
+	}
+	return r
 }
+
+// condServerBusy is Event Hubs' throttling condition (ServerBusyException), and
+// serverBusyRetryAfter the wait its documentation asks of a client that gets it.
+const (
+	condServerBusy       amqp.ErrCond = "com.microsoft:server-busy"
+	serverBusyRetryAfter              = 4 * time.Second
+)
 
 // classify decides what a failure means for the messages it concerns; it is the only place
 // that does. The forwarder owns retries, so the question is only "can a later try succeed?":
@@ -576,8 +587,10 @@ func (s *Sink) result(err error) sink.Result {
 //     service's amqp:link:message-size-exceeded / Kafka MESSAGE_TOO_LARGE after), the service
 //     could not decode it (amqp:decode-error, Kafka CORRUPT_MESSAGE / INVALID_RECORD), or its
 //     body could not be built. The forwarder dead-letters it with err as the reason.
-//   - Transient: everything else. Throttling (com.microsoft:server-busy, amqp:resource-limit-
-//     exceeded, Kafka THROTTLING_QUOTA_EXCEEDED), timeouts (com.microsoft:timeout, context
+//   - Throttled: the service is up and asks to slow down (com.microsoft:server-busy,
+//     amqp:resource-limit-exceeded, Kafka THROTTLING_QUOTA_EXCEEDED): retried after 4 s
+//     without opening the breaker.
+//   - Transient: everything else. Timeouts (com.microsoft:timeout, context
 //     deadlines), lost connections and links (azeventhubs ErrorCodeConnectionLost, net errors,
 //     detach-forced), and unknown errors: the safe default, since a poison message is still
 //     bounded by the spool's attempt limit. Configuration errors (unauthorized, hub not found,
@@ -595,8 +608,13 @@ func classify(err error) sink.Status {
 		switch ae.Condition {
 		case amqp.ErrCondMessageSizeExceeded, amqp.ErrCondDecodeError:
 			return sink.Permanent
+		case condServerBusy, amqp.ErrCondResourceLimitExceeded:
+			return sink.Throttled
 		}
 		return sink.Transient
+	}
+	if errors.Is(err, kerr.ThrottlingQuotaExceeded) {
+		return sink.Throttled
 	}
 	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
 		errors.Is(err, kerr.CorruptMessage) || errors.Is(err, kerr.InvalidRecord) {

@@ -237,12 +237,16 @@ func TestSendServerBusy(t *testing.T) {
 	srv.RejectNext(1, "com.microsoft:server-busy", "busy (amqptest)")
 	wantStatuses(t, s.Send(context.Background(), batch), sink.Delivered, sink.Delivered)
 
-	// A persistent one comes back Transient, quickly: the forwarder owns the backoff.
+	// A persistent one comes back Throttled, quickly, with Event Hubs' 4 s hint: the forwarder
+	// owns the wait, and does not take it for an outage.
 	srv.RejectNext(1000, "com.microsoft:server-busy", "busy (amqptest)")
 	before := srv.Deliveries()
 	start := time.Now()
 	res := s.Send(context.Background(), batch)
-	wantStatuses(t, res, sink.Transient, sink.Transient)
+	wantStatuses(t, res, sink.Throttled, sink.Throttled)
+	if res[0].RetryAfter != 4*time.Second {
+		t.Errorf("RetryAfter %v, want Event Hubs' 4 s", res[0].RetryAfter)
+	}
 	t.Logf("server busy: %v after %v", res[0].Err, time.Since(start))
 	var ae *amqp.Error
 	if !errors.As(res[0].Err, &ae) || ae.Condition != "com.microsoft:server-busy" {

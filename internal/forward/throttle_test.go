@@ -1,0 +1,86 @@
+package forward_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/forward"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestThrottlingIsNotAnOutage: a sink that asks to slow down (Event Hubs server-busy) for a
+// long while is waited out at its hint: the breaker never opens, the claim's attempts are not
+// used up (with two attempts a segment would otherwise be dead-lettered long before), nothing is
+// lost, and delivery resumes at the first send after the throttle lifts.
+func TestThrottlingIsNotAnOutage(t *testing.T) {
+	sp := mustOpenSpool(t, "", spool.Options{MaxAttempts: 2})
+	all := fill(t, sp, 3, 5, 16)
+	const throttledSends = 40
+	var sends atomic.Int64
+	fs := &fakeSink{limits: sink.Limits{MaxBatchMessages: 5}}
+	fs.send = func(ctx context.Context, b []message.Message) []sink.Result {
+		if sends.Add(1) <= throttledSends {
+			return sink.All(len(b), sink.Result{Status: sink.Throttled, Err: errors.New("com.microsoft:server-busy"), RetryAfter: 5 * time.Millisecond})
+		}
+		return make([]sink.Result, len(b))
+	}
+	reg := prometheus.NewRegistry()
+	var breakerOpened atomic.Bool
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() { // sample the breaker all along
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(2 * time.Millisecond):
+				if gatherQuiet(reg)["bridgehead_forward_breaker_state"] != 0 {
+					breakerOpened.Store(true)
+				}
+			}
+		}
+	}()
+	start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg, Concurrency: 2, RetriesPerClaim: 1,
+		RetryInitialDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond,
+		Breaker: forward.BreakerConfig{FailureThreshold: 2}})
+	eventually(t, 20*time.Second, "every message delivered after the throttle", func() bool { return fs.all(all) })
+	waitDrained(t, sp)
+	if st := stats(t, sp); st.Dead.Segments != 0 {
+		t.Fatalf("%d segments dead-lettered while only throttled", st.Dead.Segments)
+	}
+	if breakerOpened.Load() {
+		t.Error("the breaker left closed while the sink was only throttling")
+	}
+	if got := gatherQuiet(reg)["bridgehead_forward_throttled_total"]; got < throttledSends {
+		t.Errorf("throttled_total %v, want at least %d", got, throttledSends)
+	}
+	if got := gatherQuiet(reg)["bridgehead_forward_retried_total"]; got != 0 {
+		t.Errorf("retried_total %v: throttled sends are not counted as failures", got)
+	}
+}
+
+// gatherQuiet is gather without a test to fail: for a sampling goroutine.
+func gatherQuiet(reg *prometheus.Registry) map[string]float64 {
+	mfs, err := reg.Gather()
+	out := map[string]float64{}
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				out[mf.GetName()] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
