@@ -129,12 +129,13 @@ var Rows = []Row{{
 }, {
 	Title: "Delivery",
 	Panels: []Panel{{
-		Title:       "Delivered, retried, dead-lettered",
-		Description: "Messages per second the sink acknowledged, that failed transiently, and that it refused for good (moved to dead/).",
+		Title:       "Delivered, retried, throttled, dead-lettered",
+		Description: "Messages per second the sink acknowledged, that failed transiently, that it asked to send later (throttling: not an outage), and that it refused for good (moved to dead/).",
 		Unit:        "short",
 		Queries: []Query{
 			{Expr: `sum(rate(bridgehead_forward_delivered_total{` + sel + `}[$__rate_interval]))`, Legend: "delivered"},
 			{Expr: `sum(rate(bridgehead_forward_retried_total{` + sel + `}[$__rate_interval]))`, Legend: "retried"},
+			{Expr: `sum(rate(bridgehead_forward_throttled_total{` + sel + `}[$__rate_interval]))`, Legend: "throttled"},
 			{Expr: `sum(rate(bridgehead_forward_dead_lettered_total{` + sel + `}[$__rate_interval]))`, Legend: "dead-lettered"},
 		},
 	}, {
@@ -144,11 +145,12 @@ var Rows = []Row{{
 		Queries: []Query{{Expr: `bridgehead_forward_breaker_state{` + sel + `}`, Legend: "{{instance}}"}},
 	}, {
 		Title:       "Send latency",
-		Description: "Duration of one sink send (one batch), p50 and p99.",
+		Description: "Duration of one sink send (one batch), p50 and p99, and sends cut off by their deadline per second (not in the latency).",
 		Unit:        "s",
 		Queries: []Query{
 			{Expr: `histogram_quantile(0.5, sum by (le) (rate(bridgehead_forward_send_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "p50"},
 			{Expr: `histogram_quantile(0.99, sum by (le) (rate(bridgehead_forward_send_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, Legend: "p99"},
+			{Expr: `sum(rate(bridgehead_forward_send_timeouts_total{` + sel + `}[$__rate_interval]))`, Legend: "timeouts/s"},
 		},
 	}},
 }, {
