@@ -3,12 +3,13 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 // benchServer imitates the API's POST routes: 200 JSON for every request, counted.
@@ -123,14 +124,7 @@ func TestBenchEnv(t *testing.T) {
 }
 
 func TestBenchUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := sinktest.RefusedAddr(t)
 	stdout, _, err := runCLI(t, "bench", "--url", "http://"+addr, "--duration", "1m")
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the server at http://"+addr) || !strings.Contains(err.Error(), "--url") {
 		t.Errorf("bench against a closed port: got error %v, want cannot reach ... set --url", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/loadgen"
+	"github.com/bridgehead-dev/bridgehead/internal/sink/sinktest"
 )
 
 // fakeAPI imitates the Bridgehead API's two POST routes: it checks every request as the real one
@@ -324,14 +325,7 @@ func TestOpenLoopSchedule(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := sinktest.RefusedAddr(t)
 	res, err := run(t, loadgen.Config{URL: "http://" + addr, Duration: time.Minute})
 	if !errors.Is(err, loadgen.ErrUnreachable) || res != nil {
 		t.Fatalf("Run against a closed port: got %v, %v; want nil, ErrUnreachable", res, err)
