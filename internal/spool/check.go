@@ -2,12 +2,7 @@ package spool
 
 import (
 	"fmt"
-	"io/fs"
-	"strings"
-	"sync"
 	"time"
-
-	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
 // ProbeResult is what Probe measured on the spool's file system.
@@ -30,57 +25,12 @@ func Probe(root string, opts Options) (ProbeResult, error) {
 	if err := opts.validate(); err != nil {
 		return ProbeResult{}, fmt.Errorf("spool options: %w", err)
 	}
-	s := &Spool{root: root, opts: opts, log: opts.Logger.With("spool", root), writer: newWriterID(), freeBytes: -1}
-	rec := &skewRecorder{FS: opts.FS, now: opts.Now, writer: s.writer}
-	s.fs = rec
+	s := &Spool{root: root, opts: opts, fs: opts.FS, log: opts.Logger.With("spool", root), writer: newWriterID(), freeBytes: -1}
 	if err := s.checkVersion(false); err != nil {
 		return ProbeResult{}, err
 	}
-	err := s.probe()
-	return ProbeResult{Skew: rec.skew(), NetworkFS: s.netFS}, err
-}
-
-// skewRecorder sees the probe's own calls go by and takes the same reading of the file server's
-// clock that probe compares with the allowance: our clock before the probe file is created and
-// after it is stat'ed, and the mtime the server gave it. mu guards the readings.
-type skewRecorder struct {
-	fsys.FS
-	now    func() time.Time
-	writer string
-
-	mu            sync.Mutex
-	before, after time.Time
-	mtime         time.Time
-}
-
-func (r *skewRecorder) CreateExcl(name string) (fsys.File, error) {
-	if strings.HasSuffix(name, r.writer+"-probe.tmp") {
-		r.mu.Lock()
-		if r.before.IsZero() {
-			r.before = r.now()
-		}
-		r.mu.Unlock()
-	}
-	return r.FS.CreateExcl(name)
-}
-
-func (r *skewRecorder) Stat(name string) (fs.FileInfo, error) {
-	fi, err := r.FS.Stat(name)
-	if err == nil && strings.HasSuffix(name, "probe-"+r.writer) {
-		r.mu.Lock()
-		r.mtime, r.after = fi.ModTime(), r.now()
-		r.mu.Unlock()
-	}
-	return fi, err
-}
-
-func (r *skewRecorder) skew() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.before.IsZero() || r.mtime.IsZero() {
-		return 0
-	}
-	return skewOf(r.mtime, r.before, r.after)
+	skew, err := s.probe()
+	return ProbeResult{Skew: skew, NetworkFS: s.netFS}, err
 }
 
 // Usage is the spool's content and capacity, as the spool itself counts them for its cap.

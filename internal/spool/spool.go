@@ -310,7 +310,7 @@ func Open(root string, opts Options) (*Spool, error) {
 	if err := s.checkVersion(true); err != nil {
 		return nil, err
 	}
-	if err := s.probe(); err != nil {
+	if _, err := s.probe(); err != nil {
 		return nil, err
 	}
 	if err := s.heartbeat(); err != nil {
@@ -424,9 +424,9 @@ func (s *Spool) holdsSegments() bool {
 }
 
 // probe checks, on this mount, what the spool relies on.
-func (s *Spool) probe() error {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrProbe, s.root, fmt.Sprintf(format, args...))
+func (s *Spool) probe() (skew time.Duration, err error) {
+	fail := func(format string, args ...any) (time.Duration, error) {
+		return skew, fmt.Errorf("%w: %s: %s", ErrProbe, s.root, fmt.Sprintf(format, args...))
 	}
 	info, err := s.fs.Statfs(s.root)
 	if err != nil {
@@ -478,11 +478,11 @@ func (s *Spool) probe() error {
 		return fail("stat probe: %v", err)
 	}
 	// The file's mtime was set by the file server's clock (on NFS/SMB) while we wrote it.
-	skew := skewOf(fi.ModTime(), before, s.now())
+	skew = skewOf(fi.ModTime(), before, s.now())
 	if skew > s.opts.SkewAllowance {
 		return fail("clock skew %v between this host and the file server exceeds the allowance %v: fix NTP", skew.Round(time.Millisecond), s.opts.SkewAllowance)
 	}
-	return nil
+	return skew, nil
 }
 
 // syncDir fsyncs a spool directory. NFS and SMB may refuse a directory fsync (EINVAL); their
