@@ -68,13 +68,8 @@ keeps its id, so a downstream that dedupes by it sees no duplicate.`,
 			}
 			enc := json.NewEncoder(w)
 			for _, m := range msgs {
-				id := m.ID.String()
-				line := struct {
-					SenderID   string            `json:"senderId"`
-					Value      string            `json:"value"`
-					Properties map[string]string `json:"properties,omitempty"`
-					ID         string            `json:"id"`
-				}{m.SenderID, m.Value, m.Properties, id}
+				// The shape send reads back (sendInput): a resent message keeps its id.
+				line := inputMessage{SenderID: m.SenderID, Value: m.Value, Properties: m.Properties, ID: m.ID.String()}
 				if err := enc.Encode(line); err != nil {
 					return err
 				}

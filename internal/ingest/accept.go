@@ -12,11 +12,12 @@ import (
 
 // accept appends msgs and writes the error answer if that failed.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, msgs ...message.Message) bool {
-	if p := s.fitsTheSink(msgs); p != nil {
+	// The principal's checks first: a client that may not send costs no event encoding.
+	if p := s.mayAccept(r, msgs); p != nil {
 		httpapi.WriteProblem(w, p)
 		return false
 	}
-	if p := s.mayAccept(r, msgs); p != nil {
+	if p := s.fitsTheSink(msgs); p != nil {
 		httpapi.WriteProblem(w, p)
 		return false
 	}
@@ -61,7 +62,7 @@ func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *httpapi.Pro
 	if p != nil {
 		who, kind = p.Name, "principal:"
 	}
-	wait, ok := s.limiter.take(kind+who, len(msgs), time.Now())
+	wait, ok := s.limiter.take(kind+who, len(msgs), s.now())
 	if wait == 0 {
 		return nil
 	}

@@ -26,6 +26,11 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 			"send Content-Type: application/json"))
 		return
 	}
+	key, p := idempotencyKey(r)
+	if p != nil {
+		httpapi.WriteProblem(w, p)
+		return
+	}
 	body, release, p := s.readBody(w, r)
 	defer release()
 	if p != nil {
@@ -35,11 +40,6 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 	var in message.Input
 	if err := message.Decode(body, &in); err != nil {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
-		return
-	}
-	key, p := idempotencyKey(r)
-	if p != nil {
-		httpapi.WriteProblem(w, p)
 		return
 	}
 	now := s.now()
