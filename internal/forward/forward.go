@@ -342,8 +342,6 @@ type job struct {
 	bo        *fullJitter
 	dead      []message.Message
 	reasons   []string
-	// throttledFor is the longest wait the sink asked for in the last round (0: not throttled).
-	throttledFor time.Duration
 }
 
 // forward sends c's messages in rounds until each was delivered or dead-lettered, or the claim
@@ -358,29 +356,13 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 	var notBefore time.Time
 	rounds, capMsgs := 0, 0
 	for len(pending) > 0 {
-		left, failedBatch, throttledOnly, err := f.round(ctx, hard, j, pending, capMsgs)
+		left, failedBatch, throttleWait, err := f.round(ctx, hard, j, pending, capMsgs)
 		pending = left
 		if errors.Is(err, errLost) {
 			return // not ours any more: its new owner delivers what we did not
 		}
 		if len(pending) == 0 {
 			break
-		}
-		if throttledOnly && err == nil {
-			// The sink is up and asked to slow down: wait as long as it said (or back off),
-			// holding the claim; neither the breaker nor the claim's rounds count it, so a long
-			// throttle costs no attempts and trips nothing.
-			wait := j.throttledFor
-			if wait <= 0 {
-				wait = j.bo.NextBackOff()
-			}
-			if err := f.pause(ctx, j, wait); err != nil {
-				if errors.Is(err, errLost) {
-					return
-				}
-				break
-			}
-			continue
 		}
 		if errors.Is(err, errHold) {
 			notBefore = f.cfg.Now().Add(j.bo.NextBackOff())
@@ -390,19 +372,25 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 		if err != nil { // stopping: back to ready/ at once, for another forwarder
 			break
 		}
-		// A round counts against the claim only while the sink works for others (breaker
-		// closed): an outage must not use up a segment's attempts.
-		if f.br.state() == gobreaker.StateClosed {
-			rounds++
+		// A throttled round (the sink is up and asked to slow down) waits as long as the sink
+		// said, holding the claim, and counts against nothing: a long throttle costs no attempts.
+		wait := throttleWait
+		if wait == 0 {
+			// A round counts against the claim only while the sink works for others (breaker
+			// closed): an outage must not use up a segment's attempts.
+			if f.br.state() == gobreaker.StateClosed {
+				rounds++
+			}
+			if rounds >= f.cfg.RetriesPerClaim {
+				notBefore = f.cfg.Now().Add(j.bo.NextBackOff())
+				break
+			}
+			if failedBatch > 1 {
+				capMsgs = (failedBatch + 1) / 2 // isolate a poison message by halving
+			}
+			wait = j.bo.NextBackOff()
 		}
-		if rounds >= f.cfg.RetriesPerClaim {
-			notBefore = f.cfg.Now().Add(j.bo.NextBackOff())
-			break
-		}
-		if failedBatch > 1 {
-			capMsgs = (failedBatch + 1) / 2 // isolate a poison message by halving
-		}
-		if err := f.pause(ctx, j, j.bo.NextBackOff()); err != nil {
+		if err := f.pause(ctx, j, wait); err != nil {
 			if errors.Is(err, errLost) {
 				return
 			}
@@ -415,13 +403,19 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 // round sends pending once, in batches of at most capMsgs messages when capMsgs > 0. It returns
 // the messages still undelivered (Transient or Throttled, or not sent because the round
 // stopped), the size of the largest batch that failed whole (0 if none), whether every message
-// the sink refused was throttled (then j.throttledFor says how long it asked to wait), and why
-// it stopped early, if it did.
-func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.Message, capMsgs int) ([]message.Message, int, bool, error) {
+// the sink refused was throttled, how long to wait before the next round (its longest hint, at
+// least RetryInitialDelay; 0 when anything failed otherwise), and why it stopped early, if it did.
+func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.Message, capMsgs int) ([]message.Message, int, time.Duration, error) {
 	var left []message.Message
 	failed := 0
-	j.throttledFor = 0
-	throttledOnly := true // no Transient result this round
+	var hint time.Duration // the longest RetryAfter of a throttled message
+	transients := false
+	throttleWait := func() time.Duration {
+		if transients || len(left) == 0 {
+			return 0
+		}
+		return max(hint, f.cfg.RetryInitialDelay)
+	}
 	batches := cut(pending, f.limits, capMsgs)
 	// rest adds the batches from i on, unsent, to left.
 	rest := func(i int) []message.Message {
@@ -432,14 +426,14 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 	}
 	for i, b := range batches {
 		if ctx.Err() != nil {
-			return rest(i), 0, false, errStopped
+			return rest(i), 0, 0, errStopped
 		}
 		if err := f.renewIfDue(j); err != nil {
-			return rest(i), 0, false, err
+			return rest(i), 0, 0, err
 		}
 		done, err := f.admit(ctx, j)
 		if err != nil {
-			return rest(i), 0, false, err
+			return rest(i), 0, 0, err
 		}
 		res := f.send(hard, j, b, done)
 		delivered, transient, throttled := 0, 0, 0
@@ -452,7 +446,7 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 				j.reasons = append(j.reasons, fmt.Sprintf("%s: %v", b[k].ID, r.Err))
 			case sink.Throttled:
 				throttled++
-				j.throttledFor = max(j.throttledFor, r.RetryAfter)
+				hint = max(hint, r.RetryAfter)
 				left = append(left, b[k])
 			default:
 				transient++
@@ -462,25 +456,23 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 		f.m.delivered.Add(float64(delivered))
 		f.m.retried.Add(float64(transient))
 		f.m.throttled.Add(float64(throttled))
-		if transient > 0 {
-			throttledOnly = false
-		}
+		transients = transients || transient > 0
 		if throttled == len(b) {
 			// Asked to slow down: send nothing more this round.
-			return rest(i + 1), failed, throttledOnly, nil
+			return rest(i + 1), failed, throttleWait(), nil
 		}
 		if transient == len(b) {
 			failed = max(failed, len(b))
 			if capMsgs == 0 {
 				// The whole batch failed: the sink is likely failing; stop this round here
 				// and back off rather than push the remaining batches into it.
-				return rest(i + 1), failed, false, nil
+				return rest(i + 1), failed, 0, nil
 			}
 			// Bisecting (an earlier round failed whole while the sink worked): go on, so
 			// the batches without the poison are delivered.
 		}
 	}
-	return left, failed, throttledOnly && len(left) > 0, nil
+	return left, failed, throttleWait(), nil
 }
 
 // send sends one batch under a deadline inside the lease and reports the outcome to the

@@ -28,8 +28,8 @@ const (
 	// Permanent means the message can never be delivered as it is (too large, rejected as
 	// malformed, not authorised for this entity): it goes to dead/ with Result.Err as the reason.
 	Permanent
-	// Throttled means the destination is up and asked to slow down (Event Hubs server-busy,
-	// a quota, Kafka's THROTTLING_QUOTA_EXCEEDED): not delivered, not a fault. The forwarder
+	// Throttled means the destination is up and asked to slow down (Event Hubs server-busy or
+	// a quota): not delivered, not a fault. The forwarder
 	// waits Result.RetryAfter (or its own backoff) and sends again, without counting it
 	// against the breaker or the claim's rounds.
 	Throttled

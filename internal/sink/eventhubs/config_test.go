@@ -211,7 +211,7 @@ func TestClassify(t *testing.T) {
 		{"kafka too large", kerr.MessageTooLarge, sink.Permanent, false},
 		{"kafka corrupt", kerr.CorruptMessage, sink.Permanent, false},
 		{"kafka not leader", kerr.NotLeaderForPartition, sink.Transient, false},
-		{"kafka throttled", kerr.ThrottlingQuotaExceeded, sink.Throttled, false},
+		{"kafka throttled", kerr.ThrottlingQuotaExceeded, sink.Transient, false},
 		{"kafka SASL failed", kerr.SaslAuthenticationFailed, sink.Transient, true},
 		{"kafka topic not authorized", kerr.TopicAuthorizationFailed, sink.Transient, true},
 	} {

@@ -588,8 +588,8 @@ const (
 //     could not decode it (amqp:decode-error, Kafka CORRUPT_MESSAGE / INVALID_RECORD), or its
 //     body could not be built. The forwarder dead-letters it with err as the reason.
 //   - Throttled: the service is up and asks to slow down (com.microsoft:server-busy,
-//     amqp:resource-limit-exceeded, Kafka THROTTLING_QUOTA_EXCEEDED): retried after 4 s
-//     without opening the breaker.
+//     amqp:resource-limit-exceeded): retried after 4 s without opening the breaker. (Over the
+//     Kafka transport a produce quota delays the answers, which franz-go waits out.)
 //   - Transient: everything else. Timeouts (com.microsoft:timeout, context
 //     deadlines), lost connections and links (azeventhubs ErrorCodeConnectionLost, net errors,
 //     detach-forced), and unknown errors: the safe default, since a poison message is still
@@ -612,9 +612,6 @@ func classify(err error) sink.Status {
 			return sink.Throttled
 		}
 		return sink.Transient
-	}
-	if errors.Is(err, kerr.ThrottlingQuotaExceeded) {
-		return sink.Throttled
 	}
 	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
 		errors.Is(err, kerr.CorruptMessage) || errors.Is(err, kerr.InvalidRecord) {
@@ -673,8 +670,7 @@ func (s *Sink) dialWebSocket(ctx context.Context, p azeventhubs.WebSocketConnPar
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
-	tr.Proxy = http.ProxyFromEnvironment
-	if s.cfg.Proxy != nil {
+	if s.cfg.Proxy != nil { // else DefaultTransport's: http.ProxyFromEnvironment
 		tr.Proxy = s.cfg.Proxy
 	}
 	c, resp, err := websocket.Dial(ctx, target.String(), &websocket.DialOptions{

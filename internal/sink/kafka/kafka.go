@@ -457,8 +457,6 @@ func (s *Sink) result(err error) sink.Result {
 //   - too large (the broker's MESSAGE_TOO_LARGE, franz-go's client-side check, our own
 //     RecordTooLargeError, RECORD_LIST_TOO_LARGE) and INVALID_RECORD are about the message
 //     itself: Permanent, the message goes to dead/ with the error as its reason;
-//   - THROTTLING_QUOTA_EXCEEDED is Throttled: the broker is up and asks to slow down (franz-go
-//     already waits out a produce response's throttle time on its own);
 //   - authentication and authorisation failures are Transient, not Permanent: they are a
 //     configuration problem of the stamp, not of the message, and fixing the credentials must let
 //     delivery resume with nothing dead-lettered (Send logs them loudly);
@@ -474,8 +472,6 @@ func classify(err error) sink.Status {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge),
 		errors.Is(err, kerr.InvalidRecord):
 		return sink.Permanent
-	case errors.Is(err, kerr.ThrottlingQuotaExceeded):
-		return sink.Throttled
 	case isAuth(err):
 		return sink.Transient
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

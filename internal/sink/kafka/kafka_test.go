@@ -445,7 +445,6 @@ func TestClassify(t *testing.T) {
 		{"client record too large", &RecordTooLargeError{Bytes: 2 << 20, Limit: 1 << 20}, sink.Permanent},
 		{"record list too large", kerr.RecordListTooLarge, sink.Permanent},
 		{"invalid record", kerr.InvalidRecord, sink.Permanent},
-		{"throttled", fmt.Errorf("produce: %w", kerr.ThrottlingQuotaExceeded), sink.Throttled},
 		{"sasl failed", kerr.SaslAuthenticationFailed, sink.Transient},
 		{"topic not authorised", kerr.TopicAuthorizationFailed, sink.Transient},
 		{"deadline", context.DeadlineExceeded, sink.Transient},
