@@ -132,11 +132,6 @@ func doctorSink(ctx context.Context, c serveConfig, cfg *doctor.Config) (closeSi
 	}
 	return func() {
 		// A client that lingers over an unreachable broker must not hold the answer up.
-		done := make(chan struct{})
-		go func() { _ = snk.Close(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-		}
+		_ = closeWithin(snk, 2*time.Second)
 	}
 }

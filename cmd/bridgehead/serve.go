@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
@@ -185,8 +184,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	}
 	// stopBy is when the process must be done closing: the signal's time plus the grace (less a
 	// margin for the exit itself). Until a signal it is far off: a failed start closes at leisure.
-	var stopBy atomic.Value
-	stopBy.Store(time.Now().Add(time.Hour))
+	// Written by the signal actor, read after g.Run returned (which waits for every actor).
+	stopBy := time.Now().Add(time.Hour)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sp, err := spool.Open(c.spoolDir, spool.Options{
@@ -224,15 +223,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		defer func() {
 			// Claims are released by now; a client library that lingers over its connections
 			// (franz-go waits on a broker that never answers) must not push the exit past the grace.
-			closed := make(chan error, 1)
-			go func() { closed <- snk.Close() }()
-			select {
-			case err := <-closed:
-				if err != nil {
-					log.Error("close sink", "err", err)
-				}
-			case <-time.After(time.Until(stopBy.Load().(time.Time))):
+			if err := closeWithin(snk, time.Until(stopBy)); errors.Is(err, errStillClosing) {
 				log.Warn("close sink: still closing at the end of the shutdown grace; exiting")
+			} else if err != nil {
+				log.Error("close sink", "err", err)
 			}
 		}()
 		fwd, err = forward.New(forward.Config{
@@ -379,7 +373,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		g.Add(func() error {
 			select {
 			case <-ctx.Done():
-				stopBy.Store(time.Now().Add(c.shutdownGrace - 250*time.Millisecond))
+				stopBy = time.Now().Add(c.shutdownGrace - 250*time.Millisecond)
 				log.Info("signal received: draining", "grace", c.shutdownGrace)
 				return nil
 			case <-done:

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -176,4 +177,21 @@ func tlsConfig(flag, caFile string) (*tls.Config, error) {
 	}
 	tc.RootCAs = pool
 	return tc, nil
+}
+
+// errStillClosing is closeWithin's answer when the time ran out first.
+var errStillClosing = errors.New("still closing")
+
+// closeWithin closes c, waiting at most d: a sink client that lingers over connections to a
+// destination that never answers must not hold up the process's exit or an answer. Close then
+// finishes (or not) in the background.
+func closeWithin(c io.Closer, d time.Duration) error {
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		return err
+	case <-time.After(d):
+		return errStillClosing
+	}
 }
