@@ -68,42 +68,46 @@ func (l limits) build(index int, in *message.Input, key, stamp string, now time.
 // decodeBatchFast decodes a whole /v1/messages body in one pass: the common case of a valid
 // request. Any error sends the caller to splitBatch + decodeOne, which name each problem.
 func decodeBatchFast(body []byte, ndjson bool, max int) ([]message.Input, error) {
+	if singleObject(body, ndjson) {
+		ins := make([]message.Input, 1)
+		return ins, message.Decode(body, &ins[0]) // UTF-8 and CheckJSON included
+	}
 	if !utf8.Valid(body) {
 		return nil, errors.New("body is not valid UTF-8")
-	}
-	if err := message.CheckJSON(body); err != nil {
-		return nil, err
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, errors.New("empty body")
 	}
+	var ins []message.Input
 	if !ndjson {
-		if trimmed[0] != '[' {
-			ins := make([]message.Input, 1)
-			return ins, message.Decode(trimmed, &ins[0])
-		}
-		var ins []message.Input
 		if err := json.Unmarshal(trimmed, &ins); err != nil {
 			return nil, err
 		}
 		if len(ins) == 0 || len(ins) > max {
 			return nil, errors.New("message count out of range")
 		}
-		return ins, nil
-	}
-	// NDJSON: one object per line.
-	lines, err := splitBatch(trimmed, true, max)
-	if err != nil {
-		return nil, err
-	}
-	ins := make([]message.Input, len(lines))
-	for k, line := range lines {
-		if err := json.Unmarshal(line, &ins[k]); err != nil {
+	} else {
+		lines, err := splitBatch(trimmed, true, max)
+		if err != nil {
 			return nil, err
 		}
+		ins = make([]message.Input, len(lines))
+		for k, line := range lines {
+			if err := json.Unmarshal(line, &ins[k]); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return ins, nil
+	// What encoding/json accepted while changing it (a lone surrogate, a member twice).
+	return ins, message.CheckJSON(trimmed)
+}
+
+// singleObject reports whether a /v1/messages body is one message object rather than a batch
+// (an array, or NDJSON): then the body as a whole is the JSON at fault when it does not decode.
+func singleObject(body []byte, ndjson bool) bool {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	return !ndjson && len(trimmed) > 0 && trimmed[0] != '['
 }
 
 // splitBatch splits a /v1/messages body into raw JSON objects: a single object, an array of

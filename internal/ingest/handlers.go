@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"net/http"
 	"strconv"
 	"time"
@@ -101,8 +100,14 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ins, perr := decodeBatchFast(body, ndjson, s.lim.maxMessages)
+	if perr != nil && singleObject(body, ndjson) {
+		// One object, not a batch: the body itself is not the JSON expected.
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", perr.Error()))
+		return
+	}
 	if perr != nil {
-		// Something is wrong: decode message by message to name each problem by its index.
+		// Something is wrong in a batch: decode message by message to name each problem by
+		// its index.
 		raws, err := splitBatch(body, ndjson, s.lim.maxMessages)
 		if err != nil {
 			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
@@ -112,11 +117,6 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		var errs []httpapi.FieldError
 		for i, raw := range raws {
 			if err := message.Decode(raw, &ins[i]); err != nil {
-				if !ndjson && bytes.TrimLeft(body, " \t\r\n")[0] != '[' {
-					// One object, not a batch: the body itself is not the JSON expected.
-					httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
-					return
-				}
 				errs = append(errs, httpapi.FieldError{Index: i, Detail: err.Error()})
 				continue
 			}
