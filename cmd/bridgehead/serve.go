@@ -257,14 +257,16 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	var api *ingest.Server
+	drain := &httpapi.Drain{} // readiness turns 503 on SIGTERM, on every surface at once
 	opsCfg := ops.Config{
+		Drain: drain,
 		Spool: sp, Stamp: c.stamp, Role: c.role, Version: version,
 		DeadLetters: sp, PeerURL: c.peerURL, PeerAPIKey: c.peerAPIKey, Console: web.Handler(),
 		Gatherer: reg, Registerer: reg, Logger: log,
 	}
 	if runAPI {
 		api, err = ingest.New(ingest.Config{
-			Spool: sp, Stamp: c.stamp, Guard: sec.guard,
+			Spool: sp, Stamp: c.stamp, Guard: sec.guard, Drain: drain,
 			MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 			MaxInflightBytes: int64(c.maxInflightBytes),
 			MaxEventBytes:    int(c.maxEventBytes), EventBody: sink.BodyMode(c.sinks.body),
@@ -341,10 +343,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return nil
 		}, func(error) {
 			// Readiness turns 503 at once; in-flight requests finish within the grace.
-			opsSrv.Drain()
-			if api != nil {
-				api.Drain()
-			}
+			drain.Start()
 			go func() {
 				defer close(drained)
 				sctx, cancel := context.WithTimeout(context.Background(), c.shutdownGrace-time.Second)

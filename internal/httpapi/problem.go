@@ -10,8 +10,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -119,9 +121,21 @@ func Unavailable(err error, retryAfter time.Duration) *Problem {
 	return p
 }
 
-// Draining is the answer of an instance that is shutting down.
-func Draining(retryAfter time.Duration) *Problem {
-	p := NewProblem(http.StatusServiceUnavailable, ProblemShuttingDown, "Shutting down", "this instance is draining")
-	p.RetryAfter = retryAfter
-	return p
+// Drain is an instance's draining state, one per process, shared by every surface that says
+// whether the instance takes traffic (/readyz, the compatible health route). Its methods are
+// safe for concurrent use; a nil *Drain never drains.
+type Drain struct{ on atomic.Bool }
+
+// Start makes Err answer from now on. Call it when SIGTERM arrives.
+func (d *Drain) Start() { d.on.Store(true) }
+
+// errDraining is a spool.ErrClosed, so that Unavailable answers it as "shutting down".
+var errDraining = fmt.Errorf("%w: this instance is draining", spool.ErrClosed)
+
+// Err is non-nil once Start was called.
+func (d *Drain) Err() error {
+	if d != nil && d.on.Load() {
+		return errDraining
+	}
+	return nil
 }

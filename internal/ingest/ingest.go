@@ -27,7 +27,6 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
-	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
 // Spool is what the API needs of the spool: its errors wrap spool.ErrFull, ErrUnwritable or
@@ -84,6 +83,9 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// Drain is the process's draining state: once started, the compatible health route and
+	// Ready answer 503 (requests still arriving are served); nil never drains.
+	Drain *httpapi.Drain
 	// Guard is the router's guard: the message routes report a principal's foreign senderIds
 	// to it (403, counted and logged). nil when nothing is authenticated.
 	Guard *httpapi.Guard
@@ -107,7 +109,6 @@ type Server struct {
 	inflight inflight
 	// appendFailLog keeps "append failed" to a line a second.
 	appendFailLog rate.Sometimes
-	draining      atomic.Bool
 	accepted      atomic.Uint64 // messages accepted, for /v1/status
 	metrics       *metrics
 }
@@ -190,21 +191,13 @@ func (s *Server) Routes() []httpapi.Route {
 	}
 }
 
-// Drain makes the compatible health route answer 503 from now on, so load balancers stop
-// sending; requests still arriving are served. Call it when SIGTERM arrives.
-func (s *Server) Drain() { s.draining.Store(true) }
-
 // Ready says why this instance cannot take messages now (draining, or the spool's reason), or nil.
 func (s *Server) Ready() error {
-	if s.draining.Load() {
-		return errDraining
+	if err := s.cfg.Drain.Err(); err != nil {
+		return err
 	}
 	return s.cfg.Spool.Ready()
 }
-
-// errDraining is Ready's answer once Drain was called: a spool.ErrClosed, so that every
-// surface answers it as "shutting down".
-var errDraining = fmt.Errorf("%w: this instance is draining", spool.ErrClosed)
 
 // Accepted is how many messages this API acknowledged since it started.
 func (s *Server) Accepted() uint64 { return s.accepted.Load() }

@@ -465,7 +465,7 @@ func TestProbesAndDrain(t *testing.T) {
 			t.Fatalf("%s: %d", path, r.Status)
 		}
 	}
-	f.API.Drain()
+	f.Drain.Start()
 	apitest.Assert503(t, f.Do(t, "GET", "/readyz", "", ""), httpapi.ProblemShuttingDown)
 	apitest.Assert503(t, f.Do(t, "GET", "/ServiceAPI/health", "", ""), httpapi.ProblemShuttingDown)
 	if r := f.Do(t, "GET", "/healthz", "", ""); r.Status != 200 {

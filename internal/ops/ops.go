@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
@@ -57,6 +56,9 @@ type Config struct {
 	Forwarder Forwarder
 	// DeadLetters serves the dead-letter routes (list, show, requeue); nil means none.
 	DeadLetters DeadLetters
+	// Drain is the process's draining state: once started, /readyz answers 503 so that load
+	// balancers stop sending; nil never drains.
+	Drain *httpapi.Drain
 	// Console serves GET / and /assets/… (the embedded web console); nil means none.
 	Console http.Handler
 	// PeerURL is the other stamp's base URL; /v1/peer/status relays its /v1/status so the
@@ -82,10 +84,9 @@ type Config struct {
 
 // Server is the operator surface. It is safe for concurrent use.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	started  time.Time
-	draining atomic.Bool
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
 }
 
 // New returns a Server for cfg.
@@ -165,14 +166,10 @@ func (s *Server) Routes() []httpapi.Route {
 	return routes
 }
 
-// Drain makes /readyz answer 503 from now on, so load balancers stop sending. Call it when
-// SIGTERM arrives.
-func (s *Server) Drain() { s.draining.Store(true) }
-
 // ready says why this instance is not ready, or nil.
 func (s *Server) ready() *httpapi.Problem {
-	if s.draining.Load() {
-		return httpapi.Draining(s.cfg.RetryAfter)
+	if err := s.cfg.Drain.Err(); err != nil {
+		return httpapi.Unavailable(err, s.cfg.RetryAfter)
 	}
 	if s.cfg.API == nil {
 		return nil

@@ -33,6 +33,7 @@ type Config struct {
 type Stamp struct {
 	Spool    *spool.Spool
 	API      *ingest.Server // nil with NoAPI
+	Drain    *httpapi.Drain // the stamp's draining state: Start it as SIGTERM does
 	Ops      *ops.Server
 	Registry *prometheus.Registry
 	URL      string
@@ -68,7 +69,8 @@ func serve(tb testing.TB, sp *spool.Spool, reg *prometheus.Registry, cfg Config)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st := &Stamp{Spool: sp, Registry: reg}
+	st := &Stamp{Spool: sp, Registry: reg, Drain: &httpapi.Drain{}}
+	cfg.API.Drain, cfg.Ops.Drain = st.Drain, st.Drain
 	if cfg.API.Stamp == "" {
 		cfg.API.Stamp = "onprem"
 	}
