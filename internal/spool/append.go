@@ -152,14 +152,32 @@ func (s *Spool) Seal(ctx context.Context) error {
 
 // capacityLocked fails fast when adding n bytes would pass MaxBytes or MinFreeBytes.
 func (s *Spool) capacityLocked(n int64) error {
-	if s.opts.MaxBytes > 0 && s.usedBytes+n > s.opts.MaxBytes {
+	limit, byFree := s.limitLocked()
+	switch {
+	case limit < 0 || s.usedBytes+n <= limit:
+		return nil
+	case byFree:
+		// With no floor set, a file system with less free space than the append is full too.
+		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d%s", ErrFull, s.freeBytes, s.opts.MinFreeBytes, s.setAsideLocked())
+	default:
 		return fmt.Errorf("%w: %d bytes used of MaxBytes %d%s", ErrFull, s.usedBytes, s.opts.MaxBytes, s.setAsideLocked())
 	}
-	// With no floor set, a file system with less free space than the append is full too.
-	if s.freeBytes >= 0 && s.freeBytes-n < s.opts.MinFreeBytes {
-		return fmt.Errorf("%w: %d bytes free, floor MinFreeBytes %d%s", ErrFull, s.freeBytes, s.opts.MinFreeBytes, s.setAsideLocked())
+}
+
+// limitLocked is the spool's capacity: the bytes it may hold before appends are refused, the
+// smaller of MaxBytes and what the free space above MinFreeBytes allows (-1 when neither is
+// known), and whether the free space is the bound. Append, Ready and /metrics all use it.
+func (s *Spool) limitLocked() (limit int64, byFree bool) {
+	limit = -1
+	if s.opts.MaxBytes > 0 {
+		limit = s.opts.MaxBytes
 	}
-	return nil
+	if s.freeBytes >= 0 {
+		if free := max(s.usedBytes+s.freeBytes-s.opts.MinFreeBytes, 0); limit < 0 || free < limit {
+			limit, byFree = free, true
+		}
+	}
+	return limit, byFree
 }
 
 // setAsideLocked names what dead/ and quarantine/ hold when that is a tenth of the spool or

@@ -110,15 +110,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 func (s *Spool) capacity() (st Stats, used, capacity, free int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, used, free, capacity = s.lastStats, s.usedBytes, s.freeBytes, -1
-	if s.opts.MaxBytes > 0 {
-		capacity = s.opts.MaxBytes
-	}
-	if free >= 0 {
-		byFree := max(used+free-s.opts.MinFreeBytes, 0)
-		if capacity < 0 || byFree < capacity {
-			capacity = byFree
-		}
-	}
-	return st, used, capacity, free
+	capacity, _ = s.limitLocked()
+	return s.lastStats, s.usedBytes, capacity, s.freeBytes
 }
