@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -88,6 +89,9 @@ type osFile struct{ *os.File }
 // WriteSync implements File with pwritev2(2) and RWF_DSYNC, or pwrite(2) and fdatasync(2) on a
 // kernel without it (before Linux 4.7).
 func (f osFile) WriteSync(p []byte, off int64) (int, error) {
+	if noRWFDSYNC.Load() {
+		return f.writeThenSync(p, off)
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -113,12 +117,9 @@ func (f osFile) WriteSync(p []byte, off int64) (int, error) {
 		return n, err
 	}
 	if werr == errNoRWFDSYNC {
-		m, err := f.WriteAt(p[n:], off+int64(n))
-		n += m
-		if err != nil {
-			return n, err
-		}
-		return n, f.Datasync()
+		noRWFDSYNC.Store(true) // the kernel will not learn it: every later commit goes straight to the fallback
+		m, err := f.writeThenSync(p[n:], off+int64(n))
+		return n + m, err
 	}
 	if werr != nil {
 		return n, &fs.PathError{Op: "pwritev2", Path: f.Name(), Err: werr}
@@ -127,6 +128,18 @@ func (f osFile) WriteSync(p []byte, off int64) (int, error) {
 }
 
 var errNoRWFDSYNC = errors.New("pwritev2 with RWF_DSYNC not supported")
+
+// noRWFDSYNC is set once this kernel refused RWF_DSYNC.
+var noRWFDSYNC atomic.Bool
+
+// writeThenSync is WriteSync on a kernel without RWF_DSYNC: pwrite(2), then fdatasync(2).
+func (f osFile) writeThenSync(p []byte, off int64) (int, error) {
+	n, err := f.WriteAt(p, off)
+	if err != nil {
+		return n, err
+	}
+	return n, f.Datasync()
+}
 
 // Datasync implements File with fdatasync(2), through the descriptor's raw connection so that
 // the file is not switched to blocking mode (as Fd would).
