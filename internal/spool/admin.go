@@ -71,6 +71,25 @@ func (st Stats) Undelivered() int {
 	return st.Open.Segments + st.Recovering.Segments + st.Ready.Segments + st.Claimed.Segments
 }
 
+// plausibleSize is e's size as the capacity figures count it: what its name says, unless the
+// name claims more than any writer makes and its file disagrees (one renamed by hand once made
+// the spool look 550 GB full and the API refuse everything); then the file's, with a warning
+// once per name. `verify` reports the name.
+func (s *Spool) plausibleSize(e Entry) int64 {
+	if e.Bytes <= implausibleSegmentBytes {
+		return e.Bytes
+	}
+	fi, err := s.fs.Stat(s.path(string(e.State), e.Name))
+	if err != nil || fi.Size() == e.Bytes {
+		return e.Bytes
+	}
+	if _, seen := s.lyingNames.LoadOrStore(e.Name, true); !seen {
+		s.log.Warn("a segment's name claims a size its file does not have; counting the file's (spool verify reports it)",
+			"segment", e.Name, "name_bytes", e.Bytes, "file_bytes", fi.Size())
+	}
+	return fi.Size()
+}
+
 // Stats lists every state directory and sums what the names say.
 func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
@@ -87,7 +106,7 @@ func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 			}
 			ss.Segments++
 			ss.Messages += e.Messages
-			ss.Bytes += e.Bytes
+			ss.Bytes += s.plausibleSize(e)
 			undelivered := state == StateReady || state == StateClaimed || (isOpenState(state) && e.Bytes > 0)
 			if undelivered && (oldest.IsZero() || e.Created.Before(oldest)) {
 				oldest = e.Created
@@ -130,9 +149,6 @@ type Entry struct {
 	// Owner and Deadline are set on a claimed segment.
 	Owner    string
 	Deadline time.Time
-
-	// nameBytes is the size the name claims, when that was implausible and Bytes is the file's.
-	nameBytes int64
 }
 
 // List returns the segments in state, oldest first.
@@ -177,24 +193,11 @@ func (s *Spool) list(state State) ([]Entry, error) {
 		if !ok {
 			continue
 		}
-		en := Entry{
+		out = append(out, Entry{
 			State: state, Name: e, ID: n.segBase.String(), Created: n.Created,
 			Messages: n.Count, Bytes: n.Bytes, Attempt: n.Attempt,
 			NotBefore: n.NotBefore, Owner: n.Owner, Deadline: n.Deadline,
-		}
-		if en.Bytes > implausibleSegmentBytes {
-			// No writer makes a segment this large: trust the file, not its name (one renamed
-			// by hand once made the spool look 550 GB full and the API refuse everything).
-			// `verify` reports the name.
-			if fi, err := s.fs.Stat(s.path(string(state), e)); err == nil && fi.Size() != en.Bytes {
-				if _, seen := s.lyingNames.LoadOrStore(e, true); !seen {
-					s.log.Warn("a segment's name claims a size its file does not have; counting the file's (spool verify reports it)",
-						"segment", e, "name_bytes", en.Bytes, "file_bytes", fi.Size())
-				}
-				en.nameBytes, en.Bytes = en.Bytes, fi.Size()
-			}
-		}
-		out = append(out, en)
+		})
 	}
 	return out, nil
 }
@@ -260,16 +263,23 @@ func SplitReason(body string) (time.Time, string) {
 // *CorruptionError. An open segment's records are read up to its last intact one (its writer may
 // be appending); only a damaged header is damage there.
 func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
+	msgs, _, err := s.read(e)
+	return msgs, err
+}
+
+// read is Read, also returning the file's size.
+func (s *Spool) read(e Entry) ([]message.Message, int64, error) {
 	b, err := s.fs.ReadFile(s.path(string(e.State), e.Name))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", e.Name, err)
+		return nil, 0, fmt.Errorf("read %s: %w", e.Name, err)
 	}
+	var msgs []message.Message
 	if isOpenState(e.State) {
-		msgs, _, err := decodeOpen(e.Name, b)
-		return msgs, err
+		msgs, _, err = decodeOpen(e.Name, b)
+	} else {
+		_, msgs, err = decodeSegment(e.Name, b)
 	}
-	_, msgs, err := decodeSegment(e.Name, b)
-	return msgs, err
+	return msgs, int64(len(b)), err
 }
 
 // Requeue moves a dead or quarantined segment back to ready/ with its attempt count reset, and
@@ -371,11 +381,11 @@ func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (che
 		if err := ctx.Err(); err != nil {
 			return checked, damaged, err
 		}
-		msgs, err := s.Read(ctx, e)
+		msgs, size, err := s.read(e)
 		switch {
 		case err == nil:
 			checked++
-			if d, ok := s.nameLies(e, len(msgs)); ok {
+			if d, ok := nameLies(e, len(msgs), size); ok {
 				damaged = append(damaged, d)
 			}
 		case errors.Is(err, ErrCorrupt):
@@ -397,22 +407,12 @@ func (s *Spool) Verify(ctx context.Context, progress func(done, total int)) (che
 // what the file holds: capacity and stats are summed from names, so such a name misleads them.
 var ErrNameMismatch = errors.New("name does not match contents")
 
-// nameLies compares a sealed segment's name with its contents (msgs records read back whole).
-func (s *Spool) nameLies(e Entry, msgs int) (Damage, bool) {
-	if isOpenState(e.State) {
+// nameLies compares a sealed segment's name with its contents: msgs records read back whole
+// from size bytes.
+func nameLies(e Entry, msgs int, size int64) (Damage, bool) {
+	if isOpenState(e.State) || (size == e.Bytes && msgs == e.Messages) {
 		return Damage{}, false // an open name carries no count or size
 	}
-	fi, err := s.fs.Stat(s.path(string(e.State), e.Name))
-	if err != nil {
-		return Damage{}, false // gone meanwhile
-	}
-	named := e.Bytes
-	if e.nameBytes != 0 {
-		named = e.nameBytes
-	}
-	if fi.Size() == named && msgs == e.Messages {
-		return Damage{}, false
-	}
 	return Damage{Entry: e, Intact: msgs, Err: fmt.Errorf("%w: the name says %d messages and %d bytes, the file has %d and %d",
-		ErrNameMismatch, e.Messages, named, msgs, fi.Size())}, true
+		ErrNameMismatch, e.Messages, e.Bytes, msgs, size)}, true
 }
