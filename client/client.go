@@ -140,9 +140,10 @@ func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.ConnectTimeout == 0 || c.ConnectTimeout > c.Timeout {
-		c.ConnectTimeout = min(DefaultConnectTimeout, c.Timeout)
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
+	c.ConnectTimeout = min(c.ConnectTimeout, c.Timeout) // at most Timeout, as documented
 	if c.BackoffMax == 0 {
 		c.BackoffMax = max(DefaultBackoffMax, c.BackoffMin)
 	}

@@ -15,6 +15,7 @@ import (
 	neturl "net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
@@ -48,7 +49,7 @@ func SpoolMount(cfg Config) Result {
 	case errors.Is(err, spool.ErrNoSpool), errors.Is(err, os.ErrNotExist):
 		r.Status, r.Reason = Fail, err.Error()
 		r.Action = "check --spool-dir (BRIDGEHEAD_SPOOL_DIR) and that the share is mounted in this pod; " + runbook + "spool-mount"
-	case err != nil && strings.Contains(err.Error(), "(EXDEV)"): // probe's own wording: it does not wrap the errno
+	case errors.Is(err, syscall.EXDEV):
 		r.Status, r.Reason = Fail, err.Error()
 		r.Action = "mount the spool root once (one volume, no subPath per directory); " + runbook + "spool-mount"
 	case err != nil && res.Skew > allowance:

@@ -122,11 +122,13 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.requests.WithLabelValues(name, strconv.Itoa(sw.status)).Inc()
 		rt.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	}()
-	if n := headerBytes(r); rt.cfg.MaxHeaderBytes > 0 && n > rt.cfg.MaxHeaderBytes {
-		sw.Header().Set("Connection", "close")
-		WriteProblem(sw, NewProblem(http.StatusRequestHeaderFieldsTooLarge, ProblemHeadersTooLarge, "Request headers too large",
-			"the request's headers are "+strconv.Itoa(n)+" bytes, over the limit of "+strconv.Itoa(rt.cfg.MaxHeaderBytes)))
-		return
+	if limit := rt.cfg.MaxHeaderBytes; limit > 0 {
+		if n := headerBytes(r); n > limit {
+			sw.Header().Set("Connection", "close")
+			WriteProblem(sw, NewProblem(http.StatusRequestHeaderFieldsTooLarge, ProblemHeadersTooLarge, "Request headers too large",
+				"the request's headers are "+strconv.Itoa(n)+" bytes, over the limit of "+strconv.Itoa(limit)))
+			return
+		}
 	}
 	route := rt.match(r)
 	if route == nil {

@@ -412,6 +412,12 @@ func (s *Spool) checkVersion(create bool) error {
 	}
 }
 
+// crossMount is the probe's EXDEV: worded for an operator, and errors.Is(err, syscall.EXDEV).
+type crossMount struct{}
+
+func (crossMount) Error() string { return "different mounts (EXDEV)" }
+func (crossMount) Unwrap() error { return syscall.EXDEV }
+
 // holdsSegments reports whether any state directory holds a file: the mark of a spool that was.
 func (s *Spool) holdsSegments() bool {
 	for _, st := range States {
@@ -465,7 +471,8 @@ func (s *Spool) probe() (skew time.Duration, err error) {
 	if err := s.fs.Rename(tmp, dst); err != nil {
 		_ = s.fs.Remove(tmp)
 		if errors.Is(err, syscall.EXDEV) {
-			return fail("tmp/ and hb/ are on different mounts (EXDEV): mount the spool root once, never a subPath per directory")
+			// Wrapping EXDEV: doctor tells this failure by it, not by these words.
+			return skew, fmt.Errorf("%w: %s: tmp/ and hb/ are on %w: mount the spool root once, never a subPath per directory", ErrProbe, s.root, crossMount{})
 		}
 		return fail("rename: %v", err)
 	}
