@@ -56,7 +56,7 @@ type Router struct {
 	cfg      RouterConfig
 	log      *slog.Logger
 	exact    map[string]*Route
-	patterns []*Route
+	patterns []pattern
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -94,11 +94,11 @@ func (rt *Router) Handle(routes ...Route) error {
 		if r.Pattern != strings.ToLower(r.Pattern) {
 			return fmt.Errorf("httpapi: route %s: pattern must be lower case", r.Pattern)
 		}
-		if rt.exact[r.Pattern] != nil || slices.ContainsFunc(rt.patterns, func(o *Route) bool { return o.Pattern == r.Pattern }) {
+		if rt.exact[r.Pattern] != nil || slices.ContainsFunc(rt.patterns, func(o pattern) bool { return o.route.Pattern == r.Pattern }) {
 			return fmt.Errorf("httpapi: route %s registered twice", r.Pattern)
 		}
 		if strings.Contains(r.Pattern, "{") {
-			rt.patterns = append(rt.patterns, r)
+			rt.patterns = append(rt.patterns, pattern{route: r, segs: strings.Split(r.Pattern, "/")})
 		} else {
 			rt.exact[r.Pattern] = r
 		}
@@ -175,12 +175,10 @@ func (rt *Router) match(r *http.Request) *Route {
 		return route
 	}
 	segs := strings.Split(p, "/")
-	for _, route := range rt.patterns {
-		if values, ok := matchPattern(route.Pattern, segs); ok {
-			for k, v := range values {
-				r.SetPathValue(k, v)
-			}
-			return route
+	for _, pt := range rt.patterns {
+		if pt.match(segs, nil) {
+			pt.match(segs, r) // again, setting the values: a miss allocates nothing
+			return pt.route
 		}
 	}
 	return nil
@@ -197,30 +195,38 @@ func headerBytes(r *http.Request) int {
 	return n
 }
 
-// matchPattern matches path segments against pattern, returning its wildcards' values.
-func matchPattern(pattern string, segs []string) (map[string]string, bool) {
-	pat := strings.Split(pattern, "/")
-	values := map[string]string{}
-	for i, ps := range pat {
+// pattern is a route whose path has wildcards, split into segments once.
+type pattern struct {
+	route *Route
+	segs  []string
+}
+
+// match reports whether path segments segs match the pattern; with r, it sets r's path values.
+func (p pattern) match(segs []string, r *http.Request) bool {
+	for i, ps := range p.segs {
 		if name, ok := strings.CutPrefix(ps, "{"); ok {
-			if name, ok := strings.CutSuffix(name, "...}"); ok && i == len(pat)-1 {
+			if name, ok := strings.CutSuffix(name, "...}"); ok && i == len(p.segs)-1 {
 				if i > len(segs) {
-					return nil, false
+					return false
 				}
-				values[name] = strings.Join(segs[min(i, len(segs)):], "/")
-				return values, true
+				if r != nil {
+					r.SetPathValue(name, strings.Join(segs[min(i, len(segs)):], "/"))
+				}
+				return true
 			}
 			if i >= len(segs) || segs[i] == "" {
-				return nil, false
+				return false
 			}
-			values[strings.TrimSuffix(name, "}")] = segs[i]
+			if r != nil {
+				r.SetPathValue(strings.TrimSuffix(name, "}"), segs[i])
+			}
 			continue
 		}
 		if i >= len(segs) || segs[i] != ps {
-			return nil, false
+			return false
 		}
 	}
-	return values, len(pat) == len(segs)
+	return len(p.segs) == len(segs)
 }
 
 // handler returns the route's handler for method (GET's for HEAD), or nil.
