@@ -51,8 +51,9 @@ const (
 	DefaultClientID = "bridgehead"
 	// recordOverhead is what a record batch of one record adds to the record's key, value and
 	// headers (batch header 61 bytes, record varints, header lengths), rounded up generously:
-	// a record larger than MaxRecordBytes − recordOverhead is refused without being sent.
-	recordOverhead = 1024
+	// a record larger than MaxRecordBytes − recordOverhead is refused without being sent. It is
+	// the allowance the API adds to sink.EventBytes, so that what it accepts this sink sends.
+	recordOverhead = sink.FramingAllowance
 )
 
 // SASL mechanisms.
