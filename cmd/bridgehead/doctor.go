@@ -68,11 +68,12 @@ func runDoctor(ctx context.Context, c serveConfig, d doctorFlags, stdout io.Writ
 		Timeout: d.timeout,
 	}
 	var results []doctor.Result
-	if c.role != "all" && c.role != "api" && c.role != "forwarder" {
-		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
+	if err := validRole(c.role); err != nil {
+		return err
 	}
-	if err := c.security.validate(); err != nil {
-		// serve would refuse to start: say so first, and check what can be checked.
+	if err := c.validateShared(); err != nil {
+		// serve would refuse to start (serve's own validation): say so first, and check
+		// what can be checked.
 		results = append(results, doctor.Result{Check: "configuration", Status: doctor.Fail, Reason: err.Error(),
 			Action: "fix the flag or BRIDGEHEAD_* variable named (bridgehead serve --help); docs/runbook.md#doctor-configuration"})
 	}

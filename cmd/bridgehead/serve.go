@@ -118,10 +118,8 @@ func (c *serveConfig) registerShared(f *pflag.FlagSet) {
 }
 
 func (c *serveConfig) validate() error {
-	switch c.role {
-	case "all", "api", "forwarder":
-	default:
-		return fmt.Errorf("--role %q: want all, api or forwarder", c.role)
+	if err := c.validateShared(); err != nil {
+		return err
 	}
 	if c.spoolLease <= 0 || c.spoolSkew <= 0 || c.spoolWriterLease <= 0 || c.spoolSealAfter <= 0 || c.spoolSegmentBytes <= 0 {
 		return errors.New("--spool-lease, --spool-skew-allowance, --spool-writer-lease, --spool-seal-after and --spool-segment-bytes must be positive")
@@ -141,6 +139,15 @@ func (c *serveConfig) validate() error {
 	if c.stamp == "" {
 		return errors.New("--stamp must not be empty")
 	}
+	return nil
+}
+
+// validateShared checks the settings serve and doctor share (registerShared): the role, the
+// security flags and the peer's.
+func (c *serveConfig) validateShared() error {
+	if err := validRole(c.role); err != nil {
+		return err
+	}
 	if err := c.security.validate(); err != nil {
 		return err
 	}
@@ -151,6 +158,15 @@ func (c *serveConfig) validate() error {
 		return fmt.Errorf("--peer-url %q: want an http or https base URL", c.peerURL)
 	}
 	return nil
+}
+
+// validRole checks --role.
+func validRole(role string) error {
+	switch role {
+	case "all", "api", "forwarder":
+		return nil
+	}
+	return fmt.Errorf("--role %q: want all, api or forwarder", role)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
