@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,11 +24,12 @@ var errExcluded = errors.New("send abandoned by the forwarder")
 // next probe is due, and the last failure (logged as the reason the breaker opened).
 // mu guards openedAt, changed and lastErr; gobreaker guards its own state.
 type breaker struct {
-	cb        *gobreaker.TwoStepCircuitBreaker[struct{}]
-	threshold int
-	probe     time.Duration
-	log       *slog.Logger
-	gauge     prometheus.Gauge
+	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	probe time.Duration
+	// tripping makes the next failure open the breaker at once (trip), whatever the threshold.
+	tripping atomic.Bool
+	log      *slog.Logger
+	gauge    prometheus.Gauge
 
 	mu        sync.Mutex
 	openedAt  time.Time
@@ -37,12 +39,14 @@ type breaker struct {
 }
 
 func newBreaker(threshold int, probe time.Duration, log *slog.Logger, gauge prometheus.Gauge) *breaker {
-	b := &breaker{threshold: threshold, probe: probe, log: log, gauge: gauge, changed: make(chan struct{})}
+	b := &breaker{probe: probe, log: log, gauge: gauge, changed: make(chan struct{})}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "sink",
 		MaxRequests: 1,
 		Timeout:     probe,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(threshold) },
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return b.tripping.Load() || c.ConsecutiveFailures >= uint32(threshold)
+		},
 		// Called with gobreaker's lock held: it must not call back into cb.
 		OnStateChange: b.onChange,
 		IsExcluded:    func(err error) bool { return errors.Is(err, errExcluded) },
@@ -98,21 +102,20 @@ func (b *breaker) allow() (func(error), error) {
 	}, nil
 }
 
-// trip opens a closed breaker with err as the reason, as threshold failed sends in a row would:
-// for a failure seen outside a send (a sink check that could not reach the sink). It stops early
-// if a send succeeds meanwhile (the sink answers after all), and does nothing to a breaker that
-// is not closed.
+// trip opens a closed breaker with err as the reason, for a failure seen outside a send (a sink
+// check that could not reach the sink): one failure, counted with the threshold set aside, rather
+// than threshold made-up ones. It does nothing to a breaker that is not closed.
 func (b *breaker) trip(err error) {
-	for range b.threshold {
-		if b.cb.State() != gobreaker.StateClosed {
-			return
-		}
-		done, aerr := b.allow()
-		if aerr != nil {
-			return
-		}
-		done(err)
+	if b.cb.State() != gobreaker.StateClosed {
+		return
 	}
+	done, aerr := b.allow()
+	if aerr != nil {
+		return
+	}
+	b.tripping.Store(true) // this one failure is enough
+	done(err)
+	b.tripping.Store(false)
 }
 
 func (b *breaker) state() gobreaker.State { return b.cb.State() }
