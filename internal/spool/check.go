@@ -21,11 +21,10 @@ type ProbeResult struct {
 // beside a live stamp. Errors wrap ErrNoSpool, ErrUnknownVersion, ErrUnwritable or ErrProbe; the
 // skew is reported even when it exceeds the allowance.
 func Probe(root string, opts Options) (ProbeResult, error) {
-	opts.setDefaults()
-	if err := opts.validate(); err != nil {
-		return ProbeResult{}, fmt.Errorf("spool options: %w", err)
+	s, err := newSpool(root, opts)
+	if err != nil {
+		return ProbeResult{}, err
 	}
-	s := &Spool{root: root, opts: opts, fs: opts.FS, log: opts.Logger.With("spool", root), writer: newWriterID(), freeBytes: -1}
 	if err := s.checkVersion(false); err != nil {
 		return ProbeResult{}, err
 	}

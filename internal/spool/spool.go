@@ -281,21 +281,11 @@ type Spool struct {
 // server. It refuses to run (ErrProbe, ErrUnknownVersion) where the contract cannot hold.
 // Unless opts.Inspect is set it starts the committer and the maintenance goroutine; Close stops them.
 func Open(root string, opts Options) (*Spool, error) {
-	opts.setDefaults()
-	if err := opts.validate(); err != nil {
-		return nil, fmt.Errorf("spool options: %w", err)
+	s, err := newSpool(root, opts)
+	if err != nil {
+		return nil, err
 	}
-	s := &Spool{
-		root:      root,
-		opts:      opts,
-		fs:        opts.FS,
-		log:       opts.Logger.With("spool", root),
-		writer:    newWriterID(),
-		freeBytes: -1,
-		claims:    claimState{claiming: map[string]bool{}},
-		stop:      make(chan struct{}),
-		metrics:   newMetrics(),
-	}
+	opts = s.opts
 	if opts.Inspect {
 		if err := s.checkVersion(false); err != nil {
 			return nil, err
@@ -335,6 +325,26 @@ func Open(root string, opts Options) (*Spool, error) {
 		s.w.start()
 	}
 	return s, nil
+}
+
+// newSpool checks opts, fills in their defaults and returns a Spool on root that runs nothing
+// and has touched nothing yet: what Open and Probe start from.
+func newSpool(root string, opts Options) (*Spool, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("spool options: %w", err)
+	}
+	return &Spool{
+		root:      root,
+		opts:      opts,
+		fs:        opts.FS,
+		log:       opts.Logger.With("spool", root),
+		writer:    newWriterID(),
+		freeBytes: -1,
+		claims:    claimState{claiming: map[string]bool{}},
+		stop:      make(chan struct{}),
+		metrics:   newMetrics(),
+	}, nil
 }
 
 // Dir returns the spool's root directory.
