@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/auth"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
+	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/tlsconf"
@@ -287,17 +289,6 @@ func Principals(cfg Config) Result {
 	return r
 }
 
-// peerStatus is the part of a stamp's GET /v1/status the peer check reads.
-type peerStatus struct {
-	Stamp    string `json:"stamp"`
-	Ready    bool   `json:"ready"`
-	NotReady string `json:"notReady"`
-	Forward  *struct {
-		Breaker   string `json:"breaker"`
-		LastError string `json:"lastError"`
-	} `json:"forward"`
-}
-
 // Peer asks the other stamp's /v1/status: fail when it cannot be reached or answers other than
 // 200 with a status, warn when it is not ready or its breaker is open.
 func Peer(ctx context.Context, cfg Config) Result {
@@ -338,7 +329,7 @@ func Peer(ctx context.Context, cfg Config) Result {
 		r.Status, r.Reason, r.Action = Fail, fmt.Sprintf("GET %s: reading the answer: %v", url, err), act
 		return r
 	}
-	var st peerStatus
+	var st ops.Status // what a stamp answers at /v1/status
 	if resp.StatusCode != http.StatusOK {
 		r.Status, r.Reason, r.Action = Fail, fmt.Sprintf("GET %s: %s: %s", url, resp.Status, problemDetail(body)), act
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
@@ -364,10 +355,7 @@ func Peer(ctx context.Context, cfg Config) Result {
 // problemDetail returns the detail of a problem+json body (docs/api.md), or the start of any
 // other body.
 func problemDetail(body []byte) string {
-	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-	}
+	var p httpapi.Problem
 	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
 		if p.Detail != "" {
 			return p.Detail
