@@ -16,6 +16,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/forward"
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
@@ -47,6 +48,8 @@ type serveConfig struct {
 	maxRequestBytes   byteSize
 	maxInflightBytes  byteSize
 	maxEventBytes     byteSize
+	defaultPriority   uint8
+	messageTTL        time.Duration
 	shutdownGrace     time.Duration
 	logLevel          string
 	peerURL           string
@@ -64,6 +67,7 @@ func defaultServeConfig() serveConfig {
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
 		maxInflightBytes:  ingest.DefaultMaxInflightBytes,
 		maxEventBytes:     1_000_000, // Event Hubs Standard and Premium
+		defaultPriority:   message.DefaultPriority,
 	}
 }
 
@@ -95,6 +99,8 @@ BRIDGEHEAD_<FLAG> (dashes as underscores), e.g. BRIDGEHEAD_SPOOL_DIR.`,
 	f.Var(&c.maxRequestBytes, "max-request-bytes", "largest request body accepted; larger ones get 413 unread")
 	f.Var(&c.maxEventBytes, "max-event-bytes", "largest event the sink takes (Event Hubs Standard/Premium 1000000, Basic 256000; Kafka: the topic's max.message.bytes); a message whose event would be larger gets 413 before any 2xx (0 = no check)")
 	f.Var(&c.maxInflightBytes, "max-inflight-bytes", "request bytes read and decoded at once, all requests together; past it 503 (retryable), not an out-of-memory kill. Size it to the memory limit: decoding takes up to ~6 × the body")
+	f.Uint8Var(&c.defaultPriority, "default-priority", c.defaultPriority, "api: priority of a message that names none (0 highest … 9 lowest); higher priorities are delivered first")
+	f.DurationVar(&c.messageTTL, "message-ttl", 0, "api: time-to-live of a message that names none, from when the stamp received it; an expired message is dead-lettered with reason expired, never sent (0 = never expires)")
 	f.DurationVar(&c.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, the whole process's budget: in-flight requests and the forwarder's sends finish (or are released) within it, then serve exits")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -126,6 +132,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.forwardConc <= 0 || c.retryMaxDelay <= 0 {
 		return errors.New("--forward-concurrency and --retry-max-delay must be positive")
+	}
+	if c.defaultPriority > message.MaxPriority {
+		return fmt.Errorf("--default-priority %d: priorities are 0 (highest) to %d", c.defaultPriority, message.MaxPriority)
+	}
+	if c.messageTTL < 0 || c.messageTTL > message.MaxTTL || (c.messageTTL > 0 && c.messageTTL < time.Second) {
+		return fmt.Errorf("--message-ttl %s: 0 (never) or 1s to %s", c.messageTTL, message.MaxTTL)
 	}
 	if c.shutdownGrace <= 0 {
 		return fmt.Errorf("--shutdown-grace %v must be positive", c.shutdownGrace)
@@ -286,6 +298,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			MaxMessageBytes: int(c.maxMessageBytes), MaxRequestBytes: int64(c.maxRequestBytes),
 			MaxInflightBytes: int64(c.maxInflightBytes),
 			MaxEventBytes:    int(c.maxEventBytes), EventBody: sink.BodyMode(c.sinks.body),
+			DefaultPriority: &c.defaultPriority, MessageTTL: c.messageTTL,
 			RateLimit: c.security.rateLimit, RateBurst: c.security.rateBurst, CORSOrigins: c.security.corsOrigins,
 			Logger: log, Registerer: reg,
 		})

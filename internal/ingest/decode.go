@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -42,9 +43,40 @@ type limits struct {
 	maxMessages int
 }
 
+// delivery is how a message is delivered when it does not say: its priority and time-to-live
+// (0: none). A request's comes from the stamp's defaults and the request's headers.
+type delivery struct {
+	priority uint8
+	ttl      time.Duration
+}
+
+// requestDelivery returns the delivery of r's messages that name none: the Priority and
+// Message-Ttl headers over the stamp's defaults, or the problem with a header. A Priority header
+// that is not a bare number is HTTP's own (RFC 9218, "u=3, i", which browsers send) and is
+// ignored.
+func (s *Server) requestDelivery(r *http.Request) (delivery, *httpapi.Problem) {
+	d := s.delivery
+	if v := strings.TrimSpace(r.Header.Get("Priority")); v != "" && !strings.ContainsAny(v, "=,;") {
+		p, err := message.ParsePriority(v)
+		if err != nil {
+			return d, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidMessage, "Invalid message", "Priority header: "+err.Error())
+		}
+		d.priority = p
+	}
+	if v := r.Header.Get("Message-Ttl"); v != "" {
+		ttl, err := message.ParseTTL(strings.TrimSpace(v))
+		if err != nil {
+			return d, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidMessage, "Invalid message", "Message-Ttl header: "+err.Error())
+		}
+		d.ttl = ttl
+	}
+	return d, nil
+}
+
 // build validates one decoded message and returns it, or the problems found (all of them, so a
-// client fixes everything in one go). key is the idempotency key to derive the id from, if any.
-func (l limits) build(index int, in *message.Input, key, stamp string, now time.Time) (message.Message, []httpapi.FieldError) {
+// client fixes everything in one go). key is the idempotency key to derive the id from, if any;
+// d is the delivery of a message that names no priority or ttl of its own.
+func (l limits) build(index int, in *message.Input, key, stamp string, d delivery, now time.Time) (message.Message, []httpapi.FieldError) {
 	if ferrs := l.message.Check(in); ferrs != nil {
 		errs := make([]httpapi.FieldError, len(ferrs))
 		for i, e := range ferrs {
@@ -55,14 +87,26 @@ func (l limits) build(index int, in *message.Input, key, stamp string, now time.
 	if in.ID != nil {
 		key = *in.ID
 	}
-	return message.Message{
+	// Check has validated both: the parses cannot fail here.
+	if in.Priority != nil {
+		d.priority, _ = message.ParsePriority(in.Priority.String())
+	}
+	if in.TTL != nil {
+		d.ttl, _ = message.ParseTTL(in.TTL.String())
+	}
+	m := message.Message{
 		ID:         correlationID(*in.SenderID, key),
 		SenderID:   *in.SenderID,
 		Value:      *in.Value,
 		Properties: in.Properties,
 		ReceivedAt: now,
 		Stamp:      stamp,
-	}, nil
+		Priority:   d.priority,
+	}
+	if d.ttl > 0 {
+		m.ExpiresAt = now.Add(d.ttl)
+	}
+	return m, nil
 }
 
 // decodeBatchFast decodes a whole /v1/messages body in one pass: the common case of a valid

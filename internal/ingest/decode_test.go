@@ -51,7 +51,7 @@ func FuzzDecode(f *testing.F) {
 			if err := message.Decode(raw, &in); err != nil {
 				continue
 			}
-			m, errs := lim.build(i, &in, "", "s", time.Unix(0, 0))
+			m, errs := lim.build(i, &in, "", "s", delivery{priority: 4}, time.Unix(0, 0))
 			if errs != nil {
 				continue
 			}

@@ -36,13 +36,18 @@ func (s *Server) handleCompatMessage(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, p)
 		return
 	}
+	d, p := s.requestDelivery(r)
+	if p != nil {
+		httpapi.WriteProblem(w, p)
+		return
+	}
 	var in message.Input
 	if err := message.Decode(body, &in); err != nil {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidJSON, "Invalid JSON", err.Error()))
 		return
 	}
 	now := s.now()
-	m, errs := s.lim.build(0, &in, key, s.cfg.Stamp, now)
+	m, errs := s.lim.build(0, &in, key, s.cfg.Stamp, d, now)
 	if errs != nil {
 		httpapi.WriteProblem(w, &httpapi.Problem{Type: httpapi.ProblemInvalidMessage, Title: "Invalid message", Status: http.StatusBadRequest,
 			Detail: errs[0].Detail, Errors: errs})
@@ -93,6 +98,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, p)
 		return
 	}
+	d, p := s.requestDelivery(r)
+	if p != nil {
+		httpapi.WriteProblem(w, p)
+		return
+	}
 	body, release, p := s.readBody(w, r)
 	defer release()
 	if p != nil {
@@ -120,7 +130,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 				errs = append(errs, httpapi.FieldError{Index: i, Detail: err.Error()})
 				continue
 			}
-			if _, ferrs := s.lim.build(i, &ins[i], "", s.cfg.Stamp, time.Time{}); ferrs != nil {
+			if _, ferrs := s.lim.build(i, &ins[i], "", s.cfg.Stamp, delivery{}, time.Time{}); ferrs != nil {
 				errs = append(errs, ferrs...)
 			}
 		}
@@ -140,7 +150,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		if key != "" {
 			mkey = key + "/" + strconv.Itoa(i)
 		}
-		m, ferrs := s.lim.build(i, &ins[i], mkey, s.cfg.Stamp, now)
+		m, ferrs := s.lim.build(i, &ins[i], mkey, s.cfg.Stamp, d, now)
 		if ferrs != nil {
 			errs = append(errs, ferrs...)
 			continue

@@ -70,6 +70,12 @@ type Config struct {
 	MaxEventBytes int
 	// EventBody is the body mode the sink sends events in (--body); empty means envelope.
 	EventBody sink.BodyMode
+	// DefaultPriority is the priority of a message that names none (a "priority" member or a
+	// Priority header); nil means message.DefaultPriority.
+	DefaultPriority *uint8
+	// MessageTTL is the time-to-live of a message that names none ("ttl", Message-Ttl); 0 means
+	// messages do not expire.
+	MessageTTL time.Duration
 	// MaxProperties bounds the properties of one message; default 32.
 	MaxProperties int
 	// MaxMessages bounds the messages of one /v1/messages request; default 10,000.
@@ -103,6 +109,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	lim      limits
+	delivery delivery // the stamp's defaults: --default-priority and --message-ttl
 	log      *slog.Logger
 	now      func() time.Time
 	limiter  *limiters // nil without a rate limit
@@ -147,11 +154,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("ingest: MaxProperties and MaxMessages must be positive")
 	case cfg.MaxEventBytes < 0:
 		return nil, errors.New("ingest: MaxEventBytes must not be negative")
+	case cfg.DefaultPriority != nil && *cfg.DefaultPriority > message.MaxPriority:
+		return nil, fmt.Errorf("ingest: DefaultPriority %d is not 0 to %d", *cfg.DefaultPriority, message.MaxPriority)
+	case cfg.MessageTTL < 0 || cfg.MessageTTL > message.MaxTTL:
+		return nil, fmt.Errorf("ingest: MessageTTL %s is not 0 (none) to %s", cfg.MessageTTL, message.MaxTTL)
 	case cfg.RateLimit < 0 || cfg.RateBurst < 0:
 		return nil, errors.New("ingest: RateLimit and RateBurst must not be negative")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DefaultPriority == nil {
+		p := uint8(message.DefaultPriority)
+		cfg.DefaultPriority = &p
 	}
 	if cfg.RateLimit > 0 && cfg.RateBurst == 0 {
 		cfg.RateBurst = max(1, int(math.Ceil(cfg.RateLimit)))
@@ -163,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:           cfg,
 		lim:           limits{message: message.Limits{MaxBytes: cfg.MaxMessageBytes, MaxProperties: cfg.MaxProperties}, maxMessages: cfg.MaxMessages},
+		delivery:      delivery{priority: *cfg.DefaultPriority, ttl: cfg.MessageTTL},
 		log:           log,
 		now:           cfg.Now,
 		appendFailLog: rate.Sometimes{Interval: time.Second},

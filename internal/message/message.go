@@ -32,10 +32,36 @@ type Message struct {
 	ReceivedAt time.Time
 	// Stamp names the deployment stamp that accepted the message (e.g. "onprem", "cloud").
 	Stamp string
+	// Priority orders delivery: 0 is the highest, MaxPriority the lowest. The zero Message has
+	// priority 0; the API gives every message one (`serve --default-priority`, DefaultPriority).
+	Priority uint8
+	// ExpiresAt is when the message expires (judged on ReceivedAt plus its time-to-live); the
+	// forwarder dead-letters it with reason "expired" instead of sending it after that. Zero
+	// means never.
+	ExpiresAt time.Time
 }
 
-// encodingVersion is the first byte of every encoded payload.
-const encodingVersion = 1
+const (
+	// DefaultPriority is the priority of a message that names none, and of every message
+	// spooled before priorities existed.
+	DefaultPriority = 4
+	// MaxPriority is the lowest priority.
+	MaxPriority = 9
+)
+
+// Expired reports whether m has an expiry and it has passed at now.
+func (m *Message) Expired(now time.Time) bool {
+	return !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt)
+}
+
+// Encoding versions, the first byte of every encoded payload. Version 2 adds the priority and
+// the expiry. A message at DefaultPriority without an expiry is still written as version 1, so
+// that a forwarder of the release before priorities reads what an upgraded API spools for
+// clients that use neither (docs/spool.md, "Upgrades").
+const (
+	encodingV1 = 1
+	encodingV2 = 2
+)
 
 // ErrMalformed reports an encoded message that cannot be decoded.
 var ErrMalformed = errors.New("malformed message encoding")
@@ -43,11 +69,24 @@ var ErrMalformed = errors.New("malformed message encoding")
 // AppendBinary appends the encoding of m's fields other than ID to b and returns the result.
 // The ID travels beside the payload (spool records carry it in their frame), so it is not repeated.
 func (m *Message) AppendBinary(b []byte) []byte {
-	b = append(b, encodingVersion)
+	v2 := m.Priority != DefaultPriority || !m.ExpiresAt.IsZero()
+	if v2 {
+		b = append(b, encodingV2)
+	} else {
+		b = append(b, encodingV1)
+	}
 	b = appendString(b, m.SenderID)
 	b = appendString(b, m.Value)
 	b = appendString(b, m.Stamp)
 	b = binary.AppendVarint(b, m.ReceivedAt.UnixNano())
+	if v2 {
+		b = append(b, m.Priority)
+		var exp int64
+		if !m.ExpiresAt.IsZero() {
+			exp = m.ExpiresAt.UnixNano()
+		}
+		b = binary.AppendVarint(b, exp)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
 	for k, v := range m.Properties {
 		b = appendString(b, k)
@@ -58,7 +97,7 @@ func (m *Message) AppendBinary(b []byte) []byte {
 
 // EncodedSize returns an upper bound of len(m.AppendBinary(nil)), for sizing buffers.
 func (m *Message) EncodedSize() int {
-	n := 1 + 3*binary.MaxVarintLen64 + len(m.SenderID) + len(m.Value) + len(m.Stamp) + 2*binary.MaxVarintLen64
+	n := 2 + 4*binary.MaxVarintLen64 + len(m.SenderID) + len(m.Value) + len(m.Stamp) + 2*binary.MaxVarintLen64
 	for k, v := range m.Properties {
 		n += 2*binary.MaxVarintLen64 + len(k) + len(v)
 	}
@@ -69,16 +108,27 @@ func (m *Message) EncodedSize() int {
 // Strings are validated as UTF-8; any inconsistency returns an error wrapping ErrMalformed.
 func (m *Message) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
-	if v := d.byte(); v != encodingVersion {
-		if d.err != nil {
-			return d.err
-		}
+	v := d.byte()
+	if d.err != nil {
+		return d.err
+	}
+	if v != encodingV1 && v != encodingV2 {
 		return fmt.Errorf("%w: unknown version %d", ErrMalformed, v)
 	}
 	m.SenderID = d.string()
 	m.Value = d.string()
 	m.Stamp = d.string()
 	ns := d.varint()
+	m.Priority, m.ExpiresAt = DefaultPriority, time.Time{}
+	if v == encodingV2 {
+		m.Priority = d.byte()
+		if exp := d.varint(); exp != 0 {
+			m.ExpiresAt = time.Unix(0, exp).UTC()
+		}
+		if d.err == nil && m.Priority > MaxPriority {
+			return fmt.Errorf("%w: priority %d", ErrMalformed, m.Priority)
+		}
+	}
 	n := d.uvarint()
 	if d.err != nil {
 		return d.err

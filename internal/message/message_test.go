@@ -22,7 +22,10 @@ func TestRoundTrip(t *testing.T) {
 			Properties: map[string]string{"unit": "C", "site": "north", "": "empty key"},
 		}},
 		{"unicode", message.Message{SenderID: "s", Value: "Grüße, 温度 ✓", Stamp: "cloud", ReceivedAt: at}},
-		{"zero time", message.Message{SenderID: "s", Value: "v", ReceivedAt: time.Unix(0, 0).UTC()}},
+		{"zero time", message.Message{SenderID: "s", Value: "v", ReceivedAt: time.Unix(0, 0).UTC(), Priority: message.DefaultPriority}},
+		{"default priority", message.Message{SenderID: "s", Value: "v", ReceivedAt: at, Priority: message.DefaultPriority}},
+		{"alarm with expiry", message.Message{SenderID: "s", Value: "v", ReceivedAt: at, Priority: 0, ExpiresAt: at.Add(90 * time.Second)}},
+		{"lowest", message.Message{SenderID: "s", Value: "v", ReceivedAt: at, Priority: message.MaxPriority}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,6 +57,8 @@ func TestUnmarshalMalformed(t *testing.T) {
 		{"hostile string length", []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"hostile property count", append(append([]byte{}, good[:len(good)-1]...), 0xff, 0xff, 0xff, 0xff, 0x0f)},
 		{"invalid utf-8", []byte{1, 1, 0xff, 0, 0, 0, 0}},
+		{"priority out of range", []byte{2, 1, 'a', 1, 'v', 0, 0, 10, 0, 0}},
+		{"version 2 cut before the expiry", []byte{2, 1, 'a', 1, 'v', 0, 0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,4 +88,39 @@ func FuzzUnmarshalBinary(f *testing.F) {
 			t.Fatalf("got %+v, want %+v", again, m)
 		}
 	})
+}
+
+// A message at the default priority without an expiry is written as version 1, byte for byte
+// what the release before priorities wrote, so that its forwarders read what an upgraded API
+// spools; and version 1 reads back at the default priority.
+func TestDefaultPriorityKeepsVersion1(t *testing.T) {
+	m := message.Message{SenderID: "s", Value: "v", ReceivedAt: time.Unix(5, 0).UTC(), Priority: message.DefaultPriority}
+	b := m.AppendBinary(nil)
+	if b[0] != 1 {
+		t.Fatalf("default priority, no expiry: version %d, want 1", b[0])
+	}
+	var got message.Message
+	if err := got.UnmarshalBinary(b); err != nil || got.Priority != message.DefaultPriority || !got.ExpiresAt.IsZero() {
+		t.Fatalf("version 1 read back as priority %d expiry %v (%v)", got.Priority, got.ExpiresAt, err)
+	}
+	for _, m := range []message.Message{
+		{SenderID: "s", Value: "v", Priority: 0},
+		{SenderID: "s", Value: "v", Priority: message.DefaultPriority, ExpiresAt: time.Unix(9, 0)},
+	} {
+		if b := m.AppendBinary(nil); b[0] != 2 {
+			t.Fatalf("priority %d expiry %v: version %d, want 2", m.Priority, m.ExpiresAt, b[0])
+		}
+	}
+}
+
+func TestExpired(t *testing.T) {
+	at := time.Unix(100, 0)
+	never := message.Message{}
+	m := message.Message{ExpiresAt: at}
+	if never.Expired(at.Add(1000 * time.Hour)) {
+		t.Fatal("a message without an expiry expired")
+	}
+	if m.Expired(at.Add(-time.Nanosecond)) || !m.Expired(at) || !m.Expired(at.Add(time.Second)) {
+		t.Fatal("Expired is wrong around ExpiresAt")
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -25,16 +27,43 @@ const (
 	DefaultMaxBytes = 1 << 20
 	// DefaultMaxProperties is the default bound of the properties of one message.
 	DefaultMaxProperties = 32
+	// MaxTTL bounds a time-to-live: a year. Longer is a mistake (milliseconds sent as seconds),
+	// not a wish.
+	MaxTTL = 365 * 24 * time.Hour
 )
 
 // Input is one message as a client sends it, before it is checked: {"senderId", "value",
-// "properties"?, "id"?}. A nil pointer is a member that was absent. encoding/json matches member
-// names case-insensitively, as the prototype's ASP.NET did: "SenderId" and "senderid" work too.
+// "properties"?, "id"?, "priority"?, "ttl"?}. A nil pointer is a member that was absent.
+// encoding/json matches member names case-insensitively, as the prototype's ASP.NET did:
+// "SenderId" and "senderid" work too.
 type Input struct {
 	SenderID   *string           `json:"senderId"`
 	Value      *string           `json:"value"`
 	Properties map[string]string `json:"properties"`
 	ID         *string           `json:"id"`
+	// Priority is 0 (highest) to MaxPriority; Check refuses anything else (ParsePriority).
+	Priority *json.Number `json:"priority"`
+	// TTL is the time-to-live in whole seconds, 1 to MaxTTL (ParseTTL).
+	TTL *json.Number `json:"ttl"`
+}
+
+// ParsePriority parses a priority as a client writes it: a whole number from 0 (highest) to
+// MaxPriority.
+func ParsePriority(s string) (uint8, error) {
+	n, err := strconv.ParseUint(s, 10, 8)
+	if err != nil || n > MaxPriority {
+		return 0, fmt.Errorf("priority must be a whole number from 0 (highest) to %d, not %q", MaxPriority, s)
+	}
+	return uint8(n), nil
+}
+
+// ParseTTL parses a time-to-live as a client writes it: whole seconds, 1 to MaxTTL.
+func ParseTTL(s string) (time.Duration, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > int64(MaxTTL/time.Second) {
+		return 0, fmt.Errorf("ttl must be whole seconds from 1 to %d, not %q", int64(MaxTTL/time.Second), s)
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // FieldError is one problem of one message.
@@ -141,6 +170,16 @@ func (l Limits) Check(in *Input) []FieldError {
 	}
 	if in.ID != nil && !ValidKey(*in.ID) {
 		bad("id", "id must be 1-%d printable ASCII characters", MaxKeyLen)
+	}
+	if in.Priority != nil {
+		if _, err := ParsePriority(in.Priority.String()); err != nil {
+			bad("priority", "%v", err)
+		}
+	}
+	if in.TTL != nil {
+		if _, err := ParseTTL(in.TTL.String()); err != nil {
+			bad("ttl", "%v", err)
+		}
 	}
 	return errs
 }

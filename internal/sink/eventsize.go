@@ -43,8 +43,20 @@ func EventBytesAtMost(m *message.Message, mode BodyMode) int {
 	return n + 6*raw + len(m.SenderID) + 6*len(m.Stamp)
 }
 
-// idBytes is what identifies m in an event, beside its body: the correlationId, senderId and
-// stamp headers, and a key or message id of the larger of a senderId and a UUID.
+// idBytes is what identifies m in an event, beside its body: the correlationId, senderId,
+// stamp and priority headers, and a key or message id of the larger of a senderId and a UUID.
 func idBytes(m *message.Message) int {
-	return len("correlationId") + 36 + len("senderId") + len(m.SenderID) + len("stamp") + len(m.Stamp) + max(len(m.SenderID), 36)
+	return len("correlationId") + 36 + len("senderId") + len(m.SenderID) + len("stamp") + len(m.Stamp) +
+		len("priority") + 4 + max(len(m.SenderID), 36)
+}
+
+// ReservedProperty reports whether name is one of the properties a sink sets on every event
+// (correlationId, senderId, stamp, priority): they win over a message property of the same name,
+// because consumers dedupe and route by them.
+func ReservedProperty(name string) bool {
+	switch name {
+	case "correlationId", "senderId", "stamp", "priority":
+		return true
+	}
+	return false
 }

@@ -540,12 +540,13 @@ func (s *Sink) event(m *message.Message) (*azeventhubs.EventData, error) {
 // eventProperties returns m's properties plus the envelope's identifying fields; those win over
 // a message property of the same name, because consumers dedupe and route by them.
 func eventProperties(m *message.Message) map[string]any {
-	p := make(map[string]any, len(m.Properties)+3)
+	p := make(map[string]any, len(m.Properties)+4)
 	for k, v := range m.Properties {
 		p[k] = v
 	}
 	p["correlationId"] = m.ID.String()
 	p["senderId"] = m.SenderID
+	p["priority"] = int32(m.Priority)
 	if m.Stamp != "" {
 		p["stamp"] = m.Stamp
 	}

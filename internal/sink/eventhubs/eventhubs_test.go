@@ -100,7 +100,8 @@ func TestSendRoundTripGroupsBySender(t *testing.T) {
 
 	batch := []message.Message{msg("a", "a1"), msg("b", "b1"), msg("a", "a2"), msg("c", "c1"), msg("b", "b2"), msg("a", "a3")}
 	batch[3].Stamp = "" // the sink's stamp fills in
-	batch[3].Properties = map[string]string{"senderId": "spoofed", "unit": "°C"}
+	batch[3].Properties = map[string]string{"senderId": "spoofed", "unit": "°C", "priority": "spoofed"}
+	batch[4].Priority = 1
 	wantStatuses(t, s.Send(context.Background(), batch), all(len(batch), sink.Delivered)...)
 
 	if got := s.Limits().MaxMessageBytes; got != 512<<10 {
@@ -150,11 +151,12 @@ func TestSendRoundTripGroupsBySender(t *testing.T) {
 		if e.ContentType != "application/json" || e.Entity != "hub" || e.PartitionKey != m.SenderID {
 			t.Errorf("message %d: got content type %q entity %q partition key %q", i, e.ContentType, e.Entity, e.PartitionKey)
 		}
-		if e.Properties["correlationId"] != m.ID.String() || e.Properties["senderId"] != m.SenderID || e.Properties["stamp"] != wantStamp {
+		if e.Properties["correlationId"] != m.ID.String() || e.Properties["senderId"] != m.SenderID || e.Properties["stamp"] != wantStamp ||
+			e.Properties["priority"] != int32(m.Priority) {
 			t.Errorf("message %d: got application properties %v", i, e.Properties)
 		}
 		for k, v := range m.Properties {
-			if k != "senderId" && e.Properties[k] != v {
+			if !sink.ReservedProperty(k) && e.Properties[k] != v {
 				t.Errorf("message %d: property %q: got %v, want %q", i, k, e.Properties[k], v)
 			}
 		}

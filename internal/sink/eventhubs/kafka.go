@@ -70,7 +70,7 @@ func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sin
 		props := eventProperties(&m)
 		headers := make([]kgo.RecordHeader, 0, len(props))
 		for k, v := range props {
-			headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v.(string))})
+			headers = append(headers, kgo.RecordHeader{Key: k, Value: fmt.Append(nil, v)}) // strings, and the priority as digits
 		}
 		recs[i] = &kgo.Record{Key: []byte(m.SenderID), Value: body, Headers: headers}
 	}

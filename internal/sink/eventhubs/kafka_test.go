@@ -123,7 +123,7 @@ func TestKafkaTransport(t *testing.T) {
 		for _, kv := range r.Headers {
 			h[kv.Key] = string(kv.Value)
 		}
-		if string(r.Key) != env.SenderID || h["correlationId"] != env.CorrelationID || h["senderId"] != env.SenderID || h["stamp"] != "onprem" || h["kind"] != "reading" {
+		if string(r.Key) != env.SenderID || h["correlationId"] != env.CorrelationID || h["senderId"] != env.SenderID || h["stamp"] != "onprem" || h["kind"] != "reading" || h["priority"] != "0" {
 			t.Errorf("got key %q headers %v for envelope %+v", r.Key, h, env)
 		}
 		if env.SenderID == "a" {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -502,12 +503,13 @@ func (s *Sink) record(m *message.Message) (*kgo.Record, error) {
 	if stamp == "" {
 		stamp = s.cfg.Stamp
 	}
-	hs := make([]kgo.RecordHeader, 3, 3+len(m.Properties))
+	hs := make([]kgo.RecordHeader, 4, 4+len(m.Properties))
 	hs[0] = kgo.RecordHeader{Key: "correlationId", Value: []byte(m.ID.String())}
 	hs[1] = kgo.RecordHeader{Key: "senderId", Value: []byte(m.SenderID)}
 	hs[2] = kgo.RecordHeader{Key: "stamp", Value: []byte(stamp)}
+	hs[3] = kgo.RecordHeader{Key: "priority", Value: strconv.AppendUint(nil, uint64(m.Priority), 10)}
 	for k, v := range m.Properties {
-		if k == "correlationId" || k == "senderId" || k == "stamp" {
+		if sink.ReservedProperty(k) {
 			continue
 		}
 		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})

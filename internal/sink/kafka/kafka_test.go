@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,8 +119,8 @@ func TestRecordShape(t *testing.T) {
 	c := mustCluster(t)
 	s := mustSink(t, Config{Brokers: c.ListenAddrs(), Body: sink.BodyRaw, Stamp: "fallback"})
 	batch := sinktest.Messages(2, 0)
-	batch[0].Value, batch[0].Properties = "raw value", map[string]string{"unit": "°C", "senderId": "spoofed"}
-	batch[1].Value, batch[1].Stamp = "no stamp", ""
+	batch[0].Value, batch[0].Properties = "raw value", map[string]string{"unit": "°C", "senderId": "spoofed", "priority": "spoofed"}
+	batch[1].Value, batch[1].Stamp, batch[1].Priority = "no stamp", "", 7
 	batch[1].ReceivedAt = time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC)
 	for i, r := range s.Send(context.Background(), batch) {
 		if r.Status != sink.Delivered {
@@ -160,11 +161,11 @@ func TestRecordShape(t *testing.T) {
 		if wantStamp == "" {
 			wantStamp = "fallback"
 		}
-		if hs["correlationId"] != m.ID.String() || hs["senderId"] != m.SenderID || hs["stamp"] != wantStamp {
-			t.Errorf("headers %v, want correlationId %s senderId %s stamp %s", hs, m.ID, m.SenderID, wantStamp)
+		if hs["correlationId"] != m.ID.String() || hs["senderId"] != m.SenderID || hs["stamp"] != wantStamp || hs["priority"] != strconv.Itoa(int(m.Priority)) {
+			t.Errorf("headers %v, want correlationId %s senderId %s stamp %s priority %d", hs, m.ID, m.SenderID, wantStamp, m.Priority)
 		}
 		for k, v := range m.Properties {
-			if k != "senderId" && hs[k] != v {
+			if !sink.ReservedProperty(k) && hs[k] != v {
 				t.Errorf("header %s = %q, want %q", k, hs[k], v)
 			}
 		}

@@ -1,0 +1,108 @@
+package ingest_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
+	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
+	"github.com/bridgehead-dev/bridgehead/internal/ingest"
+	"github.com/bridgehead-dev/bridgehead/internal/message"
+)
+
+// TestPriorityAndTTL: a message's priority and expiry come from its own members on
+// /v1/messages, else from the Priority and Message-Ttl headers (the only way on the compat
+// route, whose body has no room for them), else from the stamp's defaults; the expiry is
+// reckoned from the time the stamp received the message.
+func TestPriorityAndTTL(t *testing.T) {
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	two := uint8(2)
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{
+		DefaultPriority: &two, MessageTTL: time.Hour, Now: func() time.Time { return at },
+	}})
+	type want struct {
+		priority uint8
+		ttl      time.Duration
+	}
+	tests := []struct {
+		name, path, body string
+		header           []string
+		want             []want
+	}{
+		{"compat, the stamp's defaults", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, nil,
+			[]want{{2, time.Hour}}},
+		{"compat, headers", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, []string{"Priority", "0", "Message-Ttl", "90"},
+			[]want{{0, 90 * time.Second}}},
+		{"compat, a browser's RFC 9218 Priority header is not ours", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, []string{"Priority", "u=1, i"},
+			[]want{{2, time.Hour}}},
+		{"batch, members over headers over defaults", "/v1/messages",
+			`[{"senderId":"a","value":"1","priority":9,"ttl":5},{"senderId":"a","value":"2"},{"senderId":"a","value":"3","priority":1}]`,
+			[]string{"Priority", "7", "Message-Ttl", "60"},
+			[]want{{9, 5 * time.Second}, {7, time.Minute}, {1, time.Minute}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.Do(t, "POST", tt.path, "application/json", tt.body, tt.header...)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			got := spooled(t, f.Spool)
+			// The spool hands segments out by priority: compare in the order they were sent.
+			slices.SortFunc(got, func(a, b message.Message) int { return strings.Compare(a.Value, b.Value) })
+			if len(got) != len(tt.want) {
+				t.Fatalf("spooled %d messages, want %d", len(got), len(tt.want))
+			}
+			for i, w := range tt.want {
+				if got[i].Priority != w.priority || !got[i].ExpiresAt.Equal(at.Add(w.ttl)) {
+					t.Errorf("message %d: priority %d, expires %v; want %d, %v", i, got[i].Priority, got[i].ExpiresAt, w.priority, at.Add(w.ttl))
+				}
+			}
+		})
+	}
+}
+
+// TestNoTTLNeverExpires: without --message-ttl or a ttl of its own a message has no expiry.
+func TestNoTTLNeverExpires(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{})
+	if r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"a","value":"1"}`); r.Status != 200 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	got := spooled(t, f.Spool)
+	if len(got) != 1 || !got[0].ExpiresAt.IsZero() || got[0].Priority != message.DefaultPriority {
+		t.Fatalf("spooled %+v, want one message at priority %d without expiry", got, message.DefaultPriority)
+	}
+}
+
+// TestBadPriorityAndTTL: out-of-range values are 400 invalid-message naming the member or
+// header, and nothing is spooled.
+func TestBadPriorityAndTTL(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{})
+	tests := []struct {
+		name, path, body string
+		header           []string
+		field            string
+	}{
+		{"priority header", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, []string{"Priority", "10"}, ""},
+		{"ttl header", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, []string{"Message-Ttl", "0"}, ""},
+		{"ttl header not a number", "/v1/messages", `{"senderId":"a","value":"1"}`, []string{"Message-Ttl", "1h"}, ""},
+		{"priority member", "/v1/messages", `[{"senderId":"a","value":"1"},{"senderId":"a","value":"1","priority":12}]`, nil, "priority"},
+		{"ttl member", "/v1/messages", `[{"senderId":"a","value":"1","ttl":-5}]`, nil, "ttl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.Do(t, "POST", tt.path, "application/json", tt.body, tt.header...)
+			p := apitest.DecodeProblem(t, r)
+			if r.Status != 400 || p.Type != httpapi.ProblemInvalidMessage {
+				t.Fatalf("status %d type %s, want 400 %s: %s", r.Status, p.Type, httpapi.ProblemInvalidMessage, r.Body)
+			}
+			if tt.field != "" && (len(p.Errors) == 0 || p.Errors[len(p.Errors)-1].Field != tt.field) {
+				t.Fatalf("errors %+v, want one naming %s", p.Errors, tt.field)
+			}
+			if got := spooled(t, f.Spool); len(got) != 0 {
+				t.Fatalf("spooled %d messages of a refused request", len(got))
+			}
+		})
+	}
+}
