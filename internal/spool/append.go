@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 // records under Spool.mu; the committer takes whole batches and closes done once the segment is
 // durable (or failed), releasing every waiter at once with a single close.
 type batch struct {
+	prio  uint8    // the priority of every message in it: the open segment it goes to
 	recs  [][]byte // each append's framed records, in arrival order; the committer joins them
 	size  int      // total bytes in recs
 	count int      // messages
@@ -86,45 +88,108 @@ func (s *Spool) append(ctx context.Context, msgs []message.Message) error {
 		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}
 	// Encode in the caller's goroutine: appenders encode and checksum in parallel, and the
-	// committer only concatenates.
-	size := 0
-	for i := range msgs {
-		size += recHeaderSize + msgs[i].EncodedSize()
-	}
-	recs := make([]byte, 0, size)
-	for i := range msgs {
-		recs = appendRecord(recs, &msgs[i])
-	}
-
+	// committer only concatenates. Messages of one priority (nearly every Append) make one
+	// part; a batch of mixed priorities makes one per priority, each for its own open segment.
+	parts := splitByPriority(msgs)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if err := s.capacityLocked(int64(len(recs))); err != nil {
-		s.refusedBytes = int64(len(recs))
-		s.mu.Unlock()
-		return err
+	for _, p := range parts {
+		if err := s.capacityLocked(int64(len(p.recs)), p.prio); err != nil {
+			s.refusedBytes = int64(len(p.recs))
+			s.mu.Unlock()
+			return err
+		}
 	}
-	var b *batch
-	if n := len(s.pending); n > 0 && s.pending[n-1].size+len(recs) <= s.opts.MaxSegmentBytes {
-		b = s.pending[n-1]
-	} else {
-		b = &batch{done: make(chan struct{})}
-		s.pending = append(s.pending, b)
+	waits := make([]*batch, len(parts))
+	for i, p := range parts {
+		waits[i] = s.pendingLocked(p)
 	}
-	b.recs = append(b.recs, recs)
-	b.size += len(recs)
-	b.count += len(msgs)
 	s.mu.Unlock()
 
 	s.w.lead()
-	select {
-	case <-b.done:
-		return b.err
-	case <-ctx.Done():
-		return ctx.Err()
+	var err error
+	for _, b := range waits {
+		select {
+		case <-b.done:
+			err = cmp.Or(err, b.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return err
+}
+
+// part is an Append's records of one priority.
+type part struct {
+	prio  uint8
+	recs  []byte
+	count int
+}
+
+// splitByPriority encodes msgs into one part per priority, in the order the priorities first
+// appear; the records keep their order within a part.
+func splitByPriority(msgs []message.Message) []part {
+	prio := msgs[0].Priority
+	mixed := false
+	for i := range msgs {
+		mixed = mixed || msgs[i].Priority != prio
+	}
+	if !mixed {
+		return []part{encodePart(prio, msgs, func(*message.Message) bool { return true })}
+	}
+	var parts []part
+	var seen [256]bool
+	for i := range msgs {
+		p := msgs[i].Priority
+		if !seen[p] {
+			seen[p] = true
+			parts = append(parts, encodePart(p, msgs, func(m *message.Message) bool { return m.Priority == p }))
+		}
+	}
+	return parts
+}
+
+// encodePart frames the messages of msgs that keep accepts.
+func encodePart(prio uint8, msgs []message.Message, keep func(*message.Message) bool) part {
+	size := 0
+	for i := range msgs {
+		if keep(&msgs[i]) {
+			size += recHeaderSize + msgs[i].EncodedSize()
+		}
+	}
+	p := part{prio: prio, recs: make([]byte, 0, size)}
+	for i := range msgs {
+		if keep(&msgs[i]) {
+			p.recs = appendRecord(p.recs, &msgs[i])
+			p.count++
+		}
+	}
+	return p
+}
+
+// pendingLocked adds p to the batch waiting for its priority's open segment (a new one when
+// none waits, or it would pass MaxSegmentBytes) and returns that batch. s.mu must be held.
+func (s *Spool) pendingLocked(p part) *batch {
+	var b *batch
+	for i := len(s.pending) - 1; i >= 0; i-- {
+		if s.pending[i].prio == p.prio {
+			if s.pending[i].size+len(p.recs) <= s.opts.MaxSegmentBytes {
+				b = s.pending[i]
+			}
+			break
+		}
+	}
+	if b == nil {
+		b = &batch{prio: p.prio, done: make(chan struct{})}
+		s.pending = append(s.pending, b)
+	}
+	b.recs = append(b.recs, p.recs)
+	b.size += len(p.recs)
+	b.count += p.count
+	return b
 }
 
 // Seal seals this process's open segment now, after committing whatever is waiting, so that
@@ -150,9 +215,17 @@ func (s *Spool) Seal(ctx context.Context) error {
 	}
 }
 
-// capacityLocked fails fast when adding n bytes would pass MaxBytes or MinFreeBytes.
-func (s *Spool) capacityLocked(n int64) error {
+// capacityLocked fails fast when adding n bytes of priority prio would pass MaxBytes or
+// MinFreeBytes, or reach into the reserve that only priorities up to ReservePriority may use.
+func (s *Spool) capacityLocked(n int64, prio uint8) error {
 	limit, byFree := s.limitLocked()
+	if limit >= 0 && prio > s.opts.ReservePriority && s.opts.ReserveBytes > 0 {
+		if s.usedBytes+n > limit-s.opts.ReserveBytes {
+			return fmt.Errorf("%w: %d bytes used of %d, and the last %d are kept for priorities 0 to %d (this is priority %d)%s",
+				ErrFull, s.usedBytes, limit, s.opts.ReserveBytes, s.opts.ReservePriority, prio, s.setAsideLocked())
+		}
+		return nil
+	}
 	switch {
 	case limit < 0 || s.usedBytes+n <= limit:
 		return nil

@@ -23,6 +23,8 @@ type Claim struct {
 	ID string
 	// Attempt counts the claims of this segment, this one included.
 	Attempt int
+	// Priority is the priority of every message in the segment (0 highest).
+	Priority uint8
 	// Deadline is when the lease ends; stop sending before it (minus a margin).
 	Deadline time.Time
 	// Messages are the segment's records, oldest first.
@@ -42,6 +44,10 @@ func (c *Claim) Name() string { return c.name.claimed() }
 type claimState struct {
 	mu    sync.Mutex
 	cache readyCache // the claim candidates from the last listing of ready/
+	// picks counts this process's picks, for the lower priorities' share (pickLane); nextLower
+	// is the lower priority whose turn comes next.
+	picks     uint64
+	nextLower uint8
 	// claiming holds the segments a goroutine of this process is claiming right now.
 	claiming map[string]bool
 	// deadlines and oldDeadlines hold the last deadline (Unix ms) this process put in a claimed
@@ -51,20 +57,27 @@ type claimState struct {
 	deadlinesSince          int64
 }
 
-// readyCache holds the parsed listing of ready/, oldest first. Claimers in one process share it
-// so that a listing (a READDIR round trip on NFS) serves many claims; a stale entry only costs a
-// failed rename.
+// readyCache holds the parsed listing of ready/, by priority, oldest first within each. Claimers
+// in one process share it so that a listing (a READDIR round trip on NFS) serves many claims; a
+// stale entry only costs a failed rename.
 type readyCache struct {
-	names []segName
+	lanes [message.MaxPriority + 1][]segName
 	at    time.Time
 }
+
+// lowerShare is how often a claim goes to a lower priority than the highest waiting: one pick
+// in lowerShare, when any lower priority has a segment waiting. Those turns go round the waiting
+// lower priorities in order, so none starves under a flood of a higher one (docs/operations.md,
+// "Priorities").
+const lowerShare = 10
 
 // claimWindow is how many of the oldest ready segments a claimer picks among at random, so that
 // consumers on several hosts rarely race for the same file.
 const claimWindow = 8
 
-// Claim takes the oldest ready segment (at random among the few oldest) whose not-before time has
-// passed, renames it into claimed/ under this process with attempt+1 and a deadline Lease from
+// Claim takes the oldest ready segment (at random among the few oldest) of the highest priority
+// waiting (but one claim in lowerShare goes to a lower priority waiting, in turn) whose
+// not-before time has passed, renames it into claimed/ under this process with attempt+1 and a deadline Lease from
 // now, reads and verifies it. It returns ErrEmpty when nothing is ready. A segment at
 // MaxAttempts is dead-lettered instead of claimed; a damaged one is quarantined and its intact
 // records returned in a new segment.
@@ -145,21 +158,21 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		*refreshed = true
 	}
 	for {
-		// Eligible: not tried, not-before passed. Pick at random among the first claimWindow.
-		var window []int
-		for i, n := range s.claims.cache.names {
-			if n.NotBefore.After(now) || tried[n.id] {
-				continue
-			}
-			window = append(window, i)
-			if len(window) == claimWindow {
-				break
-			}
+		// Eligible: not tried, not-before passed. Pick a priority (pickLane), then at random
+		// among its first claimWindow.
+		var waiting [message.MaxPriority + 1]bool
+		found := false
+		for p := range s.claims.cache.lanes {
+			waiting[p] = len(s.eligibleLocked(p, 1, now, tried)) > 0
+			found = found || waiting[p]
 		}
-		if len(window) > 0 {
+		if found {
+			p := s.pickLaneLocked(waiting)
+			window := s.eligibleLocked(p, claimWindow, now, tried)
 			i := window[rand.IntN(len(window))]
-			n := s.claims.cache.names[i]
-			s.claims.cache.names = slices.Delete(s.claims.cache.names, i, i+1)
+			lane := s.claims.cache.lanes[p]
+			n := lane[i]
+			s.claims.cache.lanes[p] = slices.Delete(lane, i, i+1)
 			// Until this claim attempt ends, listings leave the segment out, so that no other
 			// goroutine of this process spends a rename on it.
 			s.claims.claiming[n.id] = true
@@ -175,20 +188,57 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 	}
 }
 
+// eligibleLocked returns the indexes of up to limit claimable names of priority p in the cache:
+// not tried by this call, not-before passed.
+func (s *Spool) eligibleLocked(p, limit int, now time.Time, tried map[string]bool) []int {
+	var out []int
+	for i, n := range s.claims.cache.lanes[p] {
+		if n.NotBefore.After(now) || tried[n.id] {
+			continue
+		}
+		if out = append(out, i); len(out) == limit {
+			break
+		}
+	}
+	return out
+}
+
+// pickLaneLocked chooses the priority to claim from among those waiting: the highest, except
+// that one pick in lowerShare goes to a lower one, in turn.
+func (s *Spool) pickLaneLocked(waiting [message.MaxPriority + 1]bool) int {
+	top := slices.Index(waiting[:], true)
+	s.claims.picks++
+	if s.claims.picks%lowerShare != 0 {
+		return top
+	}
+	// The lower priorities' turn: the next waiting one from nextLower on, wrapping round.
+	for k := range message.MaxPriority + 1 {
+		p := (int(s.claims.nextLower) + k) % (message.MaxPriority + 1)
+		if p > top && waiting[p] {
+			s.claims.nextLower = uint8(p + 1)
+			return p
+		}
+	}
+	return top
+}
+
 func (s *Spool) refreshCacheLocked(now time.Time) error {
 	entries, err := s.fs.ReadDir(s.path(dirReady))
 	if err != nil {
 		return fmt.Errorf("list ready: %w", err)
 	}
-	names := make([]segName, 0, len(entries))
+	var c readyCache
 	for _, e := range entries {
 		// A segment being claimed may still be listed: its claim may succeed after the listing.
 		if n, ok := parseName(dirReady, e); ok && !s.claims.claiming[n.id] {
-			names = append(names, n)
+			c.lanes[n.Priority] = append(c.lanes[n.Priority], n)
 		}
 	}
-	slices.SortFunc(names, func(a, b segName) int { return strings.Compare(a.id, b.id) })
-	s.claims.cache = readyCache{names: names, at: now}
+	for _, lane := range c.lanes {
+		slices.SortFunc(lane, func(a, b segName) int { return strings.Compare(a.id, b.id) })
+	}
+	c.at = now
+	s.claims.cache = c
 	return nil
 }
 
@@ -245,7 +295,7 @@ func (s *Spool) claimOne(cand segName) (*Claim, error) {
 		return nil, fmt.Errorf("read %s: %w", next.claimed(), err)
 	}
 	_, msgs, derr := decodeSegment(next.claimed(), data)
-	c := &Claim{ID: next.segBase.String(), Attempt: next.Attempt, Deadline: next.Deadline, Messages: msgs, name: next}
+	c := &Claim{ID: next.segBase.String(), Attempt: next.Attempt, Priority: next.Priority, Deadline: next.Deadline, Messages: msgs, name: next}
 	if derr == nil {
 		return c, nil
 	}
@@ -260,12 +310,12 @@ func (s *Spool) salvage(c *Claim, damage error) (*Claim, error) {
 	s.log.Error("damaged segment: quarantining, delivering its intact records", "segment", c.ID, "intact", len(c.Messages), "expected", c.name.Count, "err", damage)
 	var out *Claim
 	if len(c.Messages) > 0 {
-		data, base := encodeSegment(c.name.Created, s.writer, c.Messages)
+		data, base := encodeSegment(c.name.Created, s.writer, c.name.Priority, c.Messages)
 		n := segName{segBase: base, Attempt: c.Attempt, Owner: s.writer, Deadline: c.Deadline}
 		if err := s.writeFile(base.String()+".tmp", s.path(dirClaimed, n.claimed()), dirClaimed, data); err != nil {
 			return nil, fmt.Errorf("salvage %s: %w", c.ID, err)
 		}
-		out = &Claim{ID: base.String(), Attempt: c.Attempt, Deadline: c.Deadline, Messages: c.Messages, Salvaged: true, name: n}
+		out = &Claim{ID: base.String(), Attempt: c.Attempt, Priority: c.Priority, Deadline: c.Deadline, Messages: c.Messages, Salvaged: true, name: n}
 	}
 	reason := fmt.Sprintf("damaged: %v; %d of %d records intact", damage, len(c.Messages), c.name.Count)
 	if out != nil {
@@ -401,14 +451,14 @@ func (s *Spool) Settle(ctx context.Context, c *Claim, o Outcome) error {
 		return s.DeadLetter(ctx, c, o.Reason)
 	}
 	if len(o.Retry) > 0 {
-		data, base := encodeSegment(c.name.Created, s.writer, o.Retry)
+		data, base := encodeSegment(c.name.Created, s.writer, c.name.Priority, o.Retry)
 		n := segName{segBase: base, Attempt: c.Attempt, NotBefore: o.NotBefore}
 		if err := s.writeFile(base.String()+".tmp", s.path(dirReady, n.ready()), dirReady, data); err != nil {
 			return fmt.Errorf("settle %s: respool retries: %w", c.ID, err)
 		}
 	}
 	if len(o.Dead) > 0 {
-		data, base := encodeSegment(c.name.Created, s.writer, o.Dead)
+		data, base := encodeSegment(c.name.Created, s.writer, c.name.Priority, o.Dead)
 		n := segName{segBase: base, Attempt: c.Attempt}
 		if err := s.writeReason(dirDead, n, o.Reason); err != nil {
 			return fmt.Errorf("settle %s: %w", c.ID, err)

@@ -188,7 +188,10 @@ func TestVerifyReportsEveryProblemAndNamesThatLie(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 2: a segment renamed by hand to claim 550 GB (sizes in names are hexadecimal).
-	lying := strings.Replace(ready[1], "-"+strconv.FormatInt(segmentSize(t, dir, ready[1]), 16)+".a", "-"+strconv.FormatInt(550e9, 16)+".a", 1)
+	// The size is the fifth field of the base name (a priority may follow it).
+	f := strings.SplitN(ready[1], "-", 5)
+	f[4] = strings.Replace(f[4], strconv.FormatInt(segmentSize(t, dir, ready[1]), 16), strconv.FormatInt(550e9, 16), 1)
+	lying := strings.Join(f, "-")
 	if lying == ready[1] {
 		t.Fatalf("could not rewrite the size in %s", ready[1])
 	}

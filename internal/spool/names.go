@@ -6,13 +6,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 )
 
 // A segment's state is its directory and its name; nothing else records it. Every name uses only
 // [a-z0-9.-] (Azure Files is case-insensitive and forbids many characters) and stays under 120
 // characters. The base name identifies a segment in every state:
 //
-//	<created ms, 12 hex>-<128 random bits, 26 base32>-<writer, 12 base32>-<count hex>-<bytes hex>
+//	<created ms, 12 hex>-<128 random bits, 26 base32>-<writer, 12 base32>-<count hex>-<bytes hex>[-p<priority>]
+//
+// The priority (0 highest … 9) is left out at message.DefaultPriority (4): so a segment at the
+// default priority has the name the release before priorities gave it, and such a release's
+// forwarders still claim it.
 //
 // and each state adds its own suffix:
 //
@@ -91,20 +97,25 @@ type segBase struct {
 	Writer  string
 	Count   int
 	Bytes   int64
+	// Priority is the priority of every message in the segment (0 highest).
+	Priority uint8
 
 	id string // the formatted base name
 }
 
-func newBase(created time.Time, writer string, count int, bytes int64) segBase {
-	return makeBase(created, randomPart(), writer, count, bytes)
+func newBase(created time.Time, writer string, prio uint8, count int, bytes int64) segBase {
+	return makeBase(created, randomPart(), writer, prio, count, bytes)
 }
 
 // makeBase is newBase with a given random part: a sealed open segment keeps the one its open
 // name and header carry.
-func makeBase(created time.Time, rand, writer string, count int, bytes int64) segBase {
-	b := segBase{Created: created, Rand: rand, Writer: writer, Count: count, Bytes: bytes}
+func makeBase(created time.Time, rand, writer string, prio uint8, count int, bytes int64) segBase {
+	b := segBase{Created: created, Rand: rand, Writer: writer, Count: count, Bytes: bytes, Priority: prio}
 	b.id = formatMillis(b.Created) + "-" + b.Rand + "-" + b.Writer + "-" +
 		strconv.FormatInt(int64(b.Count), 16) + "-" + strconv.FormatInt(b.Bytes, 16)
+	if prio != message.DefaultPriority {
+		b.id += "-p" + strconv.Itoa(int(prio))
+	}
 	return b
 }
 
@@ -114,6 +125,16 @@ func (b segBase) String() string { return b.id }
 
 func parseBase(s string) (segBase, bool) {
 	f := strings.Split(s, "-")
+	prio := uint8(message.DefaultPriority)
+	if len(f) == 6 {
+		// Only the canonical form: one digit, and never the default, which has no suffix.
+		p := f[5]
+		if len(p) != 2 || p[0] != 'p' || p[1] < '0' || p[1] > '0'+message.MaxPriority || p[1] == '0'+message.DefaultPriority {
+			return segBase{}, false
+		}
+		prio = p[1] - '0'
+		f = f[:5]
+	}
 	if len(f) != 5 || len(f[1]) != randWidth || len(f[2]) != writerWidth || !isB32(f[1]) || !isB32(f[2]) {
 		return segBase{}, false
 	}
@@ -127,7 +148,7 @@ func parseBase(s string) (segBase, bool) {
 		return segBase{}, false
 	}
 	// id is the name as it stands on disk, so every rename names the exact file.
-	return segBase{Created: created, Rand: f[1], Writer: f[2], Count: int(count), Bytes: bytes, id: s}, true
+	return segBase{Created: created, Rand: f[1], Writer: f[2], Count: int(count), Bytes: bytes, Priority: prio, id: s}, true
 }
 
 func isB32(s string) bool {

@@ -166,7 +166,9 @@ func (s *Spool) Ready() error {
 	if s.scanErr != nil {
 		return fmt.Errorf("%w: %w", ErrUnwritable, s.scanErr)
 	}
-	if err := s.capacityLocked(s.refusedBytes); err != nil {
+	// At the highest priority: while the reserve still takes alarms, the stamp is ready for
+	// them, though it refuses lower priorities.
+	if err := s.capacityLocked(s.refusedBytes, 0); err != nil {
 		return err
 	}
 	if s.w == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
@@ -159,7 +160,7 @@ func (s *Spool) recoverClaimed(n openName) (published int, err error) {
 	}
 	msgs, tail, derr := decodeOpen(n.recovering(), data)
 	if derr != nil {
-		q := segName{segBase: makeBase(n.Created, n.Rand, n.Writer, 0, int64(len(data)))}
+		q := segName{segBase: makeBase(n.Created, n.Rand, n.Writer, message.DefaultPriority, 0, int64(len(data)))}
 		reason := fmt.Sprintf("open segment of writer %s with a damaged header, found by recovery: %v", n.Writer, derr)
 		if err := s.settleFile(path, dirQuarantine, q, reason); err != nil {
 			return 0, fmt.Errorf("quarantine %s: %w", n.recovering(), err)
@@ -167,25 +168,12 @@ func (s *Spool) recoverClaimed(n openName) (published int, err error) {
 		s.log.Error("open segment quarantined", "segment", n.recovering(), "reason", reason)
 		return 0, nil
 	}
-	if len(msgs) > 0 {
-		// The segment's age is its oldest message's: the file may have been created long
-		// before its first record.
-		var created time.Time
-		for _, m := range msgs {
-			if !m.ReceivedAt.IsZero() && (created.IsZero() || m.ReceivedAt.Before(created)) {
-				created = m.ReceivedAt
-			}
+	// A writer keeps one open segment per priority, so its records share one; one of an older
+	// release (all at the default) or of a future one may not: each priority is published apart.
+	for _, lane := range byPriority(msgs) {
+		if err := s.publishRecovered(n, lane); err != nil {
+			return 0, err
 		}
-		if created.IsZero() {
-			created = n.Created
-		}
-		seg, base := encodeSegment(created, s.writer, msgs)
-		ready := segName{segBase: base}
-		if err := s.writeFile(base.String()+".tmp", s.path(dirReady, ready.ready()), dirReady, seg); err != nil {
-			return 0, fmt.Errorf("publish recovered %s: %w", n.recovering(), err)
-		}
-		s.counts.recovered.Add(1)
-		s.counts.recoveredMsgs.Add(int64(len(msgs)))
 	}
 	if err := s.fs.Remove(path); err != nil && !fsys.IsNotExist(err) {
 		// Published already: a claim left behind is taken over later and published again
@@ -196,4 +184,44 @@ func (s *Spool) recoverClaimed(n openName) (published int, err error) {
 		s.log.Warn("recovered open segment", "segment", n.open(), "writer", n.Writer, "messages", len(msgs), "unacknowledgedTailBytes", tail)
 	}
 	return len(msgs), nil
+}
+
+// byPriority splits msgs by priority, highest first, keeping their order within a priority.
+func byPriority(msgs []message.Message) [][]message.Message {
+	var lanes [message.MaxPriority + 1][]message.Message
+	for _, m := range msgs {
+		p := min(m.Priority, message.MaxPriority)
+		lanes[p] = append(lanes[p], m)
+	}
+	var out [][]message.Message
+	for _, l := range lanes {
+		if len(l) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// publishRecovered publishes msgs (one priority) of the recovered open segment n as a new ready
+// segment through the durable file protocol.
+func (s *Spool) publishRecovered(n openName, msgs []message.Message) error {
+	// The segment's age is its oldest message's: the file may have been created long before
+	// its first record.
+	var created time.Time
+	for _, m := range msgs {
+		if !m.ReceivedAt.IsZero() && (created.IsZero() || m.ReceivedAt.Before(created)) {
+			created = m.ReceivedAt
+		}
+	}
+	if created.IsZero() {
+		created = n.Created
+	}
+	seg, base := encodeSegment(created, s.writer, msgs[0].Priority, msgs)
+	ready := segName{segBase: base}
+	if err := s.writeFile(base.String()+".tmp", s.path(dirReady, ready.ready()), dirReady, seg); err != nil {
+		return fmt.Errorf("publish recovered %s: %w", n.recovering(), err)
+	}
+	s.counts.recovered.Add(1)
+	s.counts.recoveredMsgs.Add(int64(len(msgs)))
+	return nil
 }

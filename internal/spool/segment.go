@@ -101,8 +101,9 @@ func appendTrailer(b []byte, count int) []byte {
 	return binary.LittleEndian.AppendUint32(b, sum)
 }
 
-// encodeSegment returns the whole file for msgs, and its base name (created at created, by writer).
-func encodeSegment(created time.Time, writer string, msgs []message.Message) ([]byte, segBase) {
+// encodeSegment returns the whole file for msgs, and its base name (created at created, by writer,
+// at priority prio).
+func encodeSegment(created time.Time, writer string, prio uint8, msgs []message.Message) ([]byte, segBase) {
 	size := headerSize + trailerSize
 	for i := range msgs {
 		size += recHeaderSize + msgs[i].EncodedSize()
@@ -111,12 +112,12 @@ func encodeSegment(created time.Time, writer string, msgs []message.Message) ([]
 	for i := range msgs {
 		b = appendRecord(b, &msgs[i])
 	}
-	return finishSegment(b, created, writer, len(msgs))
+	return finishSegment(b, created, writer, prio, len(msgs))
 }
 
 // finishSegment fills the header of b (whose records follow headerSize) and appends the trailer.
-func finishSegment(b []byte, created time.Time, writer string, count int) ([]byte, segBase) {
-	base := newBase(created, writer, count, int64(len(b)+trailerSize))
+func finishSegment(b []byte, created time.Time, writer string, prio uint8, count int) ([]byte, segBase) {
+	base := newBase(created, writer, prio, count, int64(len(b)+trailerSize))
 	putHeader(b, base)
 	return appendTrailer(b, count), base
 }

@@ -25,7 +25,7 @@ func testMessages(n int) []message.Message {
 func TestSegmentRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 300} {
 		in := testMessages(n)
-		b, base := encodeSegment(time.UnixMilli(1700000000123), "abcdefghijkl", in)
+		b, base := encodeSegment(time.UnixMilli(1700000000123), "abcdefghijkl", message.DefaultPriority, in)
 		if base.Count != n || base.Bytes != int64(len(b)) {
 			t.Fatalf("base %+v for %d messages of %d bytes", base, n, len(b))
 		}
@@ -45,7 +45,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 // TestDecodeHostileLengthsDoNotAllocate feeds lengths and counts claiming gigabytes in a file of
 // a few hundred bytes: the decoder must allocate in proportion to the file, not to the claims.
 func TestDecodeHostileLengthsDoNotAllocate(t *testing.T) {
-	b, _ := encodeSegment(time.Now(), "abcdefghijkl", testMessages(2))
+	b, _ := encodeSegment(time.Now(), "abcdefghijkl", message.DefaultPriority, testMessages(2))
 	hostileCount := append([]byte(nil), b...)
 	binary.LittleEndian.PutUint32(hostileCount[8:], 0xffffffff)
 	binary.LittleEndian.PutUint32(hostileCount[48:], crc32.Checksum(hostileCount[:48], castagnoli))
@@ -70,7 +70,7 @@ func TestDecodeHostileLengthsDoNotAllocate(t *testing.T) {
 // hold, and what it returns for a whole segment re-encodes to the same records.
 // Seed corpus: testdata/fuzz/FuzzDecodeSegment (valid, truncated, bit-flipped, hostile lengths).
 func FuzzDecodeSegment(f *testing.F) {
-	valid, _ := encodeSegment(time.UnixMilli(1700000000000), "abcdefghijkl", testMessages(3))
+	valid, _ := encodeSegment(time.UnixMilli(1700000000000), "abcdefghijkl", message.DefaultPriority, testMessages(3))
 	f.Add(valid)
 	f.Add(valid[:len(valid)/2])
 	f.Add([]byte(segMagic))
@@ -88,7 +88,7 @@ func FuzzDecodeSegment(f *testing.F) {
 			}
 			return
 		}
-		again, _ := encodeSegment(time.UnixMilli(0), "abcdefghijkl", msgs)
+		again, _ := encodeSegment(time.UnixMilli(0), "abcdefghijkl", message.DefaultPriority, msgs)
 		_, msgs2, err := decodeSegment("again", again)
 		if err != nil || !reflect.DeepEqual(msgs2, msgs) {
 			t.Fatalf("re-encode: %v; got %+v, want %+v", err, msgs2, msgs)

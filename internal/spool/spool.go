@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -124,6 +125,14 @@ type Options struct {
 	// MinFreeBytes is the free-space floor of the file system; below it Append fails with
 	// ErrFull. 0 means no floor.
 	MinFreeBytes int64
+	// ReserveBytes is the last part of the capacity (MaxBytes, or the free space above
+	// MinFreeBytes) that only messages of priority ReservePriority or higher (a number at most
+	// ReservePriority) may use: when the spool is that close to full, lower priorities are
+	// refused with ErrFull while alarms are still taken, and Ready stays true. 0 means none.
+	ReserveBytes int64
+	// ReservePriority is the lowest priority (the highest number) that may use ReserveBytes;
+	// the zero value lets only priority 0 in (serve's --reserve-priority defaults to 1).
+	ReservePriority uint8
 	// MaxSegmentBytes is the size at which a writer seals its open segment; default 1 MiB. One
 	// Append is never split across segments, so a single larger Append makes a larger segment.
 	MaxSegmentBytes int
@@ -220,6 +229,12 @@ func (o *Options) validate() error {
 		return fmt.Errorf("MaxBytes %d is negative", o.MaxBytes)
 	case o.MinFreeBytes < 0:
 		return fmt.Errorf("MinFreeBytes %d is negative", o.MinFreeBytes)
+	case o.ReserveBytes < 0:
+		return fmt.Errorf("ReserveBytes %d is negative", o.ReserveBytes)
+	case o.ReservePriority > message.MaxPriority:
+		return fmt.Errorf("ReservePriority %d is not a priority (0 to %d)", o.ReservePriority, message.MaxPriority)
+	case o.MaxBytes > 0 && o.ReserveBytes >= o.MaxBytes:
+		return fmt.Errorf("ReserveBytes %d leaves nothing of MaxBytes %d to the other priorities", o.ReserveBytes, o.MaxBytes)
 	case o.MaxSegmentBytes < 0:
 		return fmt.Errorf("MaxSegmentBytes %d is negative", o.MaxSegmentBytes)
 	case o.Lease < 0 || o.SkewAllowance < 0 || o.HeartbeatInterval < 0 || o.ScanInterval < 0 || o.ReapInterval < 0 || o.OrphanAge < 0 || o.SealAfter < 0 || o.SealIdle < 0 || o.WriterLease < 0:

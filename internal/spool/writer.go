@@ -1,23 +1,25 @@
 package spool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
 )
 
 // writer is the spool's appending role: one committer goroutine that appends group commits to
-// this process's open segment in open/ and seals it into ready/, a preparer that creates the next
-// open segment ahead of need, and a recoverer that re-publishes the segments this writer had to
-// abandon. Only processes that append run it (Options.Role).
+// this process's open segments in open/ (one per priority in use) and seals them into ready/, a
+// preparer that creates the next open segment ahead of need, and a recoverer that re-publishes
+// the segments this writer had to abandon. Only processes that append run it (Options.Role).
 //
 // Ownership: commitMu is held by whoever commits, the committer goroutine or an appender that
-// leads a commit in its own goroutine (lead), and guards seg, buf, lastFlush and the seal timer's
-// use (the "committer-owned" fields below); the preparer owns the file it is creating until it
-// hands it over on spare; abandonedMu guards abandoned.
+// leads a commit in its own goroutine (lead), and guards segs, bufs, lastFlush and the seal
+// timer's use (the "committer-owned" fields below); the preparer owns the file it is creating
+// until it hands it over on spare; abandonedMu guards abandoned.
 type writer struct {
 	s *Spool
 
@@ -33,29 +35,38 @@ type writer struct {
 	recoverKick  chan struct{} // wakes the recoverer; capacity 1
 	recoverRetry time.Duration // how long the recoverer waits after a failure
 
-	seg        *openSeg      // committer-owned: the segment commits append to, nil if none
-	sealTimer  *time.Timer   // committer-owned: fires SealAfter after seg's first record
+	// segs are committer-owned: the open segment commits of each priority append to, nil if none.
+	segs       [message.MaxPriority + 1]*openSeg
+	sealTimer  *time.Timer   // committer-owned: fires at the earliest sealAt of segs (armSeal)
 	idleTimer  *time.Timer   // committer-owned: fires SealIdle after the last commit
 	lastFlush  flush         // committer-owned: what its last flush carried and took
 	gatherCap  time.Duration // committer-owned: gather never waits longer (maxGather)
 	lastCommit time.Time     // committer-owned: when the last commit completed
-	// buf is committer-owned: the buffer every open segment's copy is kept in, one segment after
-	// another, allocated once at MaxSegmentBytes (growing it per segment cost 4 % of the API's
-	// CPU at 64 connections, in copies and in pages returned to the system).
-	buf []byte
+	// bufs are committer-owned: the buffers open segments' copies are kept in, returned here at
+	// a seal for the next segment, each allocated once at MaxSegmentBytes (growing a buffer per
+	// segment cost 4 % of the API's CPU at 64 connections, in copies and in pages returned to
+	// the system). A writer busy at one priority uses one.
+	bufs [][]byte
 }
 
 // openSeg is the open segment the committer appends to.
 type openSeg struct {
 	f     fsys.File
 	name  openName
+	prio  uint8  // the priority of every record in it
 	epoch uint64 // the writer lease's epoch it was created in; it is written only in that epoch
 	// buf is every byte written to the file so far (header, then records): the seal rewrites the
 	// header with the count and computes the trailer's checksum from it, without reading back.
 	buf   []byte
 	count int
-	first time.Time // when its first record was committed; zero while empty
+	first time.Time // when its first record was committed (the spool's clock); zero while empty
+	// sealAt is when the committer seals it (the monotonic clock): SealAfter after its first
+	// record, or at once when full.
+	sealAt time.Time
 }
+
+// full reports whether seg has reached MaxSegmentBytes.
+func (seg *openSeg) full(max int) bool { return len(seg.buf)+trailerSize >= max }
 
 // spareSeg is an empty open segment created ahead, or the error creating it.
 type spareSeg struct {
@@ -114,7 +125,7 @@ func (w *writer) commitLoop() {
 			w.commitMu.Unlock()
 		case <-w.sealTimer.C:
 			w.commitMu.Lock()
-			_ = w.seal()
+			w.sealDue()
 			w.commitMu.Unlock()
 		case <-w.idleTimer.C:
 			// No commit for SealIdle: the writer is idle, and what it acknowledged need not
@@ -122,20 +133,20 @@ func (w *writer) commitLoop() {
 			// the seal then comes at the next idle moment.)
 			w.commitMu.Lock()
 			if time.Since(w.lastCommit) >= w.s.opts.SealIdle {
-				_ = w.seal()
+				_ = w.sealAll()
 			}
 			w.commitMu.Unlock()
 		case done := <-w.sealNow:
 			w.commitMu.Lock()
 			w.commitPending()
-			done <- w.seal()
+			done <- w.sealAll()
 			w.commitMu.Unlock()
 		case <-w.s.stop:
 			// Appends that queued before Close still get committed, and their segment sealed,
 			// so that a graceful stop leaves nothing in open/.
 			w.commitMu.Lock()
 			w.commitPending()
-			if err := w.seal(); err != nil {
+			if err := w.sealAll(); err != nil {
 				w.s.log.Error("seal at close failed; the segment is left to recovery", "err", err)
 			}
 			w.commitMu.Unlock()
@@ -189,10 +200,11 @@ func (w *writer) commitOnce() bool {
 	for _, b := range batches {
 		b.err = w.commit(b)
 		close(b.done)
-		if w.seg != nil && len(w.seg.buf)+trailerSize >= s.opts.MaxSegmentBytes {
+		if seg := w.segs[b.prio]; seg != nil && seg.full(s.opts.MaxSegmentBytes) {
 			// Full: the committer goroutine seals it at once. Not here: a leading appender's
 			// own answer must not wait for a seal.
-			w.sealTimer.Reset(0)
+			seg.sealAt = time.Now()
+			w.armSeal()
 		}
 	}
 	w.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
@@ -292,10 +304,10 @@ func (w *writer) used(n int64) {
 // sealed segment will take.
 func (w *writer) commitErr(b *batch) (grew int64, err error) {
 	s := w.s
-	if w.seg != nil && w.seg.count > 0 && len(w.seg.buf)+b.size+trailerSize > s.opts.MaxSegmentBytes {
-		_ = w.seal() // one Append is never split across segments
+	if seg := w.segs[b.prio]; seg != nil && seg.count > 0 && len(seg.buf)+b.size+trailerSize > s.opts.MaxSegmentBytes {
+		_ = w.seal(seg) // one Append's records of a priority are never split across segments
 	}
-	seg, err := w.current()
+	seg, err := w.current(b.prio)
 	if err != nil {
 		return 0, fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
@@ -304,7 +316,7 @@ func (w *writer) commitErr(b *batch) (grew int64, err error) {
 	if from == 0 {
 		grew += headerSize + trailerSize
 		seg.buf = append(seg.buf, make([]byte, headerSize)...)
-		putHeader(seg.buf, makeBase(seg.name.Created, seg.name.Rand, s.writer, 0, 0))
+		putHeader(seg.buf, makeBase(seg.name.Created, seg.name.Rand, s.writer, seg.prio, 0, 0))
 	}
 	for _, r := range b.recs {
 		seg.buf = append(seg.buf, r...)
@@ -313,37 +325,38 @@ func (w *writer) commitErr(b *batch) (grew int64, err error) {
 		// A failed write or flush (one call cannot tell which, and after a failed flush the
 		// kernel may have dropped the dirty pages): this file is never written or flushed again.
 		seg.buf = seg.buf[:from]
-		w.abandon("durable write failed")
+		w.abandon(seg, "durable write failed")
 		return 0, fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
 	if err := s.lease.checkEpoch(seg.epoch); err != nil {
-		w.abandon("writer lease ended during the commit")
+		w.abandon(seg, "writer lease ended during the commit")
 		return 0, fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
-	}
-	if seg.count == 0 {
-		seg.first = s.now()
-		w.sealTimer.Reset(s.opts.SealAfter)
 	}
 	w.lastCommit = time.Now()
 	w.idleTimer.Reset(s.opts.SealIdle)
 	seg.count += b.count
+	if seg.count == b.count { // its first records
+		seg.first = s.now()
+		seg.sealAt = time.Now().Add(s.opts.SealAfter)
+		w.armSeal()
+	}
 	return grew, nil
 }
 
-// current returns the open segment to append to, taking the one created ahead when there is
-// none. A segment (or a spare) of an earlier lease epoch is never written again: another
-// process may have recovered it while this writer was paused.
-func (w *writer) current() (*openSeg, error) {
+// current returns the open segment of priority prio to append to, taking the one created ahead
+// when there is none. A segment (or a spare) of an earlier lease epoch is never written again:
+// another process may have recovered it while this writer was paused.
+func (w *writer) current(prio uint8) (*openSeg, error) {
 	s := w.s
 	epoch, err := s.lease.check()
 	if err != nil {
 		return nil, err
 	}
-	if w.seg != nil {
-		if w.seg.epoch == epoch {
-			return w.seg, nil
+	if seg := w.segs[prio]; seg != nil {
+		if seg.epoch == epoch {
+			return seg, nil
 		}
-		w.abandon("writer lease lapsed")
+		w.abandon(seg, "writer lease lapsed")
 	}
 	for {
 		var sp spareSeg
@@ -370,11 +383,14 @@ func (w *writer) current() (*openSeg, error) {
 			}
 			continue
 		}
-		if w.buf == nil {
-			w.buf = make([]byte, 0, s.opts.MaxSegmentBytes+trailerSize)
+		var buf []byte
+		if n := len(w.bufs); n > 0 {
+			buf, w.bufs = w.bufs[n-1], w.bufs[:n-1]
+		} else {
+			buf = make([]byte, 0, s.opts.MaxSegmentBytes+trailerSize)
 		}
-		w.seg = &openSeg{f: sp.f, name: sp.name, epoch: sp.epoch, buf: w.buf[:0]}
-		return w.seg, nil
+		w.segs[prio] = &openSeg{f: sp.f, name: sp.name, prio: prio, epoch: sp.epoch, buf: buf[:0]}
+		return w.segs[prio], nil
 	}
 }
 
@@ -387,13 +403,11 @@ func (w *writer) discard(sp spareSeg) {
 	}
 }
 
-// abandon stops appending to the open segment (after a failed write or fdatasync, or a lease
+// abandon stops appending to the open segment seg (after a failed write or fdatasync, or a lease
 // that ended) and hands it to the recoverer: its acknowledged records are durable and will be
 // re-published; the failed commit's records may be too (a duplicate, never a loss).
-func (w *writer) abandon(why string) {
-	seg := w.seg
-	w.seg = nil
-	w.sealTimer.Stop()
+func (w *writer) abandon(seg *openSeg, why string) {
+	w.release(seg)
 	_ = seg.f.Close()
 	w.s.log.Warn("abandoning open segment to recovery", "segment", seg.name.open(), "messages", seg.count, "why", why)
 	w.abandonedMu.Lock()
@@ -405,23 +419,70 @@ func (w *writer) abandon(why string) {
 	}
 }
 
-// seal completes the open segment and publishes it: the header gets the count and the first
+// release takes seg off the writer (sealed or abandoned): its buffer goes back for the next
+// segment, and the seal timer is re-armed for the others.
+func (w *writer) release(seg *openSeg) {
+	if w.segs[seg.prio] == seg {
+		w.segs[seg.prio] = nil
+	}
+	w.bufs = append(w.bufs, seg.buf[:0])
+	w.armSeal()
+}
+
+// armSeal sets the seal timer to the earliest sealAt of the open segments holding records, or
+// stops it when there are none.
+func (w *writer) armSeal() {
+	var next time.Time
+	for _, seg := range w.segs {
+		if seg != nil && seg.count > 0 && (next.IsZero() || seg.sealAt.Before(next)) {
+			next = seg.sealAt
+		}
+	}
+	if next.IsZero() {
+		w.sealTimer.Stop()
+		return
+	}
+	w.sealTimer.Reset(max(time.Until(next), 0))
+}
+
+// sealDue seals the open segments whose time has come or that are full.
+func (w *writer) sealDue() {
+	now := time.Now()
+	for _, seg := range w.segs {
+		if seg != nil && seg.count > 0 && (!now.Before(seg.sealAt) || seg.full(w.s.opts.MaxSegmentBytes)) {
+			_ = w.seal(seg)
+		}
+	}
+	w.armSeal()
+}
+
+// sealAll seals every open segment that holds records, highest priority first, and returns
+// the first error.
+func (w *writer) sealAll() error {
+	var first error
+	for _, seg := range w.segs {
+		if seg != nil {
+			first = cmp.Or(first, w.seal(seg))
+		}
+	}
+	return first
+}
+
+// seal completes the open segment seg and publishes it: the header gets the count and the first
 // record's time, the trailer is appended, then fdatasync, close and a rename into ready/. No
 // directory fsync: a rename lost in a crash leaves the file in open/, where recovery finds it.
 // A failed seal abandons the segment to recovery. An empty segment stays open.
-func (w *writer) seal() error {
+func (w *writer) seal(seg *openSeg) error {
 	s := w.s
-	seg := w.seg
 	if seg == nil || seg.count == 0 {
 		return nil
 	}
-	w.sealTimer.Stop()
 	if err := s.lease.checkEpoch(seg.epoch); err != nil {
 		// Another process may be recovering it: do not write into it.
-		w.abandon("writer lease ended before the seal")
+		w.abandon(seg, "writer lease ended before the seal")
 		return err
 	}
-	base := makeBase(seg.first, seg.name.Rand, s.writer, seg.count, int64(len(seg.buf)+trailerSize))
+	base := makeBase(seg.first, seg.name.Rand, s.writer, seg.prio, seg.count, int64(len(seg.buf)+trailerSize))
 	putHeader(seg.buf[:headerSize], base)
 	end := len(seg.buf)
 	seg.buf = appendTrailer(seg.buf, seg.count)
@@ -433,18 +494,16 @@ func (w *writer) seal() error {
 		err = seg.f.Datasync()
 	}
 	if err != nil {
-		w.abandon("seal failed")
+		w.abandon(seg, "seal failed")
 		return fmt.Errorf("seal %s: %w", seg.name.open(), err)
 	}
-	w.seg = nil
-	w.buf = seg.buf[:0] // reused by the next segment, grown if an Append outgrew it
 	if err := seg.f.Close(); err != nil {
 		// NFS reports deferred write errors at close: the seal may not be whole. Recovery reads
 		// what is there.
-		w.seg = seg
-		w.abandon("close failed at seal")
+		w.abandon(seg, "close failed at seal")
 		return fmt.Errorf("seal %s: close: %w", seg.name.open(), err)
 	}
+	w.release(seg) // its buffer is reused by the next segment, grown if an Append outgrew it
 	ready := segName{segBase: base}
 	if err := s.renameResolved(s.path(dirOpen, seg.name.open()), s.path(dirReady, ready.ready())); err != nil {
 		if fsys.IsNotExist(err) {
