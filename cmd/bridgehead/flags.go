@@ -88,6 +88,39 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
+// bytesOrPercent is a flag value that is either a size in bytes (as byteSize) or a percentage
+// ("5%").
+type bytesOrPercent struct {
+	bytes   int64
+	percent float64
+}
+
+func (b *bytesOrPercent) String() string {
+	if b.bytes > 0 {
+		return strconv.FormatInt(b.bytes, 10)
+	}
+	return strconv.FormatFloat(b.percent, 'g', -1, 64) + "%"
+}
+
+func (b *bytesOrPercent) Type() string { return "bytes|percent" }
+
+func (b *bytesOrPercent) Set(s string) error {
+	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || v < 0 || v > 50 {
+			return fmt.Errorf("%q: a percentage from 0%% to 50%%", s)
+		}
+		*b = bytesOrPercent{percent: v}
+		return nil
+	}
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = bytesOrPercent{bytes: n}
+	return nil
+}
+
 func parseBytes(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	units := []struct {

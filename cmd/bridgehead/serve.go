@@ -44,6 +44,8 @@ type serveConfig struct {
 	spoolSegmentBytes byteSize
 	spoolMaxBytes     byteSize
 	spoolMinFreeBytes byteSize
+	spoolReserve      bytesOrPercent
+	reservePriority   uint8
 	maxMessageBytes   byteSize
 	maxRequestBytes   byteSize
 	maxInflightBytes  byteSize
@@ -62,6 +64,8 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	return serveConfig{
 		spoolMinFreeBytes: 64 << 20,
+		spoolReserve:      bytesOrPercent{percent: 5},
+		reservePriority:   1,
 		spoolSegmentBytes: spool.DefaultMaxSegmentBytes,
 		maxMessageBytes:   ingest.DefaultMaxMessageBytes,
 		maxRequestBytes:   ingest.DefaultMaxRequestBytes,
@@ -116,6 +120,8 @@ func (c *serveConfig) registerShared(f *pflag.FlagSet) {
 	f.DurationVar(&c.spoolSkew, "spool-skew-allowance", spool.DefaultSkewAllowance, "largest clock difference tolerated between hosts sharing the spool (checked at start against the file server)")
 	f.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the spool's size; past it the API answers 503 (0 = no cap; units: MiB, GiB)")
 	f.Var(&c.spoolMinFreeBytes, "spool-min-free-bytes", "free-space floor of the spool's file system; below it the API answers 503")
+	f.Var(&c.spoolReserve, "spool-reserve", "the last part of the spool's capacity (bytes, or a percentage: 5%) kept for priorities up to --reserve-priority: lower ones get 503 there while alarms are still accepted (0 = none)")
+	f.Uint8Var(&c.reservePriority, "reserve-priority", c.reservePriority, "lowest priority (highest number) that may use --spool-reserve")
 	c.security.register(f)
 	f.StringVar(&c.peerAPIKey, "peer-api-key", "", "API key this stamp presents to the peer's /v1/status (when the peer runs --metrics-auth)")
 	_ = f.SetAnnotation("peer-api-key", secretAnnotation, []string{"true"})
@@ -162,6 +168,12 @@ func (c *serveConfig) validateShared() error {
 	}
 	if err := c.security.validate(); err != nil {
 		return err
+	}
+	if c.reservePriority > message.MaxPriority {
+		return fmt.Errorf("--reserve-priority %d: priorities are 0 (highest) to %d", c.reservePriority, message.MaxPriority)
+	}
+	if c.spoolReserve.bytes > 0 && c.spoolMaxBytes > 0 && c.spoolReserve.bytes >= int64(c.spoolMaxBytes) {
+		return fmt.Errorf("--spool-reserve %d leaves nothing of --spool-max-bytes %d to priorities below --reserve-priority", c.spoolReserve.bytes, c.spoolMaxBytes)
 	}
 	if c.peerURL == "" && (c.peerAPIKey != "" || c.peerCAFile != "") {
 		return errors.New("--peer-api-key and --peer-ca-file need --peer-url")
@@ -225,6 +237,8 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		SkewAllowance: c.spoolSkew,
 		MinFreeBytes:  int64(c.spoolMinFreeBytes),
 		Role:          spoolRole(c.role),
+
+		ReserveBytes: c.spoolReserve.bytes, ReservePercent: c.spoolReserve.percent, ReservePriority: c.reservePriority,
 
 		WriterLease:     c.spoolWriterLease,
 		SealAfter:       c.spoolSealAfter,

@@ -63,6 +63,17 @@ type Stats struct {
 	// OldestAgeSeconds is the age of the oldest undelivered (open, ready or claimed) segment, 0
 	// if none. An open segment counts from its last write.
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
+	// Priorities breaks the claimable segments (ready and claimed) down by priority, highest
+	// first, listing only the priorities that have some.
+	Priorities []PriorityStats `json:"priorities,omitempty"`
+}
+
+// PriorityStats counts the ready and claimed segments of one priority.
+type PriorityStats struct {
+	Priority uint8 `json:"priority"`
+	StateStats
+	// OldestAgeSeconds is the age of its oldest segment.
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
 }
 
 // Undelivered is how many segments still hold messages on their way: open (being written, or
@@ -94,6 +105,10 @@ func (s *Spool) plausibleSize(e Entry) int64 {
 func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	var oldest time.Time
+	var lanes [message.MaxPriority + 1]struct {
+		StateStats
+		oldest time.Time
+	}
 	for _, state := range States {
 		entries, err := s.list(state)
 		if err != nil {
@@ -104,12 +119,22 @@ func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 			if isOpenState(state) && e.Bytes == 0 {
 				continue // created ahead, never written: not a segment yet
 			}
+			size := s.plausibleSize(e)
 			ss.Segments++
 			ss.Messages += e.Messages
-			ss.Bytes += s.plausibleSize(e)
+			ss.Bytes += size
 			undelivered := state == StateReady || state == StateClaimed || (isOpenState(state) && e.Bytes > 0)
 			if undelivered && (oldest.IsZero() || e.Created.Before(oldest)) {
 				oldest = e.Created
+			}
+			if state == StateReady || state == StateClaimed {
+				l := &lanes[min(e.Priority, message.MaxPriority)]
+				l.Segments++
+				l.Messages += e.Messages
+				l.Bytes += size
+				if l.oldest.IsZero() || e.Created.Before(l.oldest) {
+					l.oldest = e.Created
+				}
 			}
 		}
 		switch state {
@@ -130,6 +155,12 @@ func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 	if !oldest.IsZero() {
 		st.OldestAgeSeconds = max(0, s.now().Sub(oldest).Seconds())
 	}
+	for p, l := range lanes {
+		if l.Segments > 0 {
+			st.Priorities = append(st.Priorities, PriorityStats{Priority: uint8(p), StateStats: l.StateStats,
+				OldestAgeSeconds: max(0, s.now().Sub(l.oldest).Seconds())})
+		}
+	}
 	return st, nil
 }
 
@@ -144,6 +175,8 @@ type Entry struct {
 	Messages int
 	Bytes    int64
 	Attempt  int
+	// Priority is the priority of the segment's messages (open segments: unknown, the default).
+	Priority uint8
 	// NotBefore is set on a ready segment that waits for a retry.
 	NotBefore time.Time
 	// Owner and Deadline are set on a claimed segment.
@@ -175,7 +208,7 @@ func (s *Spool) list(state State) ([]Entry, error) {
 			if !ok {
 				continue
 			}
-			en := Entry{State: state, Name: e, ID: n.id(), Created: n.Created, Owner: n.Owner, Deadline: n.Deadline}
+			en := Entry{State: state, Name: e, ID: n.id(), Created: n.Created, Owner: n.Owner, Deadline: n.Deadline, Priority: message.DefaultPriority}
 			// The size is not in the name: a stat each (open segments are few). An open segment
 			// is as old as its last write, not its creation (it may have been created ahead).
 			if fi, err := s.fs.Stat(s.path(string(state), e)); err == nil {
@@ -195,7 +228,7 @@ func (s *Spool) list(state State) ([]Entry, error) {
 		}
 		out = append(out, Entry{
 			State: state, Name: e, ID: n.segBase.String(), Created: n.Created,
-			Messages: n.Count, Bytes: n.Bytes, Attempt: n.Attempt,
+			Messages: n.Count, Bytes: n.Bytes, Attempt: n.Attempt, Priority: n.Priority,
 			NotBefore: n.NotBefore, Owner: n.Owner, Deadline: n.Deadline,
 		})
 	}

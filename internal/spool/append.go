@@ -219,10 +219,10 @@ func (s *Spool) Seal(ctx context.Context) error {
 // MinFreeBytes, or reach into the reserve that only priorities up to ReservePriority may use.
 func (s *Spool) capacityLocked(n int64, prio uint8) error {
 	limit, byFree := s.limitLocked()
-	if limit >= 0 && prio > s.opts.ReservePriority && s.opts.ReserveBytes > 0 {
-		if s.usedBytes+n > limit-s.opts.ReserveBytes {
+	if reserve := s.reserveLocked(limit); prio > s.opts.ReservePriority && reserve > 0 {
+		if s.usedBytes+n > limit-reserve {
 			return fmt.Errorf("%w: %d bytes used of %d, and the last %d are kept for priorities 0 to %d (this is priority %d)%s",
-				ErrFull, s.usedBytes, limit, s.opts.ReserveBytes, s.opts.ReservePriority, prio, s.setAsideLocked())
+				ErrFull, s.usedBytes, limit, reserve, s.opts.ReservePriority, prio, s.setAsideLocked())
 		}
 		return nil
 	}
@@ -235,6 +235,18 @@ func (s *Spool) capacityLocked(n int64, prio uint8) error {
 	default:
 		return fmt.Errorf("%w: %d bytes used of MaxBytes %d%s", ErrFull, s.usedBytes, s.opts.MaxBytes, s.setAsideLocked())
 	}
+}
+
+// reserveLocked is the part of capacity limit that only priorities up to ReservePriority may
+// use: ReserveBytes, or ReservePercent of limit; 0 when there is none or no limit is known.
+func (s *Spool) reserveLocked(limit int64) int64 {
+	switch {
+	case limit < 0:
+		return 0
+	case s.opts.ReserveBytes > 0:
+		return s.opts.ReserveBytes
+	}
+	return int64(float64(limit) * s.opts.ReservePercent / 100)
 }
 
 // limitLocked is the spool's capacity: the bytes it may hold before appends are refused, the

@@ -1,8 +1,10 @@
 package spool
 
 import (
+	"strconv"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -15,13 +17,15 @@ type metrics struct {
 }
 
 var (
-	descSegments = prometheus.NewDesc("bridgehead_spool_segments", "Segments in the spool by state, as of the last scan.", []string{"state"}, nil)
-	descMessages = prometheus.NewDesc("bridgehead_spool_messages", "Messages in the spool by state, as of the last scan (open segments count at their seal).", []string{"state"}, nil)
-	descBytes    = prometheus.NewDesc("bridgehead_spool_bytes", "Bytes in the spool by state, as of the last scan.", []string{"state"}, nil)
-	descOldest   = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest undelivered (open, recovering, ready or claimed) segment; 0 when none.", nil, nil)
-	descUsed     = prometheus.NewDesc("bridgehead_spool_used_bytes", "Bytes the spool holds in every state, as counted against its capacity.", nil, nil)
-	descCapacity = prometheus.NewDesc("bridgehead_spool_capacity_bytes", "Bytes the spool may hold before appends are refused: the smaller of --spool-max-bytes and what the file system's free space above --spool-min-free-bytes allows. Absent while unknown.", nil, nil)
-	descFree     = prometheus.NewDesc("bridgehead_spool_filesystem_free_bytes", "Free bytes on the spool's file system at the last scan. Absent while unknown.", nil, nil)
+	descSegments  = prometheus.NewDesc("bridgehead_spool_segments", "Segments in the spool by state, as of the last scan.", []string{"state"}, nil)
+	descMessages  = prometheus.NewDesc("bridgehead_spool_messages", "Messages in the spool by state, as of the last scan (open segments count at their seal).", []string{"state"}, nil)
+	descBytes     = prometheus.NewDesc("bridgehead_spool_bytes", "Bytes in the spool by state, as of the last scan.", []string{"state"}, nil)
+	descOldest    = prometheus.NewDesc("bridgehead_spool_oldest_undelivered_age_seconds", "Age of the oldest undelivered (open, recovering, ready or claimed) segment; 0 when none.", nil, nil)
+	descQueued    = prometheus.NewDesc("bridgehead_spool_queued_messages", "Messages waiting for delivery (ready or claimed) by priority (0 highest), as of the last scan.", []string{"priority"}, nil)
+	descQueuedAge = prometheus.NewDesc("bridgehead_spool_queued_oldest_age_seconds", "Age of the oldest ready or claimed segment of each priority; 0 when none.", []string{"priority"}, nil)
+	descUsed      = prometheus.NewDesc("bridgehead_spool_used_bytes", "Bytes the spool holds in every state, as counted against its capacity.", nil, nil)
+	descCapacity  = prometheus.NewDesc("bridgehead_spool_capacity_bytes", "Bytes the spool may hold before appends are refused: the smaller of --spool-max-bytes and what the file system's free space above --spool-min-free-bytes allows. Absent while unknown.", nil, nil)
+	descFree      = prometheus.NewDesc("bridgehead_spool_filesystem_free_bytes", "Free bytes on the spool's file system at the last scan. Absent while unknown.", nil, nil)
 
 	descCommits       = prometheus.NewDesc("bridgehead_spool_commits_total", "Group commits this process made (one durable write of its open segment each).", nil, nil)
 	descCommittedMsgs = prometheus.NewDesc("bridgehead_spool_committed_messages_total", "Messages in the commits this process made: divided by commits, the messages sharing a flush.", nil, nil)
@@ -67,7 +71,7 @@ func (s *Spool) register(reg prometheus.Registerer) error {
 type collector struct{ s *Spool }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSegments, descMessages, descBytes, descOldest, descUsed, descCapacity, descFree,
+	for _, d := range []*prometheus.Desc{descSegments, descMessages, descBytes, descOldest, descQueued, descQueuedAge, descUsed, descCapacity, descFree,
 		descCommits, descCommittedMsgs, descCommitErrors, descSeals, descRecovered, descRecoveredMsgs, descSkew} {
 		ch <- d
 	}
@@ -99,6 +103,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBytes, float64(s.st.Bytes), s.state)
 	}
 	gauge(descOldest, st.OldestAgeSeconds)
+	// Every priority, with or without messages: a series that comes and goes breaks rates and
+	// alerts.
+	var byPrio [message.MaxPriority + 1]PriorityStats
+	for _, p := range st.Priorities {
+		byPrio[p.Priority] = p
+	}
+	for p, ps := range byPrio {
+		label := strconv.Itoa(p)
+		gauge(descQueued, float64(ps.Messages), label)
+		gauge(descQueuedAge, ps.OldestAgeSeconds, label)
+	}
 	gauge(descUsed, float64(used))
 	if capacity >= 0 {
 		gauge(descCapacity, float64(capacity))

@@ -245,3 +245,18 @@ func TestSealAfterSealsEachPriority(t *testing.T) {
 		}
 	}
 }
+
+// TestReservePercent: the reserve as a share of the capacity.
+func TestReservePercent(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpenSpool(t, t.TempDir(), spool.Options{MaxBytes: 100_000, ReservePercent: 20, MinFreeBytes: 1})
+	took := 0
+	for ; s.Append(ctx, atPriority(2, msgs(1, 1000))...) == nil; took++ {
+	}
+	if took < 75 || took > 80 {
+		t.Fatalf("took %d KB at priority 2 into 100 KB with a 20 %% reserve for priority 0, want about 78", took)
+	}
+	if err := s.Append(ctx, atPriority(0, msgs(1, 1000))...); err != nil {
+		t.Fatalf("an alarm into the reserve: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,7 +334,7 @@ func TestProcessesShareOneSpool(t *testing.T) {
 		t.Fatalf("%d acked messages were never appended", len(count))
 	}
 	s := mustOpenSpool(t, dir, spool.Options{})
-	if st := mustStats(t, s); st != (spool.Stats{}) {
+	if st := mustStats(t, s); !reflect.DeepEqual(st, spool.Stats{}) {
 		t.Fatalf("spool not empty at the end: %+v", st)
 	}
 	t.Logf("%d appenders + %d claimers, %d messages: each acked exactly once, in %v", appenders, claimers, total, time.Since(start).Round(time.Millisecond))

@@ -128,8 +128,12 @@ type Options struct {
 	// ReserveBytes is the last part of the capacity (MaxBytes, or the free space above
 	// MinFreeBytes) that only messages of priority ReservePriority or higher (a number at most
 	// ReservePriority) may use: when the spool is that close to full, lower priorities are
-	// refused with ErrFull while alarms are still taken, and Ready stays true. 0 means none.
+	// refused with ErrFull while alarms are still taken, and Ready stays true. 0 means
+	// ReservePercent of the capacity.
 	ReserveBytes int64
+	// ReservePercent is the reserve as a share of the capacity (0–50), used when ReserveBytes
+	// is 0; 0 means no reserve.
+	ReservePercent float64
 	// ReservePriority is the lowest priority (the highest number) that may use ReserveBytes;
 	// the zero value lets only priority 0 in (serve's --reserve-priority defaults to 1).
 	ReservePriority uint8
@@ -233,6 +237,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("ReserveBytes %d is negative", o.ReserveBytes)
 	case o.ReservePriority > message.MaxPriority:
 		return fmt.Errorf("ReservePriority %d is not a priority (0 to %d)", o.ReservePriority, message.MaxPriority)
+	case o.ReservePercent < 0 || o.ReservePercent > 50:
+		return fmt.Errorf("ReservePercent %g is not 0 to 50", o.ReservePercent)
 	case o.MaxBytes > 0 && o.ReserveBytes >= o.MaxBytes:
 		return fmt.Errorf("ReserveBytes %d leaves nothing of MaxBytes %d to the other priorities", o.ReserveBytes, o.MaxBytes)
 	case o.MaxSegmentBytes < 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,7 @@ func TestAppendClaimAck(t *testing.T) {
 	if err := s.Ack(ctx, c); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
-	if st := mustStats(t, s); st != (spool.Stats{}) {
+	if st := mustStats(t, s); !reflect.DeepEqual(st, spool.Stats{}) {
 		t.Fatalf("after ack: %+v, want empty", st)
 	}
 	if err := s.Ack(ctx, c); !errors.Is(err, spool.ErrLostClaim) {
@@ -387,7 +388,7 @@ func TestSettleShortcuts(t *testing.T) {
 		want    func(st spool.Stats) bool
 	}{
 		{"all delivered acks", func(c *spool.Claim) spool.Outcome { return spool.Outcome{} },
-			func(st spool.Stats) bool { return st == spool.Stats{} }},
+			func(st spool.Stats) bool { return reflect.DeepEqual(st, spool.Stats{}) }},
 		{"all retried releases", func(c *spool.Claim) spool.Outcome { return spool.Outcome{Retry: c.Messages} },
 			func(st spool.Stats) bool { return st.Ready.Messages == 3 && st.Ready.Segments == 1 }},
 		{"all dead dead-letters", func(c *spool.Claim) spool.Outcome { return spool.Outcome{Dead: c.Messages, Reason: "r"} },
