@@ -48,6 +48,8 @@ type Spool interface {
 	Renew(ctx context.Context, c *spool.Claim) error
 	Settle(ctx context.Context, c *spool.Claim, o spool.Outcome) error
 	Reap(ctx context.Context) (spool.ReapStats, error)
+	// Outranked reports whether a segment of a higher priority than c's is waiting.
+	Outranked(c *spool.Claim) bool
 }
 
 var _ Spool = (*spool.Spool)(nil)
@@ -329,6 +331,7 @@ func (f *Forwarder) waitNotOpen(ctx context.Context) error {
 var (
 	errLost    = errors.New("claim lost")
 	errHold    = errors.New("held too long on an open breaker")
+	errOutrank = errors.New("a higher priority waits")
 	errStopped = errors.New("forwarder stopping")
 )
 
@@ -362,6 +365,12 @@ func (f *Forwarder) forward(ctx, hard context.Context, c *spool.Claim) {
 			return // not ours any more: its new owner delivers what we did not
 		}
 		if len(pending) == 0 {
+			break
+		}
+		if errors.Is(err, errOutrank) {
+			// Held through an outage while alarms queued behind it: back to ready/ at once,
+			// to be claimed again in priority order.
+			f.log.Info("releasing a claim held on an open breaker: a higher priority waits", "segment", c.ID, "priority", c.Priority)
 			break
 		}
 		if errors.Is(err, errHold) {
@@ -526,7 +535,8 @@ func (f *Forwarder) send(hard context.Context, j *job, b []message.Message, done
 }
 
 // admit waits until the breaker lets a batch of j through, renewing j's claim meanwhile. It
-// fails with ctx's end (errStopped), errHold after MaxHold, or errLost.
+// fails with ctx's end (errStopped), errHold after MaxHold, errLost, or errOutrank when j waited
+// on the breaker and, once let through, a higher priority than j's is waiting.
 func (f *Forwarder) admit(ctx context.Context, j *job) (func(error), error) {
 	for {
 		if j.yield && f.br.state() != gobreaker.StateClosed {
@@ -539,7 +549,12 @@ func (f *Forwarder) admit(ctx context.Context, j *job) (func(error), error) {
 		}
 		done, err := f.br.allow()
 		if err == nil {
+			held := !j.heldSince.IsZero()
 			j.heldSince = time.Time{}
+			if held && f.sp.Outranked(j.c) {
+				done(errExcluded)
+				return nil, errOutrank
+			}
 			return done, nil
 		}
 		now := f.cfg.Now()

@@ -188,6 +188,28 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 	}
 }
 
+// Outranked reports whether a segment of a higher priority than c's is waiting in ready/. It
+// lists ready/ afresh (and the claimers' listing is renewed with it): it is asked rarely, when a
+// claim that waited out an outage may send again. Then the claim makes way: what has waited at
+// a higher priority goes first when the sink returns.
+func (s *Spool) Outranked(c *Claim) bool {
+	if c.Priority == 0 {
+		return false
+	}
+	s.claims.mu.Lock()
+	defer s.claims.mu.Unlock()
+	now := s.now()
+	if err := s.refreshCacheLocked(now); err != nil {
+		return false
+	}
+	for p := range int(c.Priority) {
+		if len(s.eligibleLocked(p, 1, now, nil)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // eligibleLocked returns the indexes of up to limit claimable names of priority p in the cache:
 // not tried by this call, not-before passed.
 func (s *Spool) eligibleLocked(p, limit int, now time.Time, tried map[string]bool) []int {
