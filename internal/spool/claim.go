@@ -44,10 +44,15 @@ func (c *Claim) Name() string { return c.name.claimed() }
 type claimState struct {
 	mu    sync.Mutex
 	cache readyCache // the claim candidates from the last listing of ready/
-	// picks counts this process's picks, for the lower priorities' share (pickLane); nextLower
-	// is the lower priority whose turn comes next.
-	picks     uint64
+	// topRun counts this process's picks in a row of the highest priority waiting while a lower
+	// one waited too, for the lower priorities' share (pickLaneLocked); nextLower is the lower
+	// priority whose turn comes next.
+	topRun    int
 	nextLower uint8
+	// passed counts, per priority, the picks in a row that passed over the oldest claimable
+	// segment: at claimWindow it is taken, so the random pick keeps the order by age to within
+	// a few segments (without it, one in a hundred segments waited out 85 others, simulated).
+	passed [message.MaxPriority + 1]int
 	// claiming holds the segments a goroutine of this process is claiming right now.
 	claiming map[string]bool
 	// deadlines and oldDeadlines hold the last deadline (Unix ms) this process put in a claimed
@@ -65,14 +70,16 @@ type readyCache struct {
 	at    time.Time
 }
 
-// lowerShare is how often a claim goes to a lower priority than the highest waiting: one pick
-// in lowerShare, when any lower priority has a segment waiting. Those turns go round the waiting
-// lower priorities in order, so none starves under a flood of a higher one (docs/operations.md,
-// "Priorities").
+// lowerShare is how often a claim goes to a lower priority than the highest waiting: after
+// lowerShare-1 picks in a row of the highest while a lower one waited, the next pick is a lower
+// one. Those turns go round the waiting lower priorities in order, so none starves under a flood
+// of a higher one, and a few alarms (fewer than lowerShare segments) all go before any telemetry
+// waiting with them (docs/operations.md, "Priorities").
 const lowerShare = 10
 
-// claimWindow is how many of the oldest ready segments a claimer picks among at random, so that
-// consumers on several hosts rarely race for the same file.
+// claimWindow is how many of the oldest ready segments of a priority a claimer picks among at
+// random, so that consumers on several hosts rarely race for the same file; the oldest is taken
+// at the latest on the claimWindow-th pick (claimState.passed).
 const claimWindow = 8
 
 // Claim takes the oldest ready segment (at random among the few oldest) of the highest priority
@@ -170,6 +177,14 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 			p := s.pickLaneLocked(waiting)
 			window := s.eligibleLocked(p, claimWindow, now, tried)
 			i := window[rand.IntN(len(window))]
+			if i != window[0] {
+				if s.claims.passed[p]++; s.claims.passed[p] >= claimWindow {
+					i = window[0]
+				}
+			}
+			if i == window[0] {
+				s.claims.passed[p] = 0
+			}
 			lane := s.claims.cache.lanes[p]
 			n := lane[i]
 			s.claims.cache.lanes[p] = slices.Delete(lane, i, i+1)
@@ -226,13 +241,18 @@ func (s *Spool) eligibleLocked(p, limit int, now time.Time, tried map[string]boo
 }
 
 // pickLaneLocked chooses the priority to claim from among those waiting: the highest, except
-// that one pick in lowerShare goes to a lower one, in turn.
+// that after lowerShare-1 picks of it in a row while a lower one waited, a lower one, in turn.
 func (s *Spool) pickLaneLocked(waiting [message.MaxPriority + 1]bool) int {
 	top := slices.Index(waiting[:], true)
-	s.claims.picks++
-	if s.claims.picks%lowerShare != 0 {
+	if !slices.Contains(waiting[top+1:], true) {
+		s.claims.topRun = 0
 		return top
 	}
+	if s.claims.topRun < lowerShare-1 {
+		s.claims.topRun++
+		return top
+	}
+	s.claims.topRun = 0
 	// The lower priorities' turn: the next waiting one from nextLower on, wrapping round.
 	for k := range message.MaxPriority + 1 {
 		p := (int(s.claims.nextLower) + k) % (message.MaxPriority + 1)

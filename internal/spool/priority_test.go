@@ -260,3 +260,61 @@ func TestReservePercent(t *testing.T) {
 		t.Fatalf("an alarm into the reserve: %v", err)
 	}
 }
+
+// TestOldestIsNotPassedOverForLong: claims pick at random among the few oldest segments (so
+// that forwarders on several hosts rarely race), but the oldest is taken by the eighth pick at
+// the latest, so that a backlog drains in age order to within a few segments. (Without the
+// bound, the oldest of 12 is left after 8 picks one time in three.)
+func TestOldestIsNotPassedOverForLong(t *testing.T) {
+	for trial := range 10 {
+		s := mustOpenSpool(t, t.TempDir(), spool.Options{SealAfter: time.Hour, SealIdle: time.Hour})
+		var oldest string
+		for i := range 12 {
+			in := msgs(1, 10)
+			mustAppend(t, s, in...)
+			if i == 0 {
+				oldest = in[0].ID.String()
+			}
+		}
+		for pick := 1; ; pick++ {
+			c := mustClaim(t, s)
+			if c.Messages[0].ID.String() == oldest {
+				break
+			}
+			if pick >= 8 {
+				t.Fatalf("trial %d: the oldest of 12 segments not claimed in %d picks", trial, pick)
+			}
+		}
+	}
+}
+
+// TestAFewAlarmsAllGoFirst: the lower priorities' share is taken only after nine claims in a row
+// of a higher priority while they waited, never because of claims made earlier: a few alarms
+// all go before the telemetry that waits with them.
+func TestAFewAlarmsAllGoFirst(t *testing.T) {
+	s := mustOpenSpool(t, t.TempDir(), spool.Options{SealAfter: time.Hour, SealIdle: time.Hour})
+	claimAll := func(n int) []uint8 {
+		var got []uint8
+		for range n {
+			c := mustClaim(t, s)
+			got = append(got, c.Priority)
+			if err := s.Ack(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return got
+	}
+	for range 9 {
+		mustAppend(t, s, atPriority(4, msgs(1, 10))...)
+	}
+	claimAll(9)
+	for range 5 {
+		mustAppend(t, s, atPriority(4, msgs(1, 10))...)
+	}
+	for range 3 {
+		mustAppend(t, s, atPriority(0, msgs(1, 10))...)
+	}
+	if got := claimAll(8); string(got) != string([]uint8{0, 0, 0, 4, 4, 4, 4, 4}) {
+		t.Fatalf("claimed priorities %v, want the three alarms first", got)
+	}
+}
