@@ -465,3 +465,262 @@ func ptrString(p *string) string {
 	}
 	return *p
 }
+
+// azmonEnv is provisionEnv with what --azure-monitor needs, and its optional settings, so that
+// every flag they add is printed (and checked by TestAzCommandsExist).
+var azmonEnv = append(slices.Clone(provisionEnv), "METRICS_KEY_FILE=metrics.key",
+	"GRAFANA_RESOURCE_ID=/subscriptions/0/resourceGroups/rg/providers/Microsoft.Dashboard/grafana/g",
+	"ACTION_GROUP_ID=/subscriptions/0/resourceGroups/rg/providers/microsoft.insights/actionGroups/ops",
+	"RUNBOOK_BASE_URL=https://git.example.com/fork/bridgehead/blob/main/")
+
+// Placeholders provision.sh's dry run prints for what it would read back from Azure.
+const (
+	workspaceIDPlaceholder = "__AZURE_MONITOR_WORKSPACE_ID__"
+	aksIDPlaceholder       = "__AKS_ID__"
+	arcIDPlaceholder       = "__ARC_CLUSTER_ID__"
+)
+
+// rulesTemplate is the generated ARM template of the alerts (deploy/monitoring).
+const rulesTemplate = "monitoring/azure-prometheus-rules.json"
+
+// checkIdempotent fails for every create in calls that is not directly preceded by the show of
+// the same thing. Role assignments are checked by a list, and a template deployment is
+// declarative: deploying it again is the update.
+func checkIdempotent(t *testing.T, calls []azCall) {
+	t.Helper()
+	for i, c := range calls {
+		if len(c.command) == 0 || c.command[len(c.command)-1] != "create" || c.is("role assignment create") || c.is("deployment group create") {
+			continue
+		}
+		show := append(slices.Clone(c.command[:len(c.command)-1]), "show")
+		if i == 0 || !slices.Equal(calls[i-1].command, show) {
+			t.Errorf("%q is not preceded by az %s (idempotence)", c.line, strings.Join(show, " "))
+		}
+	}
+}
+
+// parameters returns the name=value words after --parameters.
+func (c azCall) parameters() map[string]string {
+	out := map[string]string{}
+	if i := slices.Index(c.args, "--parameters"); i >= 0 {
+		for _, w := range valuesAfter(c.args[i+1:]) {
+			k, v, _ := strings.Cut(w, "=")
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestProvisionAzureMonitor checks provision.sh --azure-monitor's dry run for what each stamp
+// needs: the workspace; managed Prometheus on AKS (az aks update --enable-azure-monitor-metrics
+// with the workspace) and on the Arc cluster (the extension Microsoft.AzureMonitor.Containers.Metrics
+// with the workspace); the Flux configuration's second Kustomization applying
+// deploy/kustomize/azure-monitor/<stamp> after the stamp's, only once the scrape key's Secret is
+// written; and the committed rule group template deployed per stamp with the workspace, that
+// stamp's cluster and every parameter the template requires.
+func TestProvisionAzureMonitor(t *testing.T) {
+	out := runScript(t, "azure/provision.sh", azmonEnv, "--dry-run", "--azure-monitor")
+	calls := azCalls(t, out)
+	checkIdempotent(t, calls)
+	find := func(what string, match func(azCall) bool) []azCall {
+		t.Helper()
+		var got []azCall
+		for _, c := range calls {
+			if match(c) {
+				got = append(got, c)
+			}
+		}
+		if len(got) == 0 {
+			t.Errorf("dry run lacks %s", what)
+		}
+		return got
+	}
+	find("the workspace", func(c azCall) bool {
+		return c.is("resource create") && c.flagValue("--resource-type") == "Microsoft.Monitor/accounts" &&
+			c.flagValue("--name") == "bridgehead-amw" && c.flagValue("--location") == "westeurope"
+	})
+	find("the workspace's id", func(c azCall) bool {
+		return c.is("resource show") && c.flagValue("--resource-type") == "Microsoft.Monitor/accounts" && c.flagValue("--query") == "id"
+	})
+	find("managed Prometheus on AKS", func(c azCall) bool {
+		return c.is("aks update") && c.flagValue("--name") == "bridgehead-aks" && slices.Contains(c.flags, "--enable-azure-monitor-metrics") &&
+			c.flagValue("--azure-monitor-workspace-resource-id") == workspaceIDPlaceholder &&
+			c.flagValue("--grafana-resource-id") != ""
+	})
+	find("the metrics extension on the Arc cluster", func(c azCall) bool {
+		i := slices.Index(c.args, "--configuration-settings")
+		return c.is("k8s-extension create") && c.flagValue("--cluster-type") == "connectedClusters" &&
+			c.flagValue("--cluster-name") == "hci-aks" && c.flagValue("--resource-group") == "hci-rg" &&
+			c.flagValue("--extension-type") == "Microsoft.AzureMonitor.Containers.Metrics" && i >= 0 &&
+			slices.Contains(valuesAfter(c.args[i+1:]), "azure-monitor-workspace-resource-id="+workspaceIDPlaceholder)
+	})
+
+	// The stamp's own Kustomization, named in the Flux configuration: the PodMonitors depend on it.
+	stampKustomization := map[string]string{}
+	for _, c := range calls {
+		if c.is("k8s-configuration flux create") {
+			for _, w := range c.args {
+				if strings.HasPrefix(w, "name=") {
+					stampKustomization[c.flagValue("--cluster-type")] = strings.TrimPrefix(w, "name=")
+				}
+			}
+		}
+	}
+	template, err := os.ReadFile(filepath.Join(deployDir, rulesTemplate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl struct {
+		Parameters map[string]struct {
+			DefaultValue any `json:"defaultValue"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal(template, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	lineOf := func(match func(string) bool) int {
+		for i, l := range lines {
+			if match(l) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, st := range []struct{ stamp, clusterType, cluster, context, id string }{
+		{"cloud", "managedClusters", "bridgehead-aks", "bridgehead-aks", aksIDPlaceholder},
+		{"onprem", "connectedClusters", "hci-aks", "hci-aks", arcIDPlaceholder},
+	} {
+		ks := find("the PodMonitors' Kustomization on "+st.stamp, func(c azCall) bool {
+			return c.is("k8s-configuration flux kustomization create") && c.flagValue("--cluster-type") == st.clusterType
+		})
+		for _, c := range ks {
+			path := c.flagValue("--path")
+			if want := "./deploy/kustomize/azure-monitor/" + st.stamp; path != want {
+				t.Errorf("%s: --path %s, want %s", st.stamp, path, want)
+			}
+			if _, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(path), "kustomization.yaml")); err != nil {
+				t.Errorf("%s: %v", st.stamp, err)
+			}
+			if c.flagValue("--name") != provisionSetting(t, "FLUX_CONFIG") || c.flagValue("--cluster-name") != st.cluster {
+				t.Errorf("%q: not the Flux configuration of %s", c.line, st.cluster)
+			}
+			if got, want := c.flagValue("--depends-on"), stampKustomization[st.clusterType]; got == "" || got != want {
+				t.Errorf("%s: --depends-on %q, want the stamp's Kustomization %q", st.stamp, got, want)
+			}
+			if c.flagValue("--prune") != "true" {
+				t.Errorf("%s: --prune %q, want true (removing the Kustomization removes the PodMonitors)", st.stamp, c.flagValue("--prune"))
+			}
+			// The Secret first: ama-metrics ignores a Secret created after its PodMonitor.
+			secret := lineOf(func(l string) bool {
+				return strings.Contains(l, "--context "+st.context+" create secret generic "+scrapeSecret+" --namespace="+scrapeSecretNamespace+" ")
+			})
+			kust := lineOf(func(l string) bool { return strings.TrimSpace(l) == c.line })
+			if secret < 0 || kust < secret {
+				t.Errorf("%s: the scrape key's Secret (line %d) is not written before the PodMonitors' Kustomization (line %d)", st.stamp, secret, kust)
+			}
+		}
+		deps := find("the rule group of "+st.stamp, func(c azCall) bool {
+			return c.is("deployment group create") && c.parameters()["stamp"] == st.stamp
+		})
+		if len(deps) != 1 {
+			t.Errorf("%s: %d rule group deployments, want 1", st.stamp, len(deps))
+		}
+		for _, c := range deps {
+			file := c.flagValue("--template-file")
+			if got, err := os.ReadFile(file); err != nil || string(got) != string(template) {
+				t.Errorf("%s: --template-file %s is not deploy/%s (%v)", st.stamp, file, rulesTemplate, err)
+			}
+			p := c.parameters()
+			if p["azureMonitorWorkspaceId"] != workspaceIDPlaceholder || p["clusterResourceId"] != st.id {
+				t.Errorf("%s: parameters %v: want the workspace %s and the cluster %s", st.stamp, p, workspaceIDPlaceholder, st.id)
+			}
+			if p["actionGroupId"] == "" || p["runbookBaseUrl"] == "" {
+				t.Errorf("%s: parameters %v: ACTION_GROUP_ID and RUNBOOK_BASE_URL are not passed on", st.stamp, p)
+			}
+			for name := range p {
+				if _, ok := tmpl.Parameters[name]; !ok {
+					t.Errorf("%s: parameter %s is not in the template", st.stamp, name)
+				}
+			}
+			for name, tp := range tmpl.Parameters {
+				if _, ok := p[name]; !ok && tp.DefaultValue == nil {
+					t.Errorf("%s: the template's required parameter %s is not passed", st.stamp, name)
+				}
+			}
+		}
+	}
+	// The id the rule groups are scoped to is the one the cluster's show returns.
+	find("the AKS cluster's id", func(c azCall) bool { return c.is("aks show") && c.flagValue("--query") == "id" })
+	find("the Arc cluster's id", func(c azCall) bool { return c.is("connectedk8s show") && c.flagValue("--query") == "id" })
+}
+
+// azureMonitorMarks are what only --azure-monitor may print.
+var azureMonitorMarks = []string{"Microsoft.Monitor", "Microsoft.AlertsManagement", "Containers.Metrics", "enable-azure-monitor-metrics",
+	"deployment group create", "azure-monitor", "azuremonitor-metrics", scrapeSecret, "kustomization create"}
+
+// TestProvisionAzureMonitorOnlyWhenAsked checks that without --azure-monitor nothing of Azure
+// Monitor is printed (a stamp without it is provisioned as before); that --stamp cloud
+// --azure-monitor does the cloud side only; that the flag without METRICS_KEY_FILE is refused;
+// that without ONPREM_CONTEXT the on-prem Secret and Kustomization are printed for later, in that
+// order, instead of run; and that the teardown removes the Arc cluster's metrics extension only
+// with the flag.
+func TestProvisionAzureMonitorOnlyWhenAsked(t *testing.T) {
+	for name, out := range map[string]string{
+		"provision": provisionDryRun(t),
+		"teardown":  runScript(t, "azure/provision.sh", provisionEnv, "--dry-run", "--teardown"),
+	} {
+		for _, m := range azureMonitorMarks {
+			if strings.Contains(out, m) {
+				t.Errorf("%s without --azure-monitor prints %q", name, m)
+			}
+		}
+	}
+
+	cloud := azCalls(t, runScript(t, "azure/provision.sh", azmonEnv, "--dry-run", "--azure-monitor", "--stamp", "cloud"))
+	var deployments []string
+	for _, c := range cloud {
+		if c.flagValue("--cluster-type") == "connectedClusters" || c.flagValue("--extension-type") == "Microsoft.AzureMonitor.Containers.Metrics" {
+			t.Errorf("--stamp cloud: %q", c.line)
+		}
+		if c.is("deployment group create") {
+			deployments = append(deployments, c.parameters()["stamp"])
+		}
+		if c.is("aks update") && c.flagValue("--grafana-resource-id") != "" && !slices.Contains(azmonEnv, "GRAFANA_RESOURCE_ID="+c.flagValue("--grafana-resource-id")) {
+			t.Errorf("%q: not GRAFANA_RESOURCE_ID", c.line)
+		}
+	}
+	if !slices.Equal(deployments, []string{"cloud"}) {
+		t.Errorf("--stamp cloud deploys rule groups for %v, want [cloud]", deployments)
+	}
+
+	cmd := exec.Command("bash", filepath.Join(deployDir, "azure/provision.sh"), "--dry-run", "--azure-monitor")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, provisionEnv...)
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "METRICS_KEY_FILE") {
+		t.Errorf("--azure-monitor without METRICS_KEY_FILE: %v\n%s; want a refusal naming it", err, b)
+	}
+
+	var noContext []string
+	for _, e := range azmonEnv {
+		if !strings.HasPrefix(e, "ONPREM_CONTEXT=") {
+			noContext = append(noContext, e)
+		}
+	}
+	out := runScript(t, "azure/provision.sh", noContext, "--dry-run", "--azure-monitor", "--stamp", "onprem")
+	for _, c := range azCalls(t, out) {
+		if c.is("k8s-configuration flux kustomization create") {
+			t.Errorf("without ONPREM_CONTEXT the PodMonitors' Kustomization is created before the Secret can be: %q", c.line)
+		}
+	}
+	secret, kust := strings.Index(out, "--metrics-key-file METRICS_KEY_FILE"), strings.Index(out, "#   az k8s-configuration flux kustomization create")
+	if secret < 0 || kust < secret || !strings.Contains(out[kust:], "--path ./deploy/kustomize/azure-monitor/onprem") {
+		t.Errorf("without ONPREM_CONTEXT: want stamp-config.sh --metrics-key-file, then the Kustomization, printed for later:\n%s", out)
+	}
+
+	down := azCalls(t, runScript(t, "azure/provision.sh", azmonEnv, "--dry-run", "--teardown", "--azure-monitor"))
+	if !slices.ContainsFunc(down, func(c azCall) bool {
+		return c.is("k8s-extension delete") && c.flagValue("--name") == "azuremonitor-metrics" && c.flagValue("--cluster-type") == "connectedClusters"
+	}) {
+		t.Error("--teardown --azure-monitor leaves the Arc cluster's metrics extension")
+	}
+}
