@@ -99,6 +99,7 @@ const (
 	paramActionGroup   = "actionGroupId"
 	paramRunbookBase   = "runbookBaseUrl"
 	paramLocation      = "location"
+	paramClusterLabel  = "clusterLabel"
 	variableActions    = "actions"
 	variableClusterNam = "clusterName"
 )
@@ -253,10 +254,14 @@ func AzureRuleGroupTemplate() ([]byte, error) {
 			paramRunbookBase: newParam("string", "Base URL that docs/runbook.md is served under (the alerts' runbook_url is this followed by docs/runbook.md#<alert>).",
 				DefaultRunbookBaseURL),
 			paramLocation: newParam("string", "Region of the rule group: the Azure Monitor workspace's.", "[resourceGroup().location]"),
+			paramClusterLabel: newParam("string", "The `cluster` label the metrics agent gives the stamp's series, when not the cluster's name "+
+				"(the agent's cluster_alias setting); empty for the cluster's name.", ""),
 		},
 		Variables: map[string]string{
-			// The rules evaluate only the series the stamp's own cluster sent (its `cluster` label).
-			variableClusterNam: fmt.Sprintf("[last(split(parameters('%s'), '/'))]", paramCluster),
+			// The rules evaluate only the series the stamp's own cluster sent: clusterName must equal
+			// their `cluster` label, which the agent sets to the cluster's name unless aliased.
+			variableClusterNam: fmt.Sprintf("[if(empty(parameters('%[1]s')), last(split(parameters('%[2]s'), '/')), parameters('%[1]s'))]",
+				paramClusterLabel, paramCluster),
 			variableActions: fmt.Sprintf("[if(empty(parameters('%[1]s')), createArray(), createArray(createObject('actionGroupId', parameters('%[1]s'))))]",
 				paramActionGroup),
 		},
