@@ -89,7 +89,7 @@ func TestAzureSeverity(t *testing.T) {
 }
 
 // readAzureTemplate decodes the committed ARM template strictly.
-func readAzureTemplate(t *testing.T) AzureTemplate {
+func readAzureTemplate(t *testing.T) azureTemplate {
 	t.Helper()
 	data, err := os.ReadFile(AzureTemplateFile)
 	if err != nil {
@@ -97,7 +97,7 @@ func readAzureTemplate(t *testing.T) AzureTemplate {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var tmpl AzureTemplate
+	var tmpl azureTemplate
 	if err := dec.Decode(&tmpl); err != nil {
 		t.Fatalf("%s: %v", AzureTemplateFile, err)
 	}
@@ -127,7 +127,7 @@ func readRuleFile(t *testing.T) monitoringv1.RuleGroup {
 // alert of g must be in it once, with the same expression, `for` (converted to ISO 8601, absent
 // when g has none), labels, annotations (runbook_url made absolute from the same link), the
 // severity label's Azure number, enabled, and no rule that g lacks.
-func compareAzure(g monitoringv1.RuleGroup, tmpl AzureTemplate) []string {
+func compareAzure(g monitoringv1.RuleGroup, tmpl azureTemplate) []string {
 	var out []string
 	if len(tmpl.Resources) != 1 {
 		return []string{fmt.Sprintf("%d resources, want 1 rule group", len(tmpl.Resources))}
@@ -136,7 +136,7 @@ func compareAzure(g monitoringv1.RuleGroup, tmpl AzureTemplate) []string {
 	if res.Type != "Microsoft.AlertsManagement/prometheusRuleGroups" {
 		out = append(out, "resource type "+res.Type)
 	}
-	byName := map[string]AzureRule{}
+	byName := map[string]azureRule{}
 	for _, r := range res.Properties.Rules {
 		if _, dup := byName[r.Alert]; dup {
 			out = append(out, "alert "+r.Alert+" twice")
@@ -239,7 +239,7 @@ func TestAzureRuleGroupIsTheRuleFile(t *testing.T) {
 	}
 
 	// Negative controls.
-	mutate := func(name string, f func(rs []AzureRule) []AzureRule) {
+	mutate := func(name string, f func(rs []azureRule) []azureRule) {
 		t.Helper()
 		bad := readAzureTemplate(t)
 		bad.Resources[0].Properties.Rules = f(bad.Resources[0].Properties.Rules)
@@ -247,7 +247,7 @@ func TestAzureRuleGroupIsTheRuleFile(t *testing.T) {
 			t.Errorf("negative control %q: no difference found", name)
 		}
 	}
-	mutate("5m written as seconds", func(rs []AzureRule) []AzureRule {
+	mutate("5m written as seconds", func(rs []azureRule) []azureRule {
 		for i := range rs {
 			if rs[i].For == "PT5M" {
 				rs[i].For = "PT5S"
@@ -257,7 +257,7 @@ func TestAzureRuleGroupIsTheRuleFile(t *testing.T) {
 		t.Fatal("no alert holds 5m")
 		return rs
 	})
-	mutate("for added", func(rs []AzureRule) []AzureRule {
+	mutate("for added", func(rs []azureRule) []azureRule {
 		for i := range rs {
 			if rs[i].For == "" {
 				rs[i].For = "PT1M"
@@ -266,16 +266,16 @@ func TestAzureRuleGroupIsTheRuleFile(t *testing.T) {
 		}
 		return rs
 	})
-	mutate("threshold changed", func(rs []AzureRule) []AzureRule {
+	mutate("threshold changed", func(rs []azureRule) []azureRule {
 		rs[0].Expression = strings.Replace(rs[0].Expression, "0.8", "0.9", 1)
 		return rs
 	})
-	mutate("runbook lost", func(rs []AzureRule) []AzureRule {
+	mutate("runbook lost", func(rs []azureRule) []azureRule {
 		delete(rs[1].Annotations, "runbook_url")
 		return rs
 	})
-	mutate("alert dropped", func(rs []AzureRule) []AzureRule { return rs[1:] })
-	mutate("severity", func(rs []AzureRule) []AzureRule {
+	mutate("alert dropped", func(rs []azureRule) []azureRule { return rs[1:] })
+	mutate("severity", func(rs []azureRule) []azureRule {
 		rs[0].Severity = 3
 		return rs
 	})
