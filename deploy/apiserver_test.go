@@ -91,7 +91,8 @@ func newFluxCluster(t *testing.T) *fluxCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The Flux CRDs, then what the extension creates (testdata/k8s/flux-extension.yaml).
+	// The Flux CRDs, then what the extension creates (testdata/k8s/flux-extension.yaml). And a
+	// stand-in for the PodMonitor CRD that Azure Monitor's metrics agent installs (azmonCRD).
 	var crds []*unstructured.Unstructured
 	for _, f := range crdFiles(t) {
 		objs, err := k8stest.ReadObjects(f)
@@ -100,6 +101,7 @@ func newFluxCluster(t *testing.T) *fluxCluster {
 		}
 		crds = append(crds, objs...)
 	}
+	crds = append(crds, azmonCRD(t))
 	if err := admin.Apply(ctx, crds, k8stest.Apply); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +262,18 @@ func (e *fluxCluster) applyStamp(t *testing.T, stampName string, vc variableCase
 	apply(t, ksApplier, "strict dry run of "+path+" as "+ksAccount, objs, k8stest.DryRunStrict)
 	apply(t, configApplier, "strict dry run of deploy/flux/clusters/"+stampName, cluster, k8stest.DryRunStrict)
 
+	// With --azure-monitor, the configuration's second Kustomization (provision.sh: az
+	// k8s-configuration flux kustomization create --path ./deploy/kustomize/azure-monitor/<stamp>),
+	// which the extension applies, unsubstituted, as the configuration's flux-applier.
+	azmon, err := Render(azureMonitorDir(stampName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, configApplier, "deploy/kustomize/azure-monitor/"+stampName+" as "+configNamespace+"/"+fluxDefaultServiceAccount, azmon, k8stest.Apply)
+	apply(t, configApplier, "strict dry run of deploy/kustomize/azure-monitor/"+stampName, azmon, k8stest.DryRunStrict)
+
 	var kinds []string
-	for _, o := range append(slices.Clone(cluster), objs...) {
+	for _, o := range append(append(slices.Clone(cluster), objs...), azmon...) {
 		kinds = append(kinds, k8stest.ID(o))
 	}
 	t.Logf("applied %d objects: %s", len(kinds), strings.Join(kinds, ", "))
@@ -427,6 +439,32 @@ func (e *fluxCluster) negativeControls(t *testing.T) {
 		err := e.applier(t, "flux-system", fluxDefaultServiceAccount).Apply(ctx, s.objs, k8stest.DryRunStrict)
 		if err == nil || !strings.Contains(err.Error(), "forbidden") {
 			t.Errorf("the stamp applied as flux-system/flux-applier: %v, want forbidden", err)
+		}
+	})
+
+	// Azure Monitor's PodMonitor is held to its CRD's schema: a misspelt field is refused.
+	t.Run("misspelt-podmonitor-field", func(t *testing.T) {
+		objs, err := Render(azureMonitorDir("onprem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pm *unstructured.Unstructured
+		for _, o := range objs {
+			if o.GetKind() == "PodMonitor" {
+				pm = o.DeepCopy()
+			}
+		}
+		if pm == nil {
+			t.Fatal("no PodMonitor")
+		}
+		eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+		eps[0].(map[string]any)["bearerTokenScret"] = map[string]any{"name": "x", "key": "y"}
+		if err := unstructured.SetNestedSlice(pm.Object, eps, "spec", "podMetricsEndpoints"); err != nil {
+			t.Fatal(err)
+		}
+		err = e.applier(t, configNamespace, fluxDefaultServiceAccount).Apply(ctx, []*unstructured.Unstructured{pm}, k8stest.DryRunStrict)
+		if err == nil || !strings.Contains(err.Error(), "bearerTokenScret") {
+			t.Errorf("strict dry run of a PodMonitor with bearerTokenScret: %v, want an error naming the field", err)
 		}
 	})
 

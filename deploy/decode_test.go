@@ -39,6 +39,11 @@ var typed = map[schema.GroupVersionKind]func() any{
 		return &kustomizev1.Kustomization{}
 	},
 	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return &monitoringv1.PrometheusRule{} },
+	// Azure Monitor managed Prometheus's PodMonitor (deploy/kustomize/azure-monitor): the
+	// prometheus-operator type under another group (Microsoft's "Create custom Prometheus scrape
+	// job ... using CRDs": "the only change required ... is the API group"). Azure's CRD lags the
+	// operator's; azmonPodMonitorFields holds the kit to the fields Azure's has.
+	{Group: "azmonitoring.coreos.com", Version: "v1", Kind: "PodMonitor"}: func() any { return &monitoringv1.PodMonitor{} },
 }
 
 // decodeStrict decodes o into its typed API the way the API server's strict field validation

@@ -267,15 +267,7 @@ func TestProvisionDryRunCoversTheSeed(t *testing.T) {
 	}
 
 	// Every create is preceded by the show that makes it idempotent.
-	for i, c := range calls {
-		if len(c.command) == 0 || c.command[len(c.command)-1] != "create" || c.is("role assignment create") {
-			continue
-		}
-		show := append(slices.Clone(c.command[:len(c.command)-1]), "show")
-		if i == 0 || !slices.Equal(calls[i-1].command, show) {
-			t.Errorf("%q is not preceded by az %s (idempotence)", c.line, strings.Join(show, " "))
-		}
-	}
+	checkIdempotent(t, calls)
 	// Secrets never appear on a command line.
 	if strings.Contains(out, "--docker-password") || strings.Contains(out, "--from-literal=connection") {
 		t.Error("a secret is passed on a command line")
@@ -388,9 +380,21 @@ var azExtensionFlags = map[string]struct {
 	"k8s-configuration flux show":   {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
 	"k8s-configuration flux delete": {"k8s-configuration 1.4.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name", "--yes"}},
 	"k8s-extension create": {"k8s-extension 1.0.0", []string{
-		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--extension-type", "--scope"}},
-	"k8s-extension show": {"k8s-extension 1.0.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
-	"connectedk8s show":  {"connectedk8s 1.0.0", []string{"--name", "--resource-group"}},
+		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--extension-type", "--scope",
+		// The extension's settings, e.g. Microsoft.AzureMonitor.Containers.Metrics'
+		// azure-monitor-workspace-resource-id=... (learn.microsoft.com, "Enable Prometheus and
+		// Grafana" for Arc-enabled clusters).
+		"--configuration-settings"}},
+	"k8s-extension show":   {"k8s-extension 1.0.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name"}},
+	"k8s-extension delete": {"k8s-extension 1.0.0", []string{"--cluster-type", "--cluster-name", "--resource-group", "--name", "--yes"}},
+	// A further Kustomization of an existing Flux configuration (az k8s-configuration flux
+	// kustomization create -h, in Microsoft's "GitOps Flux v2 configurations" tutorial).
+	"k8s-configuration flux kustomization create": {"k8s-configuration 1.4.0", []string{
+		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--kustomization-name", "--path",
+		"--prune", "--depends-on"}},
+	"k8s-configuration flux kustomization show": {"k8s-configuration 1.4.0", []string{
+		"--cluster-type", "--cluster-name", "--resource-group", "--name", "--kustomization-name"}},
+	"connectedk8s show": {"connectedk8s 1.0.0", []string{"--name", "--resource-group"}},
 }
 
 // azNewerFlags lists flags of core az commands that the Debian azure-cli 2.45 does not know
@@ -398,6 +402,12 @@ var azExtensionFlags = map[string]struct {
 // GitHub's runners) knows them; the check then holds the scripts to that CLI instead.
 var azNewerFlags = map[string]map[string]string{
 	"aks create": {"--enable-workload-identity": "2.47.0 (workload identity GA, April 2023)"},
+	// Azure Monitor managed Prometheus, in aks-preview before; the core CLI after 2.45 (2023).
+	"aks update": {
+		"--enable-azure-monitor-metrics":        "a core release after 2.45 (managed Prometheus GA, 2023)",
+		"--azure-monitor-workspace-resource-id": "a core release after 2.45 (managed Prometheus GA, 2023)",
+		"--grafana-resource-id":                 "a core release after 2.45 (managed Prometheus GA, 2023)",
+	},
 }
 
 // azFallbackProfile is the API profile under which `az network ... --help` is asked again when
@@ -431,7 +441,9 @@ var azFlagRe = regexp.MustCompile(`(?m)^ {4}(--[a-z0-9-]+(?: +--?[a-zA-Z0-9-]+)*
 // commands are checked against azExtensionFlags.
 func TestAzCommandsExist(t *testing.T) {
 	az := needTool(t, "az")
-	out := provisionDryRun(t) + runScript(t, "azure/provision.sh", provisionEnv, "--dry-run", "--teardown")
+	out := provisionDryRun(t) + runScript(t, "azure/provision.sh", provisionEnv, "--dry-run", "--teardown") +
+		runScript(t, "azure/provision.sh", azmonEnv, "--dry-run", "--azure-monitor") +
+		runScript(t, "azure/provision.sh", azmonEnv, "--dry-run", "--teardown", "--azure-monitor")
 	calls := azCalls(t, out)
 	byCommand := map[string][]azCall{}
 	for _, c := range calls {

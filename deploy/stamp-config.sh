@@ -7,6 +7,8 @@
 #   - on-prem: Secret bridgehead/bridgehead-eventhubs (send-only connection string) and
 #     Secret bridgehead/bridgehead-tls (the API's certificate and key)
 #   - cloud: Secret bridgehead/bridgehead-ingress-tls (the Application Gateway's certificate)
+#   - with --metrics-key-file: Secret kube-system/bridgehead-metrics-scrape, the key Azure Monitor's
+#     ama-metrics presents to /metrics (deploy/kustomize/azure-monitor, docs/deploy.md)
 # Secrets are read from files or standard input, never from the command line.
 set -euo pipefail
 
@@ -23,6 +25,9 @@ Both stamps:
   --acr-login-server HOST       e.g. bridgeheadacr.azurecr.io (required)
   --eventhub-name NAME          [bridgehead]
   --auth-file FILE              principals file for --auth required; stored as Secret bridgehead-auth
+  --metrics-key-file FILE|-     the key of a principal of that file, for Azure Monitor's scrapes of
+                                /metrics; stored as Secret kube-system/bridgehead-metrics-scrape
+                                (docs/deploy.md, "Azure Monitor")
 On-prem (--stamp onprem):
   --nfs-server HOST             the NFS server (deploy/nfs) (required)
   --nfs-path PATH               the export [/srv/bridgehead/spool]
@@ -47,6 +52,7 @@ CONTEXT=""
 ACR_LOGIN_SERVER=""
 EVENTHUB_NAME=bridgehead
 AUTH_FILE=""
+METRICS_KEY_FILE=""
 NFS_SERVER=""
 NFS_PATH=/srv/bridgehead/spool
 EH_CONN_FILE=""
@@ -82,6 +88,7 @@ option() {
     --acr-login-server) ACR_LOGIN_SERVER="$2" ;;
     --eventhub-name) EVENTHUB_NAME="$2" ;;
     --auth-file) AUTH_FILE="$2" ;;
+    --metrics-key-file) METRICS_KEY_FILE="$2" ;;
     --nfs-server) NFS_SERVER="$2" ;;
     --nfs-path) NFS_PATH="$2" ;;
     --eventhubs-connection-string-file) EH_CONN_FILE="$2" ;;
@@ -101,6 +108,9 @@ option() {
 parse_args no_switches option "$@"
 
 [ -n "$ACR_LOGIN_SERVER" ] || die "--acr-login-server is required"
+if [ "$METRICS_KEY_FILE" = - ] && [ "$EH_CONN_FILE" = - ]; then
+  die "--metrics-key-file and --eventhubs-connection-string-file cannot both read standard input"
+fi
 kube=()
 [ -z "$CONTEXT" ] || kube+=(--context "$CONTEXT")
 need_cmd kubectl
@@ -153,6 +163,17 @@ if [ -n "$AUTH_FILE" ]; then
   apply_stdin "${kube[@]}" -- secret generic bridgehead-auth --namespace=bridgehead --from-file="auth.yaml=$AUTH_FILE"
 else
   log "note: no --auth-file: the pods wait for Secret bridgehead/bridgehead-auth (docs/security.md)"
+fi
+
+if [ -n "$METRICS_KEY_FILE" ]; then
+  # In the namespace of ama-metrics and of the PodMonitors that name it (a scrape's Secret must be
+  # in its PodMonitor's namespace). Write it before the PodMonitors exist: ama-metrics' target
+  # allocator does not pick up a Secret created after them (docs/deploy.md).
+  step "Azure Monitor's scrape key (kube-system/bridgehead-metrics-scrape)"
+  src="$METRICS_KEY_FILE"
+  [ "$src" != - ] || src=/dev/stdin
+  [ "$DRY_RUN" = 1 ] || [ "$src" = /dev/stdin ] || [ -r "$src" ] || die "cannot read $src"
+  apply_stdin "${kube[@]}" -- secret generic bridgehead-metrics-scrape --namespace=kube-system --from-file="key=$src"
 fi
 
 if [ "$STAMP" = onprem ]; then

@@ -7,6 +7,10 @@
 #   forwarder's ServiceAccount, and the Flux extension + configuration on the AKS cluster and on
 #   the Arc-connected on-prem cluster (AKS hybrid); with ONPREM_HOST, a Traffic Manager profile
 #   (priority routing, probing each stamp's /readyz over HTTPS) for clients that cannot fail over.
+#   With --azure-monitor: an Azure Monitor workspace, managed Prometheus on both clusters (the AKS
+#   add-on, the Arc extension Microsoft.AzureMonitor.Containers.Metrics), the kit's PodMonitors
+#   (deploy/kustomize/azure-monitor/<stamp>) as a second Kustomization of each Flux configuration,
+#   and the alerts as a Prometheus rule group per stamp (deploy/monitoring/azure-prometheus-rules.json).
 # Then it writes each stamp's cluster values and secrets with deploy/stamp-config.sh.
 # See docs/deploy.md for the order of the steps and what comes before (AKS hybrid, Arc, NFS).
 set -euo pipefail
@@ -17,15 +21,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
   cat <<'EOF'
-Usage: deploy/azure/provision.sh [--dry-run] [--stamp all|cloud|onprem] [--teardown --yes]
+Usage: deploy/azure/provision.sh [--dry-run] [--stamp all|cloud|onprem] [--azure-monitor] [--teardown --yes]
 
   --dry-run     print every az/kubectl command instead of running it (nothing is changed)
   --stamp S     cloud: Azure resources + AKS; onprem: shared resources + the Arc cluster's Flux
                 configuration and pull token; all (default): both
-  --teardown    delete the Flux configurations, the ACR pull token and the resource group
-                (the Event Hubs namespace, the storage account WITH THE CLOUD SPOOL, ACR, AKS
-                and the Traffic Manager profile); the Arc-connected on-prem cluster itself is
-                left alone. Needs --yes.
+  --azure-monitor  also Azure Monitor managed Prometheus for the stamps: the workspace, the
+                metrics agent on each cluster, the PodMonitors that scrape the stamp (Flux) and the
+                alerts as Azure Monitor rule groups (docs/deploy.md, "Azure Monitor"); needs
+                METRICS_KEY_FILE
+  --teardown    delete the Flux configurations, the ACR pull token (with --azure-monitor, the Arc
+                cluster's metrics extension) and the resource group
+                (the Event Hubs namespace, the storage account WITH THE CLOUD SPOOL, ACR, AKS,
+                the Traffic Manager profile, the Azure Monitor workspace and rule groups); the
+                Arc-connected on-prem cluster itself is left alone. Needs --yes.
   --yes         confirm --teardown
   -h, --help    this text
 
@@ -63,12 +72,21 @@ Settings (environment variables, defaults in brackets):
                             up to this long after Traffic Manager noticed it
   FAILOVER_HOST []  the name clients use through Traffic Manager (a CNAME to it); the cloud
                     ingress answers it as well as API_HOST (stamp-config.sh --failover-host)
+With --azure-monitor:
+  AZURE_MONITOR_WORKSPACE [$PREFIX-amw]  the Azure Monitor workspace both stamps' metrics go to
+  METRICS_KEY_FILE []  the key of a principal of AUTH_FILE that ama-metrics presents to /metrics
+                       (no trailing newline); stored as Secret kube-system/bridgehead-metrics-scrape
+  GRAFANA_RESOURCE_ID []  an Azure Managed Grafana to link to the workspace (optional)
+  ACTION_GROUP_ID []  an action group the alerts notify (optional)
+  RUNBOOK_BASE_URL [https://github.com/bridgehead-dev/bridgehead/blob/main/]  where the alerts'
+                    runbook links (docs/runbook.md#<alert>) point
 EOF
 }
 
 STAMP=all
 TEARDOWN=0
 YES=0
+AZURE_MONITOR=0
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --dry-run) DRY_RUN=1 ;;
@@ -79,6 +97,7 @@ while [ "$#" -gt 0 ]; do
       ;;
     --stamp=*) STAMP="${1#--stamp=}" ;;
     --teardown) TEARDOWN=1 ;;
+    --azure-monitor) AZURE_MONITOR=1 ;;
     --yes) YES=1 ;;
     -h | --help)
       usage
@@ -135,6 +154,11 @@ TRAFFIC_MANAGER_NAME="${TRAFFIC_MANAGER_NAME:-$PREFIX-tm}"
 TRAFFIC_MANAGER_DNS_NAME="${TRAFFIC_MANAGER_DNS_NAME:-$PREFIX}"
 TRAFFIC_MANAGER_TTL="${TRAFFIC_MANAGER_TTL:-30}"
 FAILOVER_HOST="${FAILOVER_HOST:-}"
+AZURE_MONITOR_WORKSPACE="${AZURE_MONITOR_WORKSPACE:-$PREFIX-amw}"
+METRICS_KEY_FILE="${METRICS_KEY_FILE:-}"
+GRAFANA_RESOURCE_ID="${GRAFANA_RESOURCE_ID:-}"
+ACTION_GROUP_ID="${ACTION_GROUP_ID:-}"
+RUNBOOK_BASE_URL="${RUNBOOK_BASE_URL:-}"
 
 # Fixed names the manifests rely on.
 K8S_NAMESPACE=bridgehead
@@ -143,7 +167,14 @@ FLUX_CONFIG=bridgehead-gitops                # the Azure fluxConfiguration resou
 FLUX_CONFIG_NAMESPACE="cluster-config"        # where the extension keeps its own source
 ACR_TOKEN=onprem-pull                        # pull-only ACR token for the on-prem cluster
 ACR_LOGIN_SERVER="$ACR_NAME.azurecr.io"
+AMA_METRICS_EXTENSION=azuremonitor-metrics   # the Arc cluster's metrics extension
+AZMON_KUSTOMIZATION=azure-monitor            # the Flux configuration's Kustomization of the PodMonitors
+# The alerts as an ARM template, generated by deploy/monitoring (go generate ./deploy/monitoring).
+RULES_TEMPLATE="$(cd "$here/../monitoring" && pwd)/azure-prometheus-rules.json"
 
+if [ "$AZURE_MONITOR" = 1 ] && [ "$TEARDOWN" != 1 ] && [ -z "$METRICS_KEY_FILE" ]; then
+  die "--azure-monitor needs METRICS_KEY_FILE: the key of a principal of the auth file, which the scrapes present (/metrics asks for one; docs/deploy.md)"
+fi
 if [ "$STAMP" != cloud ] && [ -z "$ARC_CLUSTER_NAME" ]; then
   die "ARC_CLUSTER_NAME is required for --stamp $STAMP (the Arc-connected on-prem cluster); use --stamp cloud to skip it"
 fi
@@ -175,6 +206,11 @@ teardown() {
     run az k8s-configuration flux delete --cluster-type connectedClusters --cluster-name "$ARC_CLUSTER_NAME" \
       --resource-group "$ARC_RESOURCE_GROUP" --name "$FLUX_CONFIG" --yes
     run az acr token delete --name "$ACR_TOKEN" --registry "$ACR_NAME" --yes
+    if [ "$AZURE_MONITOR" = 1 ]; then
+      # Its workspace goes with the resource group; the agent would keep trying to send there.
+      run az k8s-extension delete --cluster-type connectedClusters --cluster-name "$ARC_CLUSTER_NAME" \
+        --resource-group "$ARC_RESOURCE_GROUP" --name "$AMA_METRICS_EXTENSION" --yes
+    fi
   fi
   step "Delete resource group $RESOURCE_GROUP and everything in it"
   if [ "$ARC_RESOURCE_GROUP" = "$RESOURCE_GROUP" ] && [ -n "$ARC_CLUSTER_NAME" ]; then
@@ -195,6 +231,12 @@ shared() {
     Microsoft.Network; do
     run az provider register --namespace "$ns" --wait
   done
+  if [ "$AZURE_MONITOR" = 1 ]; then
+    # The workspace, rule groups, and the agent's data collection rules and endpoints.
+    for ns in Microsoft.Monitor Microsoft.AlertsManagement Microsoft.Insights Microsoft.Dashboard; do
+      run az provider register --namespace "$ns" --wait
+    done
+  fi
 
   step "Resource group $RESOURCE_GROUP in $LOCATION"
   exists az group show --name "$RESOURCE_GROUP" ||
@@ -218,6 +260,65 @@ shared() {
     --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" ||
     run az eventhubs eventhub authorization-rule create --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
       --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --rights Send
+
+  if [ "$AZURE_MONITOR" = 1 ]; then
+    step "Azure Monitor workspace $AZURE_MONITOR_WORKSPACE: both stamps' Prometheus metrics"
+    # az resource rather than az monitor account, which azure-cli gained after 2.45: the same
+    # Microsoft.Monitor/accounts resource.
+    exists az resource show --resource-type Microsoft.Monitor/accounts --resource-group "$RESOURCE_GROUP" --name "$AZURE_MONITOR_WORKSPACE" ||
+      run az resource create --resource-type Microsoft.Monitor/accounts --resource-group "$RESOURCE_GROUP" \
+        --name "$AZURE_MONITOR_WORKSPACE" --location "$LOCATION" --properties '{}'
+    AMW_ID="$(query __AZURE_MONITOR_WORKSPACE_ID__ az resource show --resource-type Microsoft.Monitor/accounts \
+      --resource-group "$RESOURCE_GROUP" --name "$AZURE_MONITOR_WORKSPACE" --query id --output tsv)"
+  fi
+}
+
+# azure_monitor CLUSTER_TYPE CLUSTER RG STAMP: managed Prometheus on the cluster (the AKS add-on,
+# or the Arc extension) and the alerts as the rule group bridgehead-STAMP, scoped to the workspace
+# and the cluster.
+azure_monitor() {
+  local type="$1" cluster="$2" rg="$3" stamp="$4" cluster_id enabled settings
+  step "Azure Monitor managed Prometheus on $cluster ($type), into $AZURE_MONITOR_WORKSPACE"
+  if [ "$type" = managedClusters ]; then
+    enabled="$(query "" az aks show --name "$cluster" --resource-group "$rg" --query azureMonitorProfile.metrics.enabled --output tsv)"
+    local grafana=()
+    [ -z "$GRAFANA_RESOURCE_ID" ] || grafana=(--grafana-resource-id "$GRAFANA_RESOURCE_ID")
+    # An enabled add-on is left as it is (its workspace cannot be changed in place).
+    [ "$enabled" = true ] ||
+      run az aks update --name "$cluster" --resource-group "$rg" --enable-azure-monitor-metrics \
+        --azure-monitor-workspace-resource-id "$AMW_ID" "${grafana[@]}"
+    cluster_id="$(query __AKS_ID__ az aks show --name "$cluster" --resource-group "$rg" --query id --output tsv)"
+  else
+    settings=("azure-monitor-workspace-resource-id=$AMW_ID")
+    [ -z "$GRAFANA_RESOURCE_ID" ] || settings+=("grafana-resource-id=$GRAFANA_RESOURCE_ID")
+    exists az k8s-extension show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" --name "$AMA_METRICS_EXTENSION" ||
+      run az k8s-extension create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
+        --name "$AMA_METRICS_EXTENSION" --extension-type Microsoft.AzureMonitor.Containers.Metrics \
+        --configuration-settings "${settings[@]}"
+    cluster_id="$(query __ARC_CLUSTER_ID__ az connectedk8s show --name "$cluster" --resource-group "$rg" --query id --output tsv)"
+  fi
+
+  step "Alerts of the $stamp stamp: Prometheus rule group bridgehead-$stamp (deploy/monitoring/azure-prometheus-rules.json)"
+  # A deployment is declarative: running it again brings the rule group to the committed rules.
+  local params=(azureMonitorWorkspaceId="$AMW_ID" clusterResourceId="$cluster_id" stamp="$stamp" location="$LOCATION")
+  [ -z "$ACTION_GROUP_ID" ] || params+=(actionGroupId="$ACTION_GROUP_ID")
+  [ -z "$RUNBOOK_BASE_URL" ] || params+=(runbookBaseUrl="$RUNBOOK_BASE_URL")
+  run az deployment group create --resource-group "$RESOURCE_GROUP" --name "bridgehead-prometheus-rules-$stamp" \
+    --template-file "$RULES_TEMPLATE" --parameters "${params[@]}"
+}
+
+# azure_monitor_scrape CLUSTER_TYPE CLUSTER RG STAMP: the Flux configuration's Kustomization that
+# applies the stamp's PodMonitors (deploy/kustomize/azure-monitor/STAMP). Run once the scrape
+# key's Secret exists (stamp-config.sh --metrics-key-file): ama-metrics does not pick up a Secret
+# created after the PodMonitor that names it.
+azure_monitor_scrape() {
+  local type="$1" cluster="$2" rg="$3" stamp="$4"
+  step "PodMonitors of the $stamp stamp: Kustomization $AZMON_KUSTOMIZATION of $FLUX_CONFIG (./deploy/kustomize/azure-monitor/$stamp)"
+  exists az k8s-configuration flux kustomization show --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
+    --name "$FLUX_CONFIG" --kustomization-name "$AZMON_KUSTOMIZATION" ||
+    run az k8s-configuration flux kustomization create --cluster-type "$type" --cluster-name "$cluster" --resource-group "$rg" \
+      --name "$FLUX_CONFIG" --kustomization-name "$AZMON_KUSTOMIZATION" --path "./deploy/kustomize/azure-monitor/$stamp" \
+      --prune true --depends-on stamp
 }
 
 cloud() {
@@ -269,7 +370,13 @@ cloud() {
     --client-id "$client_id" --api-host "$API_HOST" --failover-host "$FAILOVER_HOST")
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
   [ -z "$INGRESS_TLS_CERT_FILE" ] || args+=(--tls-cert-file "$INGRESS_TLS_CERT_FILE" --tls-key-file "$INGRESS_TLS_KEY_FILE")
+  [ "$AZURE_MONITOR" != 1 ] || args+=(--metrics-key-file "$METRICS_KEY_FILE")
   "$here/../stamp-config.sh" "${args[@]}"
+
+  if [ "$AZURE_MONITOR" = 1 ]; then
+    azure_monitor managedClusters "$AKS_NAME" "$RESOURCE_GROUP" cloud
+    azure_monitor_scrape managedClusters "$AKS_NAME" "$RESOURCE_GROUP" cloud
+  fi
 }
 
 onprem() {
@@ -284,12 +391,19 @@ onprem() {
   exists az acr token show --name "$ACR_TOKEN" --registry "$ACR_NAME" ||
     run az acr token create --name "$ACR_TOKEN" --registry "$ACR_NAME" --scope-map _repositories_pull --no-passwords
 
+  [ "$AZURE_MONITOR" != 1 ] || azure_monitor connectedClusters "$ARC_CLUSTER_NAME" "$ARC_RESOURCE_GROUP" onprem
+
   if [ -z "$ONPREM_CONTEXT" ]; then
     step "ONPREM_CONTEXT is not set: run these against the on-prem cluster (docs/deploy.md step 4)"
-    printf '%s\n' \
-      "az acr token credential generate --name $ACR_TOKEN --registry $ACR_NAME --password1 --expiration-in-days 365 --query 'passwords[0].value' --output tsv | deploy/onprem/registry-secret.sh --server $ACR_LOGIN_SERVER --username $ACR_TOKEN" \
-      "az eventhubs eventhub authorization-rule keys list --name $EVENTHUB_SEND_RULE --eventhub-name $EVENTHUB_NAME --namespace-name $EVENTHUBS_NAMESPACE --resource-group $RESOURCE_GROUP --query primaryConnectionString --output tsv | deploy/stamp-config.sh --stamp onprem --acr-login-server $ACR_LOGIN_SERVER --eventhub-name $EVENTHUB_NAME --nfs-server NFS_SERVER --nfs-path $NFS_PATH --eventhubs-connection-string-file - --auth-file AUTH_FILE --tls-cert-file CERT --tls-key-file KEY" \
-      | sed 's/^/#   /' >&3
+    local later=(
+      "az acr token credential generate --name $ACR_TOKEN --registry $ACR_NAME --password1 --expiration-in-days 365 --query 'passwords[0].value' --output tsv | deploy/onprem/registry-secret.sh --server $ACR_LOGIN_SERVER --username $ACR_TOKEN"
+      "az eventhubs eventhub authorization-rule keys list --name $EVENTHUB_SEND_RULE --eventhub-name $EVENTHUB_NAME --namespace-name $EVENTHUBS_NAMESPACE --resource-group $RESOURCE_GROUP --query primaryConnectionString --output tsv | deploy/stamp-config.sh --stamp onprem --acr-login-server $ACR_LOGIN_SERVER --eventhub-name $EVENTHUB_NAME --nfs-server NFS_SERVER --nfs-path $NFS_PATH --eventhubs-connection-string-file - --auth-file AUTH_FILE --tls-cert-file CERT --tls-key-file KEY")
+    if [ "$AZURE_MONITOR" = 1 ]; then
+      # The scrape key's Secret first, then the PodMonitors (see azure_monitor_scrape).
+      later[1]+=" --metrics-key-file METRICS_KEY_FILE"
+      later+=("az k8s-configuration flux kustomization create --cluster-type connectedClusters --cluster-name $ARC_CLUSTER_NAME --resource-group $ARC_RESOURCE_GROUP --name $FLUX_CONFIG --kustomization-name $AZMON_KUSTOMIZATION --path ./deploy/kustomize/azure-monitor/onprem --prune true --depends-on stamp")
+    fi
+    printf '%s\n' "${later[@]}" | sed 's/^/#   /' >&3
     return 0
   fi
   [ -n "$NFS_SERVER" ] || [ "$DRY_RUN" = 1 ] || die "NFS_SERVER is required with ONPREM_CONTEXT"
@@ -309,6 +423,7 @@ onprem() {
     --eventhubs-connection-string-file -)
   [ -z "$AUTH_FILE" ] || args+=(--auth-file "$AUTH_FILE")
   [ -z "$TLS_CERT_FILE" ] || args+=(--tls-cert-file "$TLS_CERT_FILE" --tls-key-file "$TLS_KEY_FILE")
+  [ "$AZURE_MONITOR" != 1 ] || args+=(--metrics-key-file "$METRICS_KEY_FILE")
   if [ "$DRY_RUN" = 1 ]; then
     show_cmd az eventhubs eventhub authorization-rule keys list --name "$EVENTHUB_SEND_RULE" --eventhub-name "$EVENTHUB_NAME" \
       --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --query primaryConnectionString --output tsv
@@ -318,6 +433,8 @@ onprem() {
       --namespace-name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --query primaryConnectionString --output tsv |
       "$here/../stamp-config.sh" "${args[@]}"
   fi
+
+  [ "$AZURE_MONITOR" != 1 ] || azure_monitor_scrape connectedClusters "$ARC_CLUSTER_NAME" "$ARC_RESOURCE_GROUP" onprem
 }
 
 # traffic_manager creates the DNS failover for clients that know one host name only: a profile

@@ -1,8 +1,9 @@
 // Package monitoring is the one source of Bridgehead's alert rules and Grafana dashboard. From it
 // `go generate` writes rules.yaml (a plain Prometheus rule file), the same group as a
-// prometheus-operator PrometheusRule in the kustomize base, and dashboard.json; the package's tests
-// regenerate all three and fail when a committed copy differs, so there are never two hand-kept
-// copies.
+// prometheus-operator PrometheusRule in the kustomize base, the same alerts as an Azure Monitor
+// managed Prometheus rule group (azure-prometheus-rules.json, an ARM template), and
+// dashboard.json; the package's tests regenerate all four and fail when a committed copy
+// differs, so there are never two hand-kept copies.
 //
 // Guarantees, held by the tests here and in test/e2e (monitoring_test.go):
 //   - promtool accepts the rule file, and its unit tests (testdata/rules_test.yaml) show every

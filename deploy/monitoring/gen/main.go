@@ -1,6 +1,6 @@
-// Command gen writes the files of package monitoring (rules.yaml, dashboard.json and the kustomize
-// base's prometheusrule.yaml). Run it as `go generate ./deploy/monitoring`, which runs it in the
-// package's directory.
+// Command gen writes the files of package monitoring (rules.yaml, dashboard.json,
+// azure-prometheus-rules.json and the kustomize base's prometheusrule.yaml). Run it as
+// `go generate ./deploy/monitoring`, which runs it in the package's directory.
 package main
 
 import (
