@@ -232,7 +232,7 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	var checkSink func() // checks the sink once serve is up (role forwarder or all)
 	delivery := "not here (role api: a forwarder replica delivers)"
 	if runForwarder {
-		snk, where, err := c.sinks.build(ctx, c.stamp, log)
+		snk, where, err := c.sinks.build(ctx, c.stamp, log, reg)
 		if err != nil {
 			return err
 		}

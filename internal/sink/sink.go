@@ -152,6 +152,19 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// EventLimiter is implemented by sinks whose largest event is a setting of the destination that
+// only the destination can tell (Kafka: the topic's max.message.bytes). serve asks at start, and
+// again later, and the API refuses with 413 a message whose event would pass the answer.
+type EventLimiter interface {
+	// EventLimit asks the destination for the largest event it takes, in bytes, measured as the
+	// API measures an event against --max-event-bytes (EventBytes plus FramingAllowance must not
+	// pass it); already lowered to the sink's own limit when that is smaller. source names
+	// where the number comes from, for the 413's detail and the logs ("max.message.bytes of
+	// Kafka topic readings"). It honours ctx, never sends an event, and fails (naming the
+	// cause, see Cause) when the destination cannot be asked.
+	EventLimit(ctx context.Context) (bytes int, source string, err error)
+}
+
 // Cause returns the most telling error in err's tree for a person: the network error in it (a
 // *net.OpError such as "dial tcp 127.0.0.1:9: connect: connection refused", or a DNS error), or
 // err itself when there is none. Client libraries often report only that a deadline passed while
