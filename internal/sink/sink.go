@@ -29,7 +29,8 @@ const (
 	// malformed, not authorised for this entity): it goes to dead/ with Result.Err as the reason.
 	Permanent
 	// Throttled means the destination is up and asked to slow down (Event Hubs server-busy or
-	// a quota): not delivered, not a fault. The forwarder
+	// a quota; a Kafka broker's produce quota that held the records past the Send's deadline):
+	// not delivered, not a fault. The forwarder
 	// waits Result.RetryAfter (or its own backoff) and sends again, without counting it
 	// against the breaker or the claim's rounds.
 	Throttled
