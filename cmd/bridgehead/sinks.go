@@ -97,7 +97,7 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger, r
 	case "eventhubs":
 		s, err := eventhubs.New(ctx, eventhubs.Config{
 			ConnectionString: f.ehConnectionString, Namespace: f.ehNamespace, EventHub: f.ehName,
-			Transport: f.ehTransport, BodyMode: body, Stamp: stamp, Logger: log,
+			Transport: f.ehTransport, BodyMode: body, Stamp: stamp, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("--sink eventhubs: %w", err)

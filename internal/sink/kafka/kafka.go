@@ -175,8 +175,8 @@ type Sink struct {
 	cfg      Config
 	log      *slog.Logger
 	cl       *kgo.Client
-	conn     connWatch     // the last broker connection attempt's error, for causes
-	throttle throttleWatch // the brokers' throttles: counted, and how long they hold requests
+	conn     connWatch      // the last broker connection attempt's error, for causes
+	throttle *ThrottleWatch // the brokers' throttles: counted, and how long they hold requests
 }
 
 // New builds the producer client. It does not connect: a broker that is down at start is
@@ -219,11 +219,12 @@ func New(cfg Config) (*Sink, error) {
 		kgo.ProducerLinger(0),
 		kgo.WithLogger(slogAdapter{log}),
 	}
-	s := &Sink{cfg: cfg, log: log, throttle: newThrottleWatch()}
-	if err := s.throttle.register(cfg.Registerer); err != nil {
-		return nil, err
+	tw, err := NewThrottleWatch(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	opts = append(opts, kgo.WithHooks(&s.conn, &s.throttle))
+	s := &Sink{cfg: cfg, log: log, throttle: tw}
+	opts = append(opts, kgo.WithHooks(&s.conn, s.throttle))
 	if cfg.DisableIdempotence {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
@@ -266,46 +267,47 @@ func (w *connWatch) last() error {
 	return w.err
 }
 
-// throttleWatch counts the brokers' throttles (a response carrying throttle_time_ms: the broker
+// ThrottleWatch counts the brokers' throttles (a response carrying throttle_time_ms: the broker
 // enforces a quota) and remembers until when franz-go holds requests because of them: it waits
 // out a throttle itself, delaying its next request to that broker (KIP-219), so a produce slowed
-// by a quota shows only as records that take long. It is a kgo.HookBrokerThrottle; until is an
-// atomic, the counters are safe for concurrent use.
-type throttleWatch struct {
+// by a quota shows only as records that take long. Install it with kgo.WithHooks. It is exported
+// for the Event Hubs sink's Kafka transport, which produces through ProduceAll too. until is an
+// atomic and the counters are safe for concurrent use.
+type ThrottleWatch struct {
 	until     atomic.Int64 // unix nanoseconds: the latest end of a throttle the client honours
 	responses prometheus.Counter
 	seconds   prometheus.Counter
 }
 
-var _ kgo.HookBrokerThrottle = (*throttleWatch)(nil)
+var _ kgo.HookBrokerThrottle = (*ThrottleWatch)(nil)
 
-func newThrottleWatch() throttleWatch {
-	return throttleWatch{
+// NewThrottleWatch returns a ThrottleWatch whose counters
+// (bridgehead_kafka_throttled_responses_total, bridgehead_kafka_throttle_seconds_total) are
+// registered with reg; nil means they are not exported.
+func NewThrottleWatch(reg prometheus.Registerer) (*ThrottleWatch, error) {
+	w := &ThrottleWatch{
 		responses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_kafka_throttled_responses_total",
-			Help: "Broker responses to the Kafka sink's producer that carried a throttle (throttle_time_ms > 0: a quota); the producer holds its next request to that broker as long.",
+			Help: "Broker responses to the Kafka producer (the kafka sink, or the eventhubs sink's kafka transport) that carried a throttle (throttle_time_ms > 0: a quota); the producer holds its next request to that broker as long.",
 		}),
 		seconds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_kafka_throttle_seconds_total",
-			Help: "Sum of the throttle times the brokers asked of the Kafka sink's producer.",
+			Help: "Sum of the throttle times the brokers asked of the Kafka producer.",
 		}),
 	}
-}
-
-func (w *throttleWatch) register(reg prometheus.Registerer) error {
 	if reg == nil {
-		return nil
+		return w, nil
 	}
 	for _, c := range []prometheus.Collector{w.responses, w.seconds} {
 		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("kafka sink: register metrics: %w", err)
+			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	return nil
+	return w, nil
 }
 
 // OnBrokerThrottle implements kgo.HookBrokerThrottle.
-func (w *throttleWatch) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, afterResponse bool) {
+func (w *ThrottleWatch) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, afterResponse bool) {
 	w.responses.Inc()
 	w.seconds.Add(d.Seconds())
 	if !afterResponse {
@@ -320,13 +322,18 @@ func (w *throttleWatch) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, 
 	}
 }
 
-// heldUntil is when the last throttle the client honours ends (zero time if none ever did).
-func (w *throttleWatch) heldUntil() time.Time {
+// HeldSince reports whether a throttle held the client's requests at some point after start,
+// and how long it has left (0 once it is over).
+func (w *ThrottleWatch) HeldSince(start time.Time) (left time.Duration, held bool) {
 	n := w.until.Load()
 	if n == 0 {
-		return time.Time{}
+		return 0, false
 	}
-	return time.Unix(0, n)
+	until := time.Unix(0, n)
+	if !until.After(start) {
+		return 0, false
+	}
+	return max(time.Until(until), 0), true
 }
 
 // gaveUp is the Result of records still unacknowledged when a Send that began at start ran out
@@ -336,13 +343,17 @@ func (w *throttleWatch) heldUntil() time.Time {
 // to slow down, which must not open the breaker. Otherwise they are Transient, naming the last
 // failed connection attempt if there was one.
 func (s *Sink) gaveUp(start time.Time, ctxErr error) sink.Result {
-	if until := s.throttle.heldUntil(); until.After(start) && s.conn.last() == nil {
-		left := max(time.Until(until), 0)
-		return sink.Result{Status: sink.Throttled, RetryAfter: left, Err: fmt.Errorf(
-			"kafka sink: no acknowledgement: a broker is throttling the producer (a quota), %v left: %w",
-			left.Round(time.Millisecond), ctxErr)}
+	if left, held := s.throttle.HeldSince(start); held && s.conn.last() == nil {
+		return ThrottledResult(left, fmt.Errorf("kafka sink: no acknowledgement: %w", ctxErr))
 	}
 	return sink.Result{Status: sink.Transient, Err: s.timedOut("no acknowledgement", ctxErr)}
+}
+
+// ThrottledResult is the Result of a record that a broker's throttle held until its Send ran out
+// of time (err says how), with left, the throttle's time left, as RetryAfter.
+func ThrottledResult(left time.Duration, err error) sink.Result {
+	return sink.Result{Status: sink.Throttled, RetryAfter: left, Err: fmt.Errorf(
+		"a broker is throttling the producer (a quota), %v left: %w", left.Round(time.Millisecond), err)}
 }
 
 // timedOut explains a deadline that passed while waiting on the brokers: with the last

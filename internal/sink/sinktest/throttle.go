@@ -25,10 +25,11 @@ const replayTimeoutMillis = 29_999
 // the cluster's own response plus the throttle: the records are stored exactly as without it.
 // Replays run in the order the requests came. It stays in place until the test ends; it returns
 // a function that reports how many responses it throttled. The test's producer must use one
-// broker (one produce connection), as kfake.NumBrokers(1) gives.
-func ThrottleProduce(t testing.TB, c *kfake.Cluster, throttle func() time.Duration) (throttled func() int) {
+// broker (one produce connection), as kfake.NumBrokers(1) gives. opts configure the replaying
+// client (TLS, SASL) for a cluster that needs them.
+func ThrottleProduce(t testing.TB, c *kfake.Cluster, throttle func() time.Duration, opts ...kgo.Opt) (throttled func() int) {
 	t.Helper()
-	replay, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	replay, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, opts...)...)
 	if err != nil {
 		t.Fatalf("replay client: %v", err)
 	}
