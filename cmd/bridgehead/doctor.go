@@ -119,7 +119,7 @@ func doctorSink(ctx context.Context, c serveConfig, cfg *doctor.Config) (closeSi
 		return closeSink
 	}
 	cfg.SinkName = "--sink " + c.sinks.kind
-	snk, where, err := c.sinks.build(ctx, "doctor", slog.New(slog.DiscardHandler))
+	snk, where, err := c.sinks.build(ctx, "doctor", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		cfg.Sink = func(context.Context) error { return err }
 		return closeSink

@@ -255,10 +255,11 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 
 	runAPI, runForwarder := c.role != "forwarder", c.role != "api"
 	var fwd *forward.Forwarder
-	var checkSink func() // checks the sink once serve is up (role forwarder or all)
+	var limiter sink.EventLimiter // the sink, when it tells its largest event (kafka)
+	var checkSink func()          // checks the sink once serve is up (role forwarder or all)
 	delivery := "not here (role api: a forwarder replica delivers)"
 	if runForwarder {
-		snk, where, err := c.sinks.build(ctx, c.stamp, log)
+		snk, where, err := c.sinks.build(ctx, c.stamp, log, reg)
 		if err != nil {
 			return err
 		}
@@ -285,6 +286,19 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 		}
 		delivery = where
 		checkSink = func() { checkSinkAtStart(ctx, snk, where, fwd, log) }
+		limiter, _ = snk.(sink.EventLimiter)
+	} else if c.sinks.kind == "kafka" {
+		// An API alone still asks the brokers for the topic's limit (it never sends): only then
+		// can it refuse, before its 2xx, what the forwarders would dead-letter.
+		// A configuration the forwarders would refuse does not stop the API: it keeps
+		// --max-event-bytes and says why.
+		if snk, _, err := c.sinks.build(ctx, c.stamp, log, nil); err != nil {
+			log.Warn("cannot ask the sink for its event limit: the API refuses events over --max-event-bytes",
+				"max_event_bytes", int(c.maxEventBytes), "err", err)
+		} else {
+			defer func() { _ = closeWithin(snk, time.Until(stopBy)) }()
+			limiter, _ = snk.(sink.EventLimiter)
+		}
 	}
 	sec, err := c.security.build(log, reg)
 	if err != nil {
@@ -323,6 +337,11 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 			return err
 		}
 		opsCfg.API = api
+	}
+	var limits *eventLimitWatch
+	if api != nil && limiter != nil {
+		limits = newEventLimitWatch(limiter, int(c.maxEventBytes), api.SetMaxEventBytes, log)
+		limits.start(ctx) // bounded: an unreachable broker delays the start by eventLimitStartWait at most
 	}
 	if fwd != nil {
 		opsCfg.Forwarder = fwd
@@ -405,6 +424,10 @@ func serve(ctx context.Context, c serveConfig, stdout, stderr io.Writer) error {
 	if sec.watcher != nil { // the principals file: reloaded when it changes
 		wctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return sec.watcher.Run(wctx) }, func(error) { cancel() })
+	}
+	if limits != nil { // the sink's event limit: asked again until known, then now and then
+		lctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return limits.Run(lctx) }, func(error) { cancel() })
 	}
 	if fwd != nil { // the forwarder: on interrupt it stops claiming, finishes or releases its claims
 		fctx, cancel := context.WithCancel(context.Background())

@@ -19,6 +19,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/sink/eventhubs"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/file"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 )
 
@@ -61,8 +62,9 @@ func (f *sinkFlags) register(fs *pflag.FlagSet) {
 	}
 }
 
-// build makes the sink, and says in one line where it delivers (never a secret).
-func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (sink.Sink, string, error) {
+// build makes the sink, and says in one line where it delivers (never a secret). reg receives
+// the sink's own metrics (the Kafka producer's throttles); nil means none.
+func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger, reg prometheus.Registerer) (sink.Sink, string, error) {
 	body := sink.BodyMode(f.body)
 	if body != sink.BodyEnvelope && body != sink.BodyRaw {
 		return nil, "", fmt.Errorf("--body %q: want envelope or raw", f.body)
@@ -77,7 +79,7 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (
 		return s, "file " + abs, nil
 	case "kafka":
 		cfg := kafka.Config{
-			Brokers: splitList(f.kafkaBrokers), Topic: f.kafkaTopic, Body: body, Stamp: stamp, Logger: log,
+			Brokers: splitList(f.kafkaBrokers), Topic: f.kafkaTopic, Body: body, Stamp: stamp, Logger: log, Registerer: reg,
 			SASL: kafka.SASL{Mechanism: strings.ToUpper(f.kafkaSASLMechanism), User: f.kafkaSASLUser, Password: f.kafkaSASLPassword},
 		}
 		if f.kafkaTLS || f.kafkaCAFile != "" {
@@ -95,7 +97,7 @@ func (f *sinkFlags) build(ctx context.Context, stamp string, log *slog.Logger) (
 	case "eventhubs":
 		s, err := eventhubs.New(ctx, eventhubs.Config{
 			ConnectionString: f.ehConnectionString, Namespace: f.ehNamespace, EventHub: f.ehName,
-			Transport: f.ehTransport, BodyMode: body, Stamp: stamp, Logger: log,
+			Transport: f.ehTransport, BodyMode: body, Stamp: stamp, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("--sink eventhubs: %w", err)

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		throttled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_forward_throttled_total",
-			Help: "Messages the sink asked to send later (Event Hubs server-busy, a quota): sent again after its hint, without opening the breaker.",
+			Help: "Messages the sink asked to send later (Event Hubs server-busy, a quota; a Kafka broker's throttle that outlasted the send): sent again after its hint, without opening the breaker.",
 		}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bridgehead_forward_dead_lettered_total",

@@ -80,7 +80,7 @@ func (s *Server) mayAccept(r *http.Request, msgs []message.Message) *httpapi.Pro
 // fitsTheSink refuses, with 413, messages whose event the sink would refuse for its size: a 2xx
 // means the message will be delivered unless the sink itself changes.
 func (s *Server) fitsTheSink(msgs []message.Message) *httpapi.Problem {
-	limit := s.cfg.MaxEventBytes
+	limit, source := s.maxEventBytes()
 	if limit == 0 {
 		return nil
 	}
@@ -92,8 +92,8 @@ func (s *Server) fitsTheSink(msgs []message.Message) *httpapi.Problem {
 		n, err := sink.EventBytes(&msgs[i], s.cfg.EventBody)
 		if err != nil || n+sink.FramingAllowance > limit {
 			errs = append(errs, httpapi.FieldError{Index: i, Field: "value", Detail: fmt.Sprintf(
-				"the event this message makes is %d bytes with up to %d of framing, over the sink's limit of %d (--max-event-bytes)",
-				n, sink.FramingAllowance, limit)})
+				"the event this message makes is %d bytes with up to %d of framing, over the sink's limit of %d (%s)",
+				n, sink.FramingAllowance, limit, source)})
 		}
 	}
 	if errs == nil {

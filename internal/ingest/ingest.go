@@ -118,6 +118,9 @@ type Server struct {
 	appendFailLog rate.Sometimes
 	accepted      atomic.Uint64 // messages accepted, for /v1/status
 	metrics       *metrics
+
+	// eventLimit is SetMaxEventBytes's; nil means Config.MaxEventBytes.
+	eventLimit atomic.Pointer[eventLimit]
 }
 
 // New returns a Server for cfg.

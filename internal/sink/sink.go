@@ -29,7 +29,8 @@ const (
 	// malformed, not authorised for this entity): it goes to dead/ with Result.Err as the reason.
 	Permanent
 	// Throttled means the destination is up and asked to slow down (Event Hubs server-busy or
-	// a quota): not delivered, not a fault. The forwarder
+	// a quota; a Kafka broker's produce quota that held the records past the Send's deadline):
+	// not delivered, not a fault. The forwarder
 	// waits Result.RetryAfter (or its own backoff) and sends again, without counting it
 	// against the breaker or the claim's rounds.
 	Throttled
@@ -150,6 +151,19 @@ func EncodedSize(m *message.Message, mode BodyMode) int {
 // refused connection, an unknown topic), not only that a deadline passed.
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// EventLimiter is implemented by sinks whose largest event is a setting of the destination that
+// only the destination can tell (Kafka: the topic's max.message.bytes). serve asks at start, and
+// again later, and the API refuses with 413 a message whose event would pass the answer.
+type EventLimiter interface {
+	// EventLimit asks the destination for the largest event it takes, in bytes, measured as the
+	// API measures an event against --max-event-bytes (EventBytes plus FramingAllowance must not
+	// pass it); already lowered to the sink's own limit when that is smaller. source names
+	// where the number comes from, for the 413's detail and the logs ("max.message.bytes of
+	// Kafka topic readings"). It honours ctx, never sends an event, and fails (naming the
+	// cause, see Cause) when the destination cannot be asked.
+	EventLimit(ctx context.Context) (bytes int, source string, err error)
 }
 
 // Cause returns the most telling error in err's tree for a person: the network error in it (a

@@ -41,6 +41,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
 	"github.com/bridgehead-dev/bridgehead/internal/sink/kafka"
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -117,6 +118,10 @@ type Config struct {
 	SendTimeout time.Duration
 	// Logger receives the sink's logs; nil discards them.
 	Logger *slog.Logger
+	// Registerer receives the Kafka transport's throttle counters
+	// (bridgehead_kafka_throttled_responses_total, bridgehead_kafka_throttle_seconds_total); nil
+	// means they are not exported.
+	Registerer prometheus.Registerer
 }
 
 // validate checks cfg, fills in defaults and returns the parsed connection string (zero when
@@ -192,6 +197,7 @@ type Sink struct {
 
 	producer *azeventhubs.ProducerClient // amqp transport
 	kafka    *kgo.Client                 // kafka transport
+	throttle *kafka.ThrottleWatch        // kafka transport: the namespace's throttles (quotas)
 
 	probed      atomic.Bool  // linkMax has been asked of the SDK
 	linkMax     atomic.Int64 // the AMQP link's max-message-size; 0 until known
@@ -222,7 +228,10 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		s.namespace = cs.Namespace()
 	}
 	if cfg.Transport == TransportKafka {
-		if s.kafka, err = newKafkaClient(cfg, cs, hub); err != nil {
+		if s.throttle, err = kafka.NewThrottleWatch(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("eventhubs: %w", err)
+		}
+		if s.kafka, err = newKafkaClient(cfg, cs, hub, s.throttle); err != nil {
 			return nil, err
 		}
 		return s, nil
@@ -590,7 +599,8 @@ const (
 //     body could not be built. The forwarder dead-letters it with err as the reason.
 //   - Throttled: the service is up and asks to slow down (com.microsoft:server-busy,
 //     amqp:resource-limit-exceeded): retried after 4 s without opening the breaker. (Over the
-//     Kafka transport a produce quota delays the answers, which franz-go waits out.)
+//     Kafka transport a quota is a throttle_time_ms that franz-go waits out; a Send that runs
+//     out of time behind it is Throttled by sendKafka, not here.)
 //   - Transient: everything else. Timeouts (com.microsoft:timeout, context
 //     deadlines), lost connections and links (azeventhubs ErrorCodeConnectionLost, net errors,
 //     detach-forced), and unknown errors: the safe default, since a poison message is still

@@ -3,7 +3,9 @@ package eventhubs
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/proxydial"
@@ -17,9 +19,9 @@ import (
 // fails with MESSAGE_TOO_LARGE before it is sent.
 const kafkaMaxBatchBytes = 1 << 20
 
-// newKafkaClient builds a franz-go producer for the namespace's Kafka endpoint. Like the AMQP
-// producer it does not connect until the first produce.
-func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, error) {
+// newKafkaClient builds a franz-go producer for the namespace's Kafka endpoint, reporting its
+// throttles to tw. Like the AMQP producer it does not connect until the first produce.
+func newKafkaClient(cfg Config, cs ConnectionString, hub string, tw *kafka.ThrottleWatch) (*kgo.Client, error) {
 	brokers, _, user, password, err := KafkaSettings(cfg.ConnectionString)
 	if err != nil {
 		return nil, fmt.Errorf("eventhubs: ConnectionString: %w", err)
@@ -48,6 +50,7 @@ func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, e
 		kgo.RecordRetries(sdkMaxRetries+1),
 		kgo.RecordDeliveryTimeout(cfg.SendTimeout),
 		kgo.ProducerLinger(0),
+		kgo.WithHooks(tw),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("eventhubs: kafka client: %w", err)
@@ -58,8 +61,17 @@ func newKafkaClient(cfg Config, cs ConnectionString, hub string) (*kgo.Client, e
 // sendKafka produces every message of batch (key = senderId, headers as the AMQP application
 // properties) and waits for each acknowledgement, or for ctx to end (the unanswered are then
 // Transient). kgo keeps a partition's records in order; kafka.ProduceAll re-produces a record
-// that a concurrent Send's expired context took down with its own.
+// that a concurrent Send's expired context took down with its own. A record that runs out of
+// time (ctx, or the client's delivery timeout) while the namespace's throttle held the client's
+// requests is Throttled, with the throttle's time left as RetryAfter: a quota, not an outage.
 func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sink.Result) {
+	start := time.Now()
+	throttled := func(err error) (sink.Result, bool) {
+		if left, held := s.throttle.HeldSince(start); held {
+			return kafka.ThrottledResult(left, fmt.Errorf("eventhubs: %w", err)), true
+		}
+		return sink.Result{}, false
+	}
 	recs := make([]*kgo.Record, len(batch))
 	for i := range batch {
 		m, body, err := s.encode(&batch[i])
@@ -76,12 +88,23 @@ func (s *Sink) sendKafka(ctx context.Context, batch []message.Message, res []sin
 	}
 	unanswered := kafka.ProduceAll(ctx, s.kafka, recs, func(i int, err error) {
 		if err != nil {
+			if errors.Is(err, kgo.ErrRecordTimeout) {
+				if r, ok := throttled(err); ok {
+					res[i] = r
+					return
+				}
+			}
 			res[i] = s.result(err)
 			return
 		}
 		res[i] = sink.Result{Status: sink.Delivered}
 	})
 	for _, i := range unanswered {
-		res[i] = s.result(fmt.Errorf("no acknowledgement: %w", ctx.Err()))
+		err := fmt.Errorf("no acknowledgement: %w", ctx.Err())
+		if r, ok := throttled(err); ok {
+			res[i] = r
+			continue
+		}
+		res[i] = s.result(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -176,5 +177,64 @@ func TestKafkaTransportAnotherSendsDeadlineSparesOurRecords(t *testing.T) {
 	}
 	if !got["first"] || !got["ours"] {
 		t.Fatalf("read back %v, want first and ours", got)
+	}
+}
+
+// TestKafkaTransportThrottledIsNotAnOutage: the namespace throttles the Kafka transport (a quota
+// answered with throttle_time_ms, which franz-go waits out before its next produce). The
+// throttled answer delivers; a Send that runs out of time behind the throttle is Throttled with
+// the throttle's time left as RetryAfter, not Transient; the throttles are counted; sent again
+// after its hint, as the forwarder does, the held message is delivered.
+func TestKafkaTransportThrottledIsNotAnOutage(t *testing.T) {
+	ep := newKafkaEndpoint(t, goodCS, 1)
+	tc := roots2TLS(ep.roots)
+	tc.ServerName = kafkaNS
+	const hint = 1500 * time.Millisecond
+	sinktest.ThrottleProduce(t, ep.cluster, func() time.Duration { return hint },
+		kgo.DialTLSConfig(tc), kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: goodCS}.AsMechanism()))
+	reg := prometheus.NewRegistry()
+	s := ep.mustNewSink(t, func(c *Config) { c.Registerer = reg })
+	wantStatuses(t, s.Send(context.Background(), []message.Message{msg("a", "first")}), sink.Delivered)
+
+	const deadline = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	res := s.Send(ctx, []message.Message{msg("a", "held")})
+	wantStatuses(t, res, sink.Throttled)
+	if r := res[0]; r.RetryAfter <= 0 || r.RetryAfter > hint-deadline+100*time.Millisecond {
+		t.Fatalf("RetryAfter %v, want what the %v throttle has left after %v (%v)", r.RetryAfter, hint, deadline, r.Err)
+	}
+	t.Logf("throttled: %v", res[0].Err)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "bridgehead_kafka_throttled_responses_total" {
+			counted = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if counted < 1 {
+		t.Errorf("bridgehead_kafka_throttled_responses_total %v, want at least 1", counted)
+	}
+	// Sent again (the forwarder would wait RetryAfter first; the client waits out what is left).
+	again, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer acancel()
+	wantStatuses(t, s.Send(again, []message.Message{msg("a", "held")}), sink.Delivered)
+	consumer := ep.consumer(t)
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	got := map[string]bool{}
+	for !(got["first"] && got["held"]) && rctx.Err() == nil {
+		consumer.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			var env sink.Envelope
+			if err := json.Unmarshal(r.Value, &env); err == nil {
+				got[env.Value] = true
+			}
+		})
+	}
+	if !got["first"] || !got["held"] {
+		t.Fatalf("read back %v, want first and held", got)
 	}
 }

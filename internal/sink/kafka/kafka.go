@@ -7,6 +7,18 @@
 // record timestamp is the time the stamp received the message, and the headers carry
 // correlationId, senderId and stamp (then the message's properties). Errors are mapped to
 // Transient or Permanent by one function, classify.
+//
+// A broker that throttles the producer (a produce quota: the response carries throttle_time_ms,
+// and franz-go holds its next request to that broker that long) is not an outage: the
+// throttles are counted (bridgehead_kafka_throttled_responses_total and
+// bridgehead_kafka_throttle_seconds_total), and a Send that runs out of time while a throttle
+// holds its records reports them Throttled with the time the throttle has left as RetryAfter,
+// not Transient, so the forwarder waits it out without opening its breaker. Kafka has no error
+// code for a produce quota: throttle_time_ms is the only signal.
+//
+// EventLimit (sink.EventLimiter) reads the topic's effective max.message.bytes from the
+// brokers (DescribeConfigs, which answers the broker's default for a topic without its own),
+// lowered to the producer's MaxRecordBytes: the largest event the API may accept.
 package kafka
 
 import (
@@ -21,11 +33,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/proxydial"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -35,8 +50,9 @@ import (
 )
 
 var (
-	_ sink.Sink    = (*Sink)(nil)
-	_ sink.Checker = (*Sink)(nil)
+	_ sink.Sink         = (*Sink)(nil)
+	_ sink.Checker      = (*Sink)(nil)
+	_ sink.EventLimiter = (*Sink)(nil)
 )
 
 // Defaults for Config fields left zero.
@@ -106,6 +122,8 @@ type Config struct {
 	// Logger receives the client's warnings and errors, and loud authentication failures; nil
 	// means no logging.
 	Logger *slog.Logger
+	// Registerer receives the producer's throttle counters; nil means they are not exported.
+	Registerer prometheus.Registerer
 	// Options are extra franz-go client options, applied last (tests, tuning).
 	Options []kgo.Opt
 }
@@ -154,10 +172,11 @@ func codec(name string) (kgo.CompressionCodec, error) {
 
 // Sink produces batches to one topic. It is safe for concurrent use (the franz-go client is).
 type Sink struct {
-	cfg  Config
-	log  *slog.Logger
-	cl   *kgo.Client
-	conn connWatch // the last broker connection attempt's error, for causes
+	cfg      Config
+	log      *slog.Logger
+	cl       *kgo.Client
+	conn     connWatch      // the last broker connection attempt's error, for causes
+	throttle *ThrottleWatch // the brokers' throttles: counted, and how long they hold requests
 }
 
 // New builds the producer client. It does not connect: a broker that is down at start is
@@ -200,8 +219,12 @@ func New(cfg Config) (*Sink, error) {
 		kgo.ProducerLinger(0),
 		kgo.WithLogger(slogAdapter{log}),
 	}
-	s := &Sink{cfg: cfg, log: log}
-	opts = append(opts, kgo.WithHooks(&s.conn))
+	tw, err := NewThrottleWatch(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	s := &Sink{cfg: cfg, log: log, throttle: tw}
+	opts = append(opts, kgo.WithHooks(&s.conn, s.throttle))
 	if cfg.DisableIdempotence {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
@@ -242,6 +265,95 @@ func (w *connWatch) last() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
+}
+
+// ThrottleWatch counts the brokers' throttles (a response carrying throttle_time_ms: the broker
+// enforces a quota) and remembers until when franz-go holds requests because of them: it waits
+// out a throttle itself, delaying its next request to that broker (KIP-219), so a produce slowed
+// by a quota shows only as records that take long. Install it with kgo.WithHooks. It is exported
+// for the Event Hubs sink's Kafka transport, which produces through ProduceAll too. until is an
+// atomic and the counters are safe for concurrent use.
+type ThrottleWatch struct {
+	until     atomic.Int64 // unix nanoseconds: the latest end of a throttle the client honours
+	responses prometheus.Counter
+	seconds   prometheus.Counter
+}
+
+var _ kgo.HookBrokerThrottle = (*ThrottleWatch)(nil)
+
+// NewThrottleWatch returns a ThrottleWatch whose counters
+// (bridgehead_kafka_throttled_responses_total, bridgehead_kafka_throttle_seconds_total) are
+// registered with reg; nil means they are not exported.
+func NewThrottleWatch(reg prometheus.Registerer) (*ThrottleWatch, error) {
+	w := &ThrottleWatch{
+		responses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_kafka_throttled_responses_total",
+			Help: "Broker responses to the Kafka producer (the kafka sink, or the eventhubs sink's kafka transport) that carried a throttle (throttle_time_ms > 0: a quota); the producer holds its next request to that broker as long.",
+		}),
+		seconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bridgehead_kafka_throttle_seconds_total",
+			Help: "Sum of the throttle times the brokers asked of the Kafka producer.",
+		}),
+	}
+	if reg == nil {
+		return w, nil
+	}
+	for _, c := range []prometheus.Collector{w.responses, w.seconds} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// OnBrokerThrottle implements kgo.HookBrokerThrottle.
+func (w *ThrottleWatch) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, afterResponse bool) {
+	w.responses.Inc()
+	w.seconds.Add(d.Seconds())
+	if !afterResponse {
+		return // a broker before Kafka 2.0 waited before answering: nothing is held now
+	}
+	end := time.Now().Add(d).UnixNano()
+	for {
+		old := w.until.Load()
+		if end <= old || w.until.CompareAndSwap(old, end) {
+			return
+		}
+	}
+}
+
+// HeldSince reports whether a throttle held the client's requests at some point after start,
+// and how long it has left (0 once it is over).
+func (w *ThrottleWatch) HeldSince(start time.Time) (left time.Duration, held bool) {
+	n := w.until.Load()
+	if n == 0 {
+		return 0, false
+	}
+	until := time.Unix(0, n)
+	if !until.After(start) {
+		return 0, false
+	}
+	return max(time.Until(until), 0), true
+}
+
+// gaveUp is the Result of records still unacknowledged when a Send that began at start ran out
+// of time. While a broker's throttle held the client's requests at some point of the Send and no
+// connection attempt failed, the records are Throttled, with the time the throttle has left as
+// RetryAfter (0 once it is over: the forwarder's shortest backoff): the brokers are up and asked
+// to slow down, which must not open the breaker. Otherwise they are Transient, naming the last
+// failed connection attempt if there was one.
+func (s *Sink) gaveUp(start time.Time, ctxErr error) sink.Result {
+	if left, held := s.throttle.HeldSince(start); held && s.conn.last() == nil {
+		return ThrottledResult(left, fmt.Errorf("kafka sink: no acknowledgement: %w", ctxErr))
+	}
+	return sink.Result{Status: sink.Transient, Err: s.timedOut("no acknowledgement", ctxErr)}
+}
+
+// ThrottledResult is the Result of a record that a broker's throttle held until its Send ran out
+// of time (err says how), with left, the throttle's time left, as RetryAfter.
+func ThrottledResult(left time.Duration, err error) sink.Result {
+	return sink.Result{Status: sink.Throttled, RetryAfter: left, Err: fmt.Errorf(
+		"a broker is throttling the producer (a quota), %v left: %w", left.Round(time.Millisecond), err)}
 }
 
 // timedOut explains a deadline that passed while waiting on the brokers: with the last
@@ -293,6 +405,73 @@ func CheckTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 		return nil
 	}
 	return fmt.Errorf("topic %s: %w", topic, kerr.UnknownTopicOrPartition)
+}
+
+// EventLimit implements sink.EventLimiter: it asks the brokers for the topic's effective
+// max.message.bytes (DescribeConfigs: the topic's own setting, else the broker's
+// message.max.bytes) and returns the smaller of it and MaxRecordBytes, naming which. Kafka
+// measures max.message.bytes against a record batch, which is what sink.FramingAllowance
+// allows for beside the record. It needs the DescribeConfigs permission on the topic.
+func (s *Sink) EventLimit(ctx context.Context) (int, string, error) {
+	n, err := TopicMaxMessageBytes(ctx, s.cl, s.cfg.Topic)
+	if err != nil && ctx.Err() != nil {
+		return 0, "", s.timedOut("configuration of topic "+s.cfg.Topic, ctx.Err())
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("kafka sink: %w", err)
+	}
+	if s.cfg.MaxRecordBytes < n {
+		return s.cfg.MaxRecordBytes, fmt.Sprintf("the Kafka producer's max record batch of %d bytes (topic %s allows %d)",
+			s.cfg.MaxRecordBytes, s.cfg.Topic, n), nil
+	}
+	return n, "max.message.bytes of Kafka topic " + s.cfg.Topic, nil
+}
+
+// TopicMaxMessageBytes asks cl's brokers for topic's effective max.message.bytes: its own
+// setting, else the broker's message.max.bytes, else the default. A broker resolves this itself
+// in the topic's max.message.bytes entry and lists the settings beneath it as synonyms; a broker
+// that lists the broker-level setting as an entry of its own instead (kfake) is read the same
+// way: the value from the most specific source wins.
+func TopicMaxMessageBytes(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("configuration of topic %s: %w", topic, sink.Cause(err))
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil {
+		return 0, fmt.Errorf("configuration of topic %s: %w", topic, err)
+	}
+	if rc.Err != nil {
+		return 0, fmt.Errorf("configuration of topic %s: %w", topic, rc.Err)
+	}
+	var (
+		best  *string
+		bestS kmsg.ConfigSource
+	)
+	consider := func(key string, v *string, src kmsg.ConfigSource) {
+		// Sources from the topic's own (1) to the default (5); 0 is unknown, 6 a logger's.
+		if (key != "max.message.bytes" && key != "message.max.bytes") || v == nil ||
+			src < kmsg.ConfigSourceDynamicTopicConfig || src > kmsg.ConfigSourceDefaultConfig {
+			return
+		}
+		if best == nil || src < bestS {
+			best, bestS = v, src
+		}
+	}
+	for _, c := range rc.Configs {
+		consider(c.Key, c.Value, c.Source)
+		for _, syn := range c.Synonyms {
+			consider(syn.Key, syn.Value, syn.Source)
+		}
+	}
+	if best == nil {
+		return 0, fmt.Errorf("topic %s: the brokers did not say its max.message.bytes", topic)
+	}
+	n, err := strconv.Atoi(*best)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("topic %s: max.message.bytes %q is not a positive number", topic, *best)
+	}
+	return n, nil
 }
 
 func mechanism(c SASL) sasl.Mechanism {
@@ -381,8 +560,9 @@ func ProduceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, done fu
 }
 
 // Send produces batch and waits for every record's acknowledgement, or for ctx to end: records
-// still unacknowledged then are Transient with ctx's error (they may still reach the topic: a
-// duplicate on retry, never a loss). A record too large for MaxRecordBytes is Permanent without
+// still unacknowledged then are Transient with ctx's error, or Throttled when a broker's throttle
+// held them (see gaveUp); either way they may still reach the topic: a duplicate on retry, never
+// a loss. A record too large for MaxRecordBytes is Permanent without
 // being sent; every other outcome goes through classify.
 func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result {
 	out := make([]sink.Result, len(batch))
@@ -392,6 +572,7 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 	if err := ctx.Err(); err != nil {
 		return sink.All(len(batch), sink.Result{Status: sink.Transient, Err: err})
 	}
+	start := time.Now()
 	recs := make([]*kgo.Record, len(batch))
 	limit := s.cfg.MaxRecordBytes - recordOverhead
 	for i := range batch {
@@ -415,9 +596,9 @@ func (s *Sink) Send(ctx context.Context, batch []message.Message) []sink.Result 
 		out[i] = s.result(err)
 	})
 	if ctx.Err() != nil && (len(unanswered) > 0 || len(tooLarge) > 0) {
-		err := s.timedOut("no acknowledgement", ctx.Err())
+		r := s.gaveUp(start, ctx.Err())
 		for _, i := range append(unanswered, tooLarge...) {
-			out[i] = sink.Result{Status: sink.Transient, Err: err}
+			out[i] = r
 		}
 		return out
 	}
