@@ -109,6 +109,16 @@ var Rows = []Row{{
 		Unit:        "s",
 		Queries:     []Query{{Expr: `max(bridgehead_spool_oldest_undelivered_age_seconds{` + sel + `})`, Legend: "oldest"}},
 	}, {
+		Title:       "Waiting by priority",
+		Description: "Messages ready or claimed, by priority (0 highest: alarms): what a long outage has queued of each.",
+		Unit:        "short",
+		Queries:     []Query{{Expr: `max by (priority) (bridgehead_spool_queued_messages{` + sel + `})`, Legend: "priority {{priority}}"}},
+	}, {
+		Title:       "Oldest waiting, by priority",
+		Description: "Age of the oldest ready or claimed segment of each priority: alarms should never wait long, whatever telemetry does.",
+		Unit:        "s",
+		Queries:     []Query{{Expr: `max by (priority) (bridgehead_spool_queued_oldest_age_seconds{` + sel + `})`, Legend: "priority {{priority}}"}},
+	}, {
 		Title:       "Capacity used",
 		Description: "Spool used bytes over capacity; at 100 % the API answers 503. The alert is at 80 %.",
 		Unit:        "percentunit",

@@ -31,10 +31,7 @@ func TestClaimsHigherPrioritiesFirst(t *testing.T) {
 		mustAppend(t, s, atPriority(p, msgs(2, 10))...)
 		mustSeal(t, s)
 	}
-	var names []string
-	for _, n := range dirFiles(t, dir, "ready") {
-		names = append(names, n)
-	}
+	names := dirFiles(t, dir, "ready")
 	for _, want := range []string{"-p0.a0", "-p7.a0", "-p9.a0"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("ready/ %v has no name ending %s", names, want)

@@ -525,8 +525,17 @@ func TestConsoleShowsWhatIsWrong(t *testing.T) {
 	s := startServe(t, "--role", "all", "--sink", "kafka", "--kafka-brokers", deadAddr, "--kafka-topic", "t",
 		"--peer-url", "http://"+deadAddr)
 	sendBurst(t, s, "stalled", 3)
+	if code, _, body, err := s.post(context.Background(), "/v1/messages", `{"senderId":"scada","value":"alarm","priority":0}`); err != nil || code != 200 {
+		t.Fatalf("an alarm: %d %s %v", code, body, err)
+	}
 	b := startBrowser(t, 1280, 800)
 	b.do(t, "load the console", 15*time.Second, chromedp.Navigate(s.url+"/?stallSeconds=2"))
+
+	// What waits, by priority: the alarm apart from the telemetry.
+	prios := `document.querySelector('#local [data-f="priorities"]')`
+	b.waitFor(t, "the backlog by priority", 15*time.Second,
+		`!`+prios+`.hidden && `+prios+`.dataset.v === '0:1,4:3' && `+prios+`.textContent.startsWith('Waiting by priority: 0 (highest): 1 message, oldest ')`,
+		prios+`.textContent`)
 
 	stalled := `document.querySelector('#local [data-f="stalled"]')`
 	b.waitFor(t, "the stalled-delivery warning", 15*time.Second,

@@ -185,6 +185,12 @@ class Panel {
     f['dead-messages'].classList.toggle('bad', (sp.dead || {}).messages > 0);
     f['quarantine-messages'].classList.toggle('bad', (sp.quarantine || {}).messages > 0);
     set(f.oldest, sp.oldestAgeSeconds ? fmtAge(sp.oldestAgeSeconds) : 'none', sp.oldestAgeSeconds ?? '');
+    // What waits, by priority (0 highest): alarms apart from telemetry.
+    const prios = sp.priorities || [];
+    f.priorities.hidden = prios.length === 0;
+    set(f.priorities, prios.length === 0 ? '' : 'Waiting by priority: ' + prios.map((p) =>
+      `${p.priority}${p.priority === 0 ? ' (highest)' : ''}: ${fmtNum(p.messages)} message${p.messages === 1 ? '' : 's'}, oldest ${fmtAge(p.oldestAgeSeconds)}`,
+    ).join(' · '), prios.map((p) => `${p.priority}:${p.messages}`).join(','));
     return rates;
   }
 
