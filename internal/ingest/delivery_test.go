@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/message"
+	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
 // TestPriorityAndTTL: a message's priority and expiry come from its own members on
@@ -104,5 +106,43 @@ func TestBadPriorityAndTTL(t *testing.T) {
 				t.Fatalf("spooled %d messages of a refused request", len(got))
 			}
 		})
+	}
+}
+
+// TestReserveOverHTTP: when the spool reaches its reserve, telemetry gets 503 spool-full (with
+// Retry-After) while an alarm still gets 200, and /readyz stays 200; the alarm is claimed first.
+func TestReserveOverHTTP(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{Spool: spool.Options{MaxBytes: 64 << 10, ReservePercent: 25, ReservePriority: 1, MinFreeBytes: 1}})
+	value := strings.Repeat("x", 1000)
+	refused := false
+	for range 100 {
+		r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"meter","value":"`+value+`"}`)
+		if r.Status == 503 {
+			p := apitest.DecodeProblem(t, r)
+			if p.Type != httpapi.ProblemSpoolFull || r.Header.Get("Retry-After") == "" || !strings.Contains(p.Detail, "kept for priorities 0 to 1") {
+				t.Fatalf("telemetry refused with %s %q (Retry-After %q), want spool-full naming the reserve", p.Type, p.Detail, r.Header.Get("Retry-After"))
+			}
+			refused = true
+			break
+		}
+		if r.Status != 200 {
+			t.Fatalf("telemetry: %d %s", r.Status, r.Body)
+		}
+	}
+	if !refused {
+		t.Fatal("100 KB of telemetry into a 64 KiB spool were all accepted")
+	}
+	if r := f.Do(t, "POST", "/ServiceAPI/message", "application/json", `{"senderId":"scada","value":"`+value+`"}`, "Priority", "0"); r.Status != 200 {
+		t.Fatalf("an alarm into the reserve: %d %s", r.Status, r.Body)
+	}
+	if r := f.Do(t, "GET", "/readyz", "", ""); r.Status != 200 {
+		t.Fatalf("/readyz while the reserve takes alarms: %d %s", r.Status, r.Body)
+	}
+	if err := f.Spool.Seal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Spool.Claim(context.Background())
+	if err != nil || c.Priority != 0 || c.Messages[0].SenderID != "scada" {
+		t.Fatalf("first claim: %+v, %v; want the alarm", c, err)
 	}
 }
