@@ -24,7 +24,8 @@
 #   SERVERS ("new old nop fsyncref": a subset runs only those), OUT (bench-http.out),
 #   SPOOL_DIR_PARENT (default: a temporary directory beside the repository, on its file system),
 #   SETTLE (0: seconds to wait before the first round, for the file system to recover from the
-#   deletions of an earlier benchmark), GO (go).
+#   deletions of an earlier benchmark), GO (go), BENCH_PRIORITY (a Priority header on every
+#   request, test/benchhttp/post.lua; none by default).
 #
 #   ROUNDS=1 DURATION=2s CONNS="1 64" scripts/bench-http.sh
 set -euo pipefail

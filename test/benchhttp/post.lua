@@ -7,6 +7,12 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"senderId":"bench","value":"' .. string.rep("0123456789abcdef", 16) .. '"}'
+-- BENCH_PRIORITY (0-9) sends a Priority header: a message off the default priority is encoded
+-- with its priority and goes to its own open segment (a server without priorities ignores it).
+local priority = os.getenv("BENCH_PRIORITY")
+if priority and priority ~= "" then
+  wrk.headers["Priority"] = priority
+end
 
 function done(summary, latency, requests)
   local e = summary.errors
