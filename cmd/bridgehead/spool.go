@@ -73,8 +73,16 @@ func newSpoolStatsCmd(f *spoolFlags) *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(out, "oldest undelivered: %s\n", time.Duration(st.OldestAgeSeconds*float64(time.Second)).Round(time.Millisecond))
-			return err
+			age := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)).Round(time.Millisecond) }
+			if _, err := fmt.Fprintf(out, "oldest undelivered: %s\n", age(st.OldestAgeSeconds)); err != nil {
+				return err
+			}
+			for _, p := range st.Priorities {
+				if _, err := fmt.Fprintf(out, "priority %d: %d messages waiting (ready or claimed), oldest %s\n", p.Priority, p.Messages, age(p.OldestAgeSeconds)); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -138,8 +138,8 @@ func TestSpoolStatsTable(t *testing.T) {
 	stdout, stderr := mustRunCLI(t, "spool", "stats", "--spool-dir", f.dir)
 	elapsed := time.Since(f.start)
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 8 {
-		t.Fatalf("stats: got %d lines %q, want 8", len(lines), stdout)
+	if len(lines) != 9 {
+		t.Fatalf("stats: got %d lines %q, want 9", len(lines), stdout)
 	}
 	want := [][]string{
 		{"state", "segments", "messages", "bytes"},
@@ -161,6 +161,10 @@ func TestSpoolStatsTable(t *testing.T) {
 	}
 	if d, err := time.ParseDuration(age); err != nil || d < 0 || d > elapsed+time.Millisecond {
 		t.Errorf("oldest undelivered: got %q (%v), want a duration between 0 and %v", age, err, elapsed)
+	}
+	// The fixture's messages are all of priority 0: the 7 ready and the 1 claimed wait.
+	if !strings.HasPrefix(lines[8], "priority 0: 8 messages waiting (ready or claimed), oldest ") {
+		t.Errorf("by priority: got %q, want priority 0 with the 8 ready or claimed messages", lines[8])
 	}
 	if stderr != "" {
 		t.Errorf("stderr: got %q, want empty", stderr)
