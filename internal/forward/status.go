@@ -17,6 +17,9 @@ type Status struct {
 	DeliveredTotal    uint64 `json:"deliveredTotal"`
 	RetriedTotal      uint64 `json:"retriedTotal"`
 	DeadLetteredTotal uint64 `json:"deadLetteredTotal"`
+	// ExpiredTotal counts the messages found expired and dead-lettered instead of sent, since
+	// the process started (not in DeadLetteredTotal, which counts the sink's refusals).
+	ExpiredTotal uint64 `json:"expiredTotal"`
 	// Breaker is "closed" (sending), "half-open" (probing) or "open" (not sending).
 	Breaker string `json:"breaker"`
 	// LastError is the last failed send's error, and LastErrorAt when it happened.
@@ -75,6 +78,7 @@ func (f *Forwarder) Status() Status {
 		DeliveredTotal:    counterValue(f.m.delivered),
 		RetriedTotal:      counterValue(f.m.retried),
 		DeadLetteredTotal: counterValue(f.m.deadLettered),
+		ExpiredTotal:      f.m.expiredTotal.Load(),
 		Breaker:           f.br.state().String(),
 		SendTimeoutsTotal: counterValue(f.m.sendTimeouts),
 		SinkCheck:         f.check.Load(),
