@@ -237,7 +237,7 @@ func TestExpiryAcrossForwarderRestart(t *testing.T) {
 	})
 	delivered := deliveredEnvelopes(t, sinkPath)
 	for _, v := range expires {
-		if !strings.HasPrefix(reasons[v], "expired: ") || !strings.Contains(reasons[v], "ttl ran out at ") {
+		if !strings.HasPrefix(reasons[v], "expired: ") || !strings.Contains(reasons[v], "ttl ran out ") {
 			t.Errorf("%s: dead-letter reason %q, want expired", v, reasons[v])
 		}
 		if _, ok := delivered[v]; ok {
