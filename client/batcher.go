@@ -292,8 +292,9 @@ func (b *Batcher) loop(ctx context.Context) {
 // naming the bad messages, those are rejected and the rest are sent again, until a request is
 // acked, fails, or no message is left: each round has fewer messages.
 func (b *Batcher) send(ctx context.Context, batch []Message) {
+	var first time.Time // of the request's first try, kept while it is resent without refusals
 	for len(batch) > 0 {
-		acks, err := b.c.Send(ctx, batch...)
+		acks, err := b.c.send(ctx, &first, batch)
 		if err == nil {
 			b.cfg.OnAcked(acks)
 			return

@@ -14,6 +14,10 @@
 //     failure that is not the request's fault (connection error, timeout, 408, 429, 5xx) marks the
 //     endpoint unhealthy for a capped, jittered backoff (at least Retry-After) and the next
 //     endpoint is tried at once. Any other 4xx is returned as an *Error without a retry.
+//   - A Send's tries after the first carry a Message-Age header: the whole seconds since its
+//     first try, measured on this process's monotonic clock. The stamp counts the messages as
+//     received then, so their receivedAt and expiry (Message.TTL) are the first try's, on
+//     whichever stamp acks them.
 //   - A background prober checks unhealthy endpoints' /readyz once their backoff has passed and
 //     returns them to service when ready, so traffic goes back to the preferred endpoint without
 //     a request paying for the check. It is the only goroutine the client starts: New starts
@@ -178,6 +182,11 @@ type Message struct {
 	// CorrelationID(SenderID, ID). Empty means a random one drawn by Send before the first try;
 	// set it yourself to keep the id across your own retries or restarts.
 	ID string
+	// TTL is the message's time-to-live, sent as its "ttl" member in whole seconds (rounded
+	// up), at most a year: if it has not been delivered TTL after the stamp received it (the
+	// first try of its Send), the stamp dead-letters it as expired instead of sending it. 0
+	// means the stamp's default (the Message-Ttl header, the key's ttl, --message-ttl).
+	TTL time.Duration
 }
 
 // Ack is a stamp's acknowledgement of one message: it is durable in that stamp's spool.
@@ -240,6 +249,23 @@ func (c *Client) Close() error {
 // message, in order. It tries endpoints as the package documentation says until one acks, a
 // request is refused as bad (*Error), MaxAttempts tries have failed, or ctx ends.
 func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
+	var first time.Time
+	return c.send(ctx, &first, msgs)
+}
+
+// maxAgeSeconds bounds Message-Age: the stamp refuses more than its longest ttl (a year).
+const maxAgeSeconds = 365 * 24 * 60 * 60
+
+// messageAge is the Message-Age of a try: the whole seconds since first (monotonic: never a
+// comparison of two hosts' clocks).
+func messageAge(first time.Time) string {
+	return strconv.FormatInt(min(int64(time.Since(first)/time.Second), maxAgeSeconds), 10)
+}
+
+// send is Send of a request first tried at *first, or not yet tried when *first is zero: then
+// send sets it at its first try. The Batcher's resend of a request without the messages a stamp
+// refused is the same request, and keeps its age.
+func (c *Client) send(ctx context.Context, first *time.Time, msgs []Message) ([]Ack, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -267,7 +293,13 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 			}
 		}
 		prev = ep
-		acks, f := c.try(ctx, ep, body, want)
+		age := ""
+		if first.IsZero() {
+			*first = time.Now()
+		} else {
+			age = messageAge(*first)
+		}
+		acks, f := c.try(ctx, ep, body, want, age)
 		if f == nil {
 			c.markHealthy(ep)
 			c.countAcked(ep, len(acks))
@@ -293,6 +325,7 @@ type wireMessage struct {
 	Value      string            `json:"value"`
 	Properties map[string]string `json:"properties,omitempty"`
 	ID         string            `json:"id"`
+	TTL        int64             `json:"ttl,omitempty"`
 }
 
 // encode gives every message its idempotency id and returns the body and the expected
@@ -305,7 +338,11 @@ func encode(msgs []Message) ([]byte, []string, error) {
 		if id == "" {
 			id = uuid.NewString()
 		}
-		wire[i] = wireMessage{SenderID: m.SenderID, Value: m.Value, Properties: m.Properties, ID: id}
+		if m.TTL < 0 {
+			return nil, nil, fmt.Errorf("message %d: TTL %v is negative", i, m.TTL)
+		}
+		wire[i] = wireMessage{SenderID: m.SenderID, Value: m.Value, Properties: m.Properties, ID: id,
+			TTL: int64((m.TTL + time.Second - 1) / time.Second)}
 		want[i] = CorrelationID(m.SenderID, id)
 	}
 	body, err := json.Marshal(wire)
@@ -323,8 +360,8 @@ type failure struct {
 	retryAfter time.Duration // the endpoint's Retry-After, 0 if none
 }
 
-// try sends body to ep once.
-func (c *Client) try(ctx context.Context, ep *endpoint, body []byte, want []string) ([]Ack, *failure) {
+// try sends body to ep once; age, when set, is its Message-Age.
+func (c *Client) try(ctx context.Context, ep *endpoint, body []byte, want []string, age string) ([]Ack, *failure) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.base+"/v1/messages", bytes.NewReader(body))
@@ -333,6 +370,9 @@ func (c *Client) try(ctx context.Context, ep *endpoint, body []byte, want []stri
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, application/problem+json")
+	if age != "" {
+		req.Header.Set("Message-Age", age)
+	}
 	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {

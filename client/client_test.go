@@ -591,3 +591,58 @@ func TestConnectTimeoutFailsOver(t *testing.T) {
 		t.Errorf("got failover causes %q, want %q", causes, want)
 	}
 }
+
+// TestRetriesCarryMessageAge: a Send's first try carries no Message-Age; its tries after it
+// carry the whole seconds since the first, on the same stamp or another, so the stamp that acks
+// counts the messages as received at the first try.
+func TestRetriesCarryMessageAge(t *testing.T) {
+	first, second := mustStamp(t), mustStamp(t)
+	first.SetMode(modeHang)
+	c := mustClient(t, Config{Endpoints: []string{first.URL, second.URL}, Timeout: 1100 * time.Millisecond})
+	if _, err := c.Send(context.Background(), Message{SenderID: "a", Value: "1", TTL: 1500 * time.Millisecond}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if ages, ttls := first.agesAndTTLs(); !slices.Equal(ages, []string{""}) || !slices.Equal(ttls, []int64{2}) {
+		t.Errorf("first stamp: ages %q ttls %v, want no Message-Age on the first try and ttl 2 (1.5 s rounded up)", ages, ttls)
+	}
+	if ages, _ := second.agesAndTTLs(); !slices.Equal(ages, []string{"1"}) {
+		t.Errorf("second stamp: ages %q, want [1] (a 1.1 s timeout before the failover)", ages)
+	}
+
+	// A new Send starts afresh; a retry on the same stamp carries the age too.
+	first.SetMode(mode503)
+	second.SetMode(mode503)
+	c2 := mustClient(t, Config{Endpoints: []string{second.URL}, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond, MaxAttempts: 2})
+	_, _ = c2.Send(context.Background(), Message{SenderID: "a", Value: "2"})
+	// The retry waits out the 503's Retry-After: 1 s.
+	if ages, _ := second.agesAndTTLs(); !slices.Equal(ages, []string{"1", "", "1"}) {
+		t.Errorf("second stamp: ages %q, want [1, \"\", 1]: the new Send's first try without, its retry (after Retry-After: 1) with", ages)
+	}
+	if _, err := c.Send(context.Background(), Message{SenderID: "a", Value: "3", TTL: -time.Second}); err == nil {
+		t.Error("a negative TTL was sent")
+	}
+}
+
+// TestBatcherResendKeepsAge: the Batcher's resend of a request without the message a stamp
+// refused is the same request: it carries the age of the first try.
+func TestBatcherResendKeepsAge(t *testing.T) {
+	s := mustStamp(t)
+	c := mustClient(t, Config{Endpoints: []string{s.URL}})
+	var rejected atomic.Int64
+	b, err := c.NewBatcher(BatcherConfig{Window: time.Millisecond, MaxMessages: 10,
+		OnRejected: func(Message, []FieldError, *Error) { rejected.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Message{{SenderID: "a", Value: "1"}, {SenderID: "a", Value: ""}} {
+		if err := b.Add(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ages, _ := s.agesAndTTLs(); rejected.Load() != 1 || !slices.Equal(ages, []string{"", "0"}) {
+		t.Errorf("rejected %d, ages %q; want 1 and [\"\", 0]", rejected.Load(), ages)
+	}
+}

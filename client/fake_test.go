@@ -32,6 +32,8 @@ type fakeStamp struct {
 	requests   int           // POST /v1/messages received
 	probes     int           // GET /readyz received
 	seen       []string      // correlationIds derived for every message received, acked or not
+	ages       []string      // the Message-Age header of every POST /v1/messages ("" when absent)
+	ttls       []int64       // the "ttl" member of every message received (0 when absent)
 	arrived    chan struct{} // gets a value when a request arrives in modeHang
 }
 
@@ -63,6 +65,13 @@ func (s *fakeStamp) counts() (requests, probes int, seen []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests, s.probes, append([]string(nil), s.seen...)
+}
+
+// agesAndTTLs returns the Message-Age of every request and the ttl of every message received.
+func (s *fakeStamp) agesAndTTLs() ([]string, []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ages...), append([]int64(nil), s.ttls...)
 }
 
 func problem(w http.ResponseWriter, status int, typ, detail string, errs []FieldError) {
@@ -106,6 +115,7 @@ func (s *fakeStamp) messages(w http.ResponseWriter, r *http.Request, mode, ra st
 		Value      string            `json:"value"`
 		Properties map[string]string `json:"properties"`
 		ID         string            `json:"id"`
+		TTL        int64             `json:"ttl"`
 	}
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		problem(w, http.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json", nil)
@@ -133,6 +143,10 @@ func (s *fakeStamp) messages(w http.ResponseWriter, r *http.Request, mode, ra st
 	s.mu.Lock()
 	s.requests++
 	s.seen = append(s.seen, ids...)
+	s.ages = append(s.ages, r.Header.Get("Message-Age"))
+	for _, m := range in {
+		s.ttls = append(s.ttls, m.TTL)
+	}
 	s.mu.Unlock()
 	switch mode {
 	case mode500:

@@ -52,8 +52,10 @@ stamp that fails is left alone (and probed) while the next one takes over. Every
 an idempotency id before its first try, so a retry on either stamp carries the same
 correlationId and downstream can drop the duplicate.
 
-Input is NDJSON, one {"senderId","value","properties"?,"id"?} object a line; with --sender-id,
-every line is a plain value. --value sends values given on the command line (with
+Input is NDJSON, one {"senderId","value","properties"?,"id"?,"ttl"?} object a line; with
+--sender-id, every line is a plain value. A retried request carries Message-Age (the seconds
+since its first try), so its messages keep their age, and their ttl runs from the first try,
+on whichever stamp acks them. --value sends values given on the command line (with
 --sender-id; no stdin is read unless FILEs are given). Empty lines are skipped.
 
 Every line is checked with the stamps' own rules (docs/api.md, "Limits") before it is sent: a

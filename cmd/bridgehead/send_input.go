@@ -209,6 +209,9 @@ func (r *sendInput) readLines(in io.Reader, label string) error {
 		if m.ID != nil {
 			cm.ID = *m.ID
 		}
+		if m.TTL != nil {
+			cm.TTL, _ = message.ParseTTL(m.TTL.String()) // Parse has checked it
+		}
 		if err := r.add(cm, at); err != nil {
 			return err
 		}

@@ -32,8 +32,11 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 )
 
 // MaxFileSize is the largest principals file Load accepts, in bytes (1 MiB). The file is written
@@ -64,6 +67,10 @@ type Principal struct {
 	// CertSubject is the client-certificate subject this principal authenticates with, empty for
 	// a key principal.
 	CertSubject string
+	// TTL is the time-to-live of this principal's messages that name none of their own (a
+	// "ttl" member or a Message-Ttl header), over the stamp's --message-ttl; 0 means the
+	// stamp's. Between 1 s and message.MaxTTL when set.
+	TTL time.Duration
 
 	hasKey  bool
 	keyHash [sha256.Size]byte
@@ -204,6 +211,7 @@ type filePrincipal struct {
 	Senders     []string `yaml:"senders"`
 	Role        string   `yaml:"role"`
 	CertSubject string   `yaml:"certSubject"`
+	TTL         string   `yaml:"ttl"`
 }
 
 type file struct {
@@ -217,12 +225,14 @@ type file struct {
 //	    keySha256: 9f86d0…         # 64 lowercase hex: SHA-256 of the key (see HashKey)
 //	    senders: ["01", "plant-a-*"]
 //	    role: sender               # sender (default) | admin
+//	    ttl: 24h                   # optional: time-to-live of its messages that name none
 //	  - name: ops
 //	    certSubject: "CN=ops-console"
 //	    role: admin
 //
 // Each principal has exactly one of keySha256 and certSubject; keySha256 and certSubject values are
-// unique. A sender needs at least one senders glob; an admin may have none. Unknown fields, a
+// unique. A sender needs at least one senders glob; an admin may have none. ttl, when given, is
+// a Go duration with a unit ("90s", "24h") from 1s to a year (message.MaxTTL). Unknown fields, a
 // second YAML document and an empty file are errors; `principals: []` is a valid empty set.
 // Errors name the line and never contain a key hash.
 func Parse(data []byte) (*Principals, error) {
@@ -323,6 +333,13 @@ func (fp filePrincipal) validate() (*Principal, error) {
 		}
 	}
 	p.Senders = append([]string(nil), fp.Senders...)
+	if fp.TTL != "" {
+		ttl, err := time.ParseDuration(fp.TTL)
+		if err != nil || ttl < time.Second || ttl > message.MaxTTL {
+			return nil, fmt.Errorf("ttl %q: want a duration with a unit, 1s to %dh (a year): 90s, 15m, 24h", fp.TTL, int(message.MaxTTL/time.Hour))
+		}
+		p.TTL = ttl
+	}
 	return p, nil
 }
 

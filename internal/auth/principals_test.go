@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Keys used throughout the tests; their hashes are computed, never pasted.
@@ -57,6 +59,36 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// TestParseTTL: a principal's ttl is a duration with a unit, absent meaning the stamp's own.
+func TestParseTTL(t *testing.T) {
+	ps := mustParse(t, fmt.Sprintf(`principals:
+  - name: alarms
+    keySha256: %s
+    senders: ["alarm-*"]
+    ttl: 90s
+  - name: bulk
+    keySha256: %s
+    senders: ["bulk-*"]
+    ttl: 24h
+  - name: ops
+    certSubject: "CN=ops-console"
+    role: admin
+    ttl: 8760h
+`, HashKey(keyA), HashKey(keyB)))
+	for _, tt := range []struct {
+		name string
+		want time.Duration
+	}{{"alarms", 90 * time.Second}, {"bulk", 24 * time.Hour}, {"ops", 8760 * time.Hour}} {
+		p := ps.list[slices.Index(ps.Names(), tt.name)]
+		if p.TTL != tt.want {
+			t.Errorf("%s: ttl %v, want %v", tt.name, p.TTL, tt.want)
+		}
+	}
+	if p := mustParse(t, goodYAML()).list[0]; p.TTL != 0 {
+		t.Errorf("no ttl: got %v, want 0 (the stamp's)", p.TTL)
+	}
+}
+
 func TestParseEmptySet(t *testing.T) {
 	if ps := mustParse(t, "principals: []\n"); ps.Len() != 0 {
 		t.Fatalf("got %d principals, want 0", ps.Len())
@@ -95,6 +127,14 @@ func TestParseErrors(t *testing.T) {
 		{"sender without senders", "principals:\n  - name: a\n    keySha256: " + h + "\n", []string{"at least one senders glob"}},
 		{"bad glob", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [\"plant-[a\"]\n", []string{"line 2", `glob "plant-[a"`, "syntax error in pattern"}},
 		{"empty glob", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [\"\"]\n", []string{"empty senders glob"}},
+		{"ttl without a unit", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n  - name: b\n    certSubject: CN=b\n    senders: [y]\n    ttl: 90\n",
+			[]string{"line 5", `"b"`, `ttl "90"`, "with a unit"}},
+		{"ttl not a duration", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: a day\n", []string{"line 2", `ttl "a day"`}},
+		{"ttl below a second", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: 500ms\n", []string{"line 2", `ttl "500ms"`, "1s to 8760h"}},
+		{"ttl zero", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: 0s\n", []string{"line 2", `ttl "0s"`}},
+		{"ttl negative", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: -1h\n", []string{"line 2", `ttl "-1h"`}},
+		{"ttl past a year", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: 8761h\n", []string{"line 2", `ttl "8761h"`}},
+		{"ttl a list", "principals:\n  - name: a\n    keySha256: " + h + "\n    senders: [x]\n    ttl: [1h]\n", []string{"line 5"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

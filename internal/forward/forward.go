@@ -8,6 +8,11 @@
 //     sink's reason, the Transient ones back to ready/ with a not-before time. Nothing a claim
 //     holds is dropped: a crash at any point leaves the segment claimed, and the reaper returns
 //     it (a duplicate downstream, never a loss).
+//   - An expired message (message.Message.Expired) is never sent and never dropped: it is taken
+//     out of its batch just before the batch would be sent, and dead-lettered with a reason
+//     that starts "expired:" through the same settle as the sink's refusals, while the rest of
+//     its segment is delivered. A segment that is all expired costs no send and waits on no
+//     breaker.
 //   - Transient failures are retried with exponential backoff and full jitter, capped at
 //     RetryMaxDelay, behind a circuit breaker. While the breaker is open no new segment is
 //     claimed, the claims held are renewed before their lease ends (or released with a
@@ -36,6 +41,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/bridgehead-dev/bridgehead/internal/sink"
@@ -202,6 +208,8 @@ type Forwarder struct {
 	br      *breaker
 	check   atomic.Pointer[CheckStatus] // the last reported sink check (ReportCheck)
 	running atomic.Bool
+	// expiredLog limits the log of expired messages to a line a second (the counter sees all).
+	expiredLog rate.Sometimes
 }
 
 // New checks cfg and builds a Forwarder; it starts nothing (see Run).
@@ -220,7 +228,8 @@ func New(cfg Config) (*Forwarder, error) {
 	log := cfg.Logger.With("component", "forwarder")
 	return &Forwarder{
 		cfg: cfg, sp: cfg.Spool, sink: cfg.Sink, limits: cfg.Sink.Limits(), log: log, m: m,
-		br: newBreaker(cfg.Breaker.FailureThreshold, cfg.Breaker.ProbeInterval, log, m.breaker),
+		br:         newBreaker(cfg.Breaker.FailureThreshold, cfg.Breaker.ProbeInterval, log, m.breaker),
+		expiredLog: rate.Sometimes{Interval: time.Second},
 	}, nil
 }
 
@@ -345,6 +354,7 @@ type job struct {
 	bo        *fullJitter
 	dead      []message.Message
 	reasons   []string
+	expired   []message.Message // found expired before a send: dead-lettered, never sent
 }
 
 // forward sends c's messages in rounds until each was delivered or dead-lettered, or the claim
@@ -437,6 +447,12 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 		if ctx.Err() != nil {
 			return rest(i), 0, 0, errStopped
 		}
+		// Judged before every batch: a message may expire while its claim waits or retries.
+		b = f.takeExpired(j, b)
+		batches[i] = b // rest must not hand back what was taken
+		if len(b) == 0 {
+			continue
+		}
 		if err := f.renewIfDue(j); err != nil {
 			return rest(i), 0, 0, err
 		}
@@ -462,7 +478,7 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 				left = append(left, b[k])
 			}
 		}
-		f.m.delivered.Add(float64(delivered))
+		f.m.countDelivered(j.c.Priority, delivered) // a segment holds one priority
 		f.m.retried.Add(float64(transient))
 		f.m.throttled.Add(float64(throttled))
 		transients = transients || transient > 0
@@ -482,6 +498,63 @@ func (f *Forwarder) round(ctx, hard context.Context, j *job, pending []message.M
 		}
 	}
 	return left, failed, throttleWait(), nil
+}
+
+// takeExpired moves the messages of b that have expired to j.expired and returns the others:
+// b itself when none has expired, otherwise a new slice (b may share an array with the claim).
+func (f *Forwarder) takeExpired(j *job, b []message.Message) []message.Message {
+	now := f.cfg.Now()
+	first := -1
+	for i := range b {
+		if b[i].Expired(now) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return b
+	}
+	live := append(make([]message.Message, 0, len(b)-1), b[:first]...)
+	for i := first; i < len(b); i++ {
+		if b[i].Expired(now) {
+			j.expired = append(j.expired, b[i])
+		} else {
+			live = append(live, b[i])
+		}
+	}
+	return live
+}
+
+// expiredReason is the dead-letter reason of expired messages: how many, and when their ttl ran
+// out ("expired: 3 messages, ttl ran out at 2026-12-03T08:01:30Z", or "from … to …").
+func expiredReason(msgs []message.Message) string {
+	first, last := msgs[0].ExpiresAt, msgs[0].ExpiresAt
+	for i := range msgs {
+		first, last = minTime(first, msgs[i].ExpiresAt), maxTime(last, msgs[i].ExpiresAt)
+	}
+	noun := "messages"
+	if len(msgs) == 1 {
+		noun = "message"
+	}
+	a, b := first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	if a == b {
+		return fmt.Sprintf("expired: %d %s, ttl ran out at %s", len(msgs), noun, a)
+	}
+	return fmt.Sprintf("expired: %d %s, ttl ran out from %s to %s", len(msgs), noun, a, b)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // send sends one batch under a deadline inside the lease and reports the outcome to the
@@ -636,9 +709,15 @@ func (f *Forwarder) renewIfDue(j *job) error {
 const maxReasonBytes = 4096
 
 // settle ends j's claim: Ack when everything was delivered, otherwise Settle with the retries
-// (not before notBefore) and the dead messages.
+// (not before notBefore) and the dead messages: the sink's refusals and the expired ones, in one
+// dead segment. Its reason starts "expired:" only when every one of them expired, so that an
+// operator who finds dead letters by that word finds no refusal of the sink among them.
 func (f *Forwarder) settle(j *job, retry []message.Message, notBefore time.Time) {
 	o := spool.Outcome{Retry: retry, NotBefore: notBefore, Dead: j.dead}
+	if len(j.expired) > 0 {
+		o.Dead = append(append(make([]message.Message, 0, len(j.dead)+len(j.expired)), j.dead...), j.expired...)
+	}
+	var reasons []string
 	if len(j.dead) > 0 {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d message(s) refused permanently by the sink: ", len(j.dead))
@@ -652,14 +731,25 @@ func (f *Forwarder) settle(j *job, retry []message.Message, notBefore time.Time)
 			}
 			b.WriteString(r)
 		}
-		o.Reason = b.String()
+		reasons = append(reasons, b.String())
 	}
+	if len(j.expired) > 0 {
+		reasons = append(reasons, expiredReason(j.expired))
+	}
+	o.Reason = strings.Join(reasons, "; and ")
 	err := f.sp.Settle(context.Background(), j.c, o)
 	switch {
 	case err == nil:
 		f.m.deadLettered.Add(float64(len(j.dead)))
 		if len(j.dead) > 0 {
 			f.log.Warn("dead-lettered messages the sink refused", "segment", j.c.ID, "count", len(j.dead), "reason", o.Reason)
+		}
+		if len(j.expired) > 0 {
+			f.m.countExpired(j.expired)
+			f.expiredLog.Do(func() {
+				f.log.Warn("dead-lettered expired messages (at most one such line a second; bridgehead_forward_expired_messages_total counts them all)",
+					"segment", j.c.ID, "count", len(j.expired), "reason", expiredReason(j.expired))
+			})
 		}
 	case errors.Is(err, spool.ErrLostClaim):
 		f.m.lostClaims.Inc()

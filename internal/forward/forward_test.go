@@ -318,16 +318,16 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
+	out := map[string]float64{} // summed over a family's series (delivered_total is by priority)
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			switch {
 			case m.Counter != nil:
-				out[mf.GetName()] = m.Counter.GetValue()
+				out[mf.GetName()] += m.Counter.GetValue()
 			case m.Gauge != nil:
-				out[mf.GetName()] = m.Gauge.GetValue()
+				out[mf.GetName()] += m.Gauge.GetValue()
 			case m.Histogram != nil:
-				out[mf.GetName()] = float64(m.Histogram.GetSampleCount())
+				out[mf.GetName()] += float64(m.Histogram.GetSampleCount())
 			}
 		}
 	}

@@ -236,3 +236,40 @@ func TestQuantileInterpolatesWithinBucket(t *testing.T) {
 		t.Errorf("quantile of no observations = %v, want 0", got)
 	}
 }
+
+// TestExpiredSenderLabelBounded: the sender label of the expired counter takes the first
+// maxSenderLabels senderIds; later ones count under otherSender, and a sender seen before
+// keeps its own series.
+func TestExpiredSenderLabelBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []message.Message
+	for i := range maxSenderLabels + 50 {
+		msgs = append(msgs, message.Message{SenderID: fmt.Sprintf("s-%03d", i)})
+	}
+	for i := range maxSenderLabels {
+		m.countExpired(msgs[i : i+1])
+	}
+	m.countExpired(append(msgs[maxSenderLabels:], msgs[0]))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "bridgehead_forward_expired_messages_total" {
+			for _, s := range mf.GetMetric() {
+				got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+			}
+		}
+	}
+	if len(got) != maxSenderLabels+1 || got[otherSender] != 50 || got["s-000"] != 2 || got["s-099"] != 1 {
+		t.Fatalf("%d series, (other) %v, s-000 %v, s-099 %v; want %d, 50, 2, 1", len(got), got[otherSender], got["s-000"], got["s-099"], maxSenderLabels+1)
+	}
+	if n := m.expiredTotal.Load(); n != maxSenderLabels+51 {
+		t.Fatalf("expiredTotal %d, want %d", n, maxSenderLabels+51)
+	}
+}

@@ -17,6 +17,9 @@ type Status struct {
 	DeliveredTotal    uint64 `json:"deliveredTotal"`
 	RetriedTotal      uint64 `json:"retriedTotal"`
 	DeadLetteredTotal uint64 `json:"deadLetteredTotal"`
+	// ExpiredTotal counts the messages found expired and dead-lettered instead of sent, since
+	// the process started (not in DeadLetteredTotal, which counts the sink's refusals).
+	ExpiredTotal uint64 `json:"expiredTotal"`
 	// Breaker is "closed" (sending), "half-open" (probing) or "open" (not sending).
 	Breaker string `json:"breaker"`
 	// LastError is the last failed send's error, and LastErrorAt when it happened.
@@ -55,7 +58,7 @@ func (f *Forwarder) ReportCheck(err error) {
 		cs.Error = err.Error()
 		// A check that failed while sends got through (it took its whole timeout, say) is stale:
 		// the sink works, and the deliveries prove it better than the check.
-		if counterValue(f.m.delivered) == 0 {
+		if f.m.deliveredTotal.Load() == 0 {
 			f.br.trip(fmt.Errorf("sink check: %w", err))
 		}
 	}
@@ -72,9 +75,10 @@ type Quantiles struct {
 func (f *Forwarder) Status() Status {
 	st := Status{
 		Sink:              f.cfg.SinkName,
-		DeliveredTotal:    counterValue(f.m.delivered),
+		DeliveredTotal:    f.m.deliveredTotal.Load(),
 		RetriedTotal:      counterValue(f.m.retried),
 		DeadLetteredTotal: counterValue(f.m.deadLettered),
+		ExpiredTotal:      f.m.expiredTotal.Load(),
 		Breaker:           f.br.state().String(),
 		SendTimeoutsTotal: counterValue(f.m.sendTimeouts),
 		SinkCheck:         f.check.Load(),

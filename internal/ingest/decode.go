@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,18 +45,24 @@ type limits struct {
 }
 
 // delivery is how a message is delivered when it does not say: its priority and time-to-live
-// (0: none). A request's comes from the stamp's defaults and the request's headers.
+// (0: none). A request's comes from the stamp's defaults, its principal and its headers. age is
+// how long before this request its client first tried to send it (Message-Age): the message
+// counts as received then.
 type delivery struct {
 	priority uint8
 	ttl      time.Duration
+	age      time.Duration
 }
 
 // requestDelivery returns the delivery of r's messages that name none: the Priority and
-// Message-Ttl headers over the stamp's defaults, or the problem with a header. A Priority header
-// that is not a bare number is HTTP's own (RFC 9218, "u=3, i", which browsers send) and is
-// ignored.
+// Message-Ttl headers over the principal's ttl over the stamp's defaults, and the Message-Age
+// of a retried request; or the problem with a header. A Priority header that is not a bare
+// number is HTTP's own (RFC 9218, "u=3, i", which browsers send) and is ignored.
 func (s *Server) requestDelivery(r *http.Request) (delivery, *httpapi.Problem) {
 	d := s.delivery
+	if p := httpapi.Principal(r); p != nil && p.TTL > 0 {
+		d.ttl = p.TTL
+	}
 	if v := strings.TrimSpace(r.Header.Get("Priority")); v != "" && !strings.ContainsAny(v, "=,;") {
 		p, err := message.ParsePriority(v)
 		if err != nil {
@@ -70,12 +77,32 @@ func (s *Server) requestDelivery(r *http.Request) (delivery, *httpapi.Problem) {
 		}
 		d.ttl = ttl
 	}
+	if vs := r.Header.Values("Message-Age"); len(vs) > 0 {
+		age, err := parseAge(vs)
+		if err != nil {
+			return d, httpapi.NewProblem(http.StatusBadRequest, httpapi.ProblemInvalidMessage, "Invalid message", "Message-Age header: "+err.Error())
+		}
+		d.age = age
+	}
 	return d, nil
+}
+
+// parseAge parses the Message-Age header: one value, whole seconds from 0 to message.MaxTTL
+// (an age past any ttl says nothing more).
+func parseAge(vs []string) (time.Duration, error) {
+	v := strings.TrimSpace(vs[0])
+	n, err := strconv.ParseInt(v, 10, 64)
+	if len(vs) > 1 || strings.Contains(v, ",") || err != nil || n < 0 || n > int64(message.MaxTTL/time.Second) || v[0] == '+' {
+		return 0, fmt.Errorf("want one value, whole seconds since the request's first try from 0 to %d, not %q",
+			int64(message.MaxTTL/time.Second), strings.Join(vs, ", "))
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // build validates one decoded message and returns it, or the problems found (all of them, so a
 // client fixes everything in one go). key is the idempotency key to derive the id from, if any;
-// d is the delivery of a message that names no priority or ttl of its own.
+// d is the delivery of a message that names no priority or ttl of its own. The message is
+// received at now less d's age, and expires its ttl after that.
 func (l limits) build(index int, in *message.Input, key, stamp string, d delivery, now time.Time) (message.Message, []httpapi.FieldError) {
 	if ferrs := l.message.Check(in); ferrs != nil {
 		errs := make([]httpapi.FieldError, len(ferrs))
@@ -94,6 +121,9 @@ func (l limits) build(index int, in *message.Input, key, stamp string, d deliver
 	if in.TTL != nil {
 		d.ttl, _ = message.ParseTTL(in.TTL.String())
 	}
+	// A retried request's messages were received when their client first tried (Message-Age):
+	// they keep their age, on this stamp or the other.
+	now = now.Add(-d.age)
 	m := message.Message{
 		ID:         correlationID(*in.SenderID, key),
 		SenderID:   *in.SenderID,

@@ -2,11 +2,14 @@ package ingest_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/auth"
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
 	"github.com/bridgehead-dev/bridgehead/internal/ingest"
@@ -145,4 +148,137 @@ func TestReserveOverHTTP(t *testing.T) {
 	if err != nil || c.Priority != 0 || c.Messages[0].SenderID != "scada" {
 		t.Fatalf("first claim: %+v, %v; want the alarm", c, err)
 	}
+}
+
+// TestPrincipalTTL: a principal's ttl (the principals file) applies to its messages that name
+// none, under their own member and the Message-Ttl header, over --message-ttl; a principal
+// without one gets the stamp's.
+func TestPrincipalTTL(t *testing.T) {
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	ps, err := auth.Parse([]byte(`principals:
+  - name: alarms
+    keySha256: ` + auth.HashKey(supplierKey) + `
+    senders: ["01"]
+    ttl: 90s
+  - name: plain
+    keySha256: ` + auth.HashKey(supplierB) + `
+    senders: ["02"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := apitest.NewStamp(t, apitest.Config{
+		API:   ingest.Config{MessageTTL: time.Hour, Now: func() time.Time { return at }},
+		Guard: httpapi.GuardConfig{Mode: httpapi.AuthRequired, Principals: func() *auth.Principals { return ps }},
+	})
+	tests := []struct {
+		name, path, body string
+		header           []string
+		want             []time.Duration
+	}{
+		{"compat, the principal's", "/ServiceAPI/message", `{"senderId":"01","value":"1"}`, bearer(supplierKey),
+			[]time.Duration{90 * time.Second}},
+		{"compat, the header over the principal's", "/ServiceAPI/message", `{"senderId":"01","value":"1"}`,
+			append(bearer(supplierKey), "Message-Ttl", "30"), []time.Duration{30 * time.Second}},
+		{"batch, members over the principal's", "/v1/messages",
+			`[{"senderId":"01","value":"1","ttl":5},{"senderId":"01","value":"2"}]`, bearer(supplierKey),
+			[]time.Duration{5 * time.Second, 90 * time.Second}},
+		{"a principal without a ttl gets --message-ttl", "/v1/messages", `{"senderId":"02","value":"1"}`, bearer(supplierB),
+			[]time.Duration{time.Hour}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.Do(t, "POST", tt.path, "application/json", tt.body, tt.header...)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			got := spooled(t, f.Spool)
+			slices.SortFunc(got, func(a, b message.Message) int { return strings.Compare(a.Value, b.Value) })
+			if len(got) != len(tt.want) {
+				t.Fatalf("spooled %d messages, want %d", len(got), len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !got[i].ExpiresAt.Equal(at.Add(w)) {
+					t.Errorf("message %d expires at %v, want %v (ttl %v)", i, got[i].ExpiresAt, at.Add(w), w)
+				}
+			}
+		})
+	}
+}
+
+// TestMessageAge: a retried request's Message-Age backdates its messages' receivedAt, and so
+// their expiry, on both routes; a message without a ttl still never expires.
+func TestMessageAge(t *testing.T) {
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	f := apitest.NewStamp(t, apitest.Config{API: ingest.Config{Now: func() time.Time { return at }}})
+	tests := []struct {
+		name, path, body string
+		header           []string
+		received         time.Time
+		expires          time.Time
+	}{
+		{"compat", "/ServiceAPI/message", `{"senderId":"a","value":"1"}`, []string{"Message-Age", "40", "Message-Ttl", "60"},
+			at.Add(-40 * time.Second), at.Add(20 * time.Second)},
+		{"batch", "/v1/messages", `[{"senderId":"a","value":"1","ttl":30}]`, []string{"Message-Age", "45"},
+			at.Add(-45 * time.Second), at.Add(-15 * time.Second)},
+		{"no ttl", "/v1/messages", `{"senderId":"a","value":"1"}`, []string{"Message-Age", "7"},
+			at.Add(-7 * time.Second), time.Time{}},
+		{"age 0", "/v1/messages", `{"senderId":"a","value":"1"}`, []string{"Message-Age", "0"}, at, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.Do(t, "POST", tt.path, "application/json", tt.body, tt.header...)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			got := spooled(t, f.Spool)
+			if len(got) != 1 || !got[0].ReceivedAt.Equal(tt.received) || !got[0].ExpiresAt.Equal(tt.expires) {
+				t.Fatalf("spooled %+v, want one received at %v expiring at %v", got, tt.received, tt.expires)
+			}
+		})
+	}
+}
+
+// TestBadMessageAge: a Message-Age that is not one count of whole seconds from 0 to a year is
+// 400 invalid-message naming the header, and nothing is spooled.
+func TestBadMessageAge(t *testing.T) {
+	f := apitest.NewStamp(t, apitest.Config{})
+	for _, v := range []string{"-1", "1.5", "10s", "", "31536001", "+3", "1, 2", "9999999999999999999999"} {
+		for _, path := range []string{"/ServiceAPI/message", "/v1/messages"} {
+			r := postWithHeader(t, f.URL+path, `{"senderId":"a","value":"1"}`, http.Header{"Message-Age": {v}})
+			p := apitest.DecodeProblem(t, r)
+			if r.Status != 400 || p.Type != httpapi.ProblemInvalidMessage || !strings.Contains(p.Detail, "Message-Age header") {
+				t.Errorf("%s Message-Age %q: status %d type %s detail %q, want 400 %s naming the header", path, v, r.Status, p.Type, p.Detail, httpapi.ProblemInvalidMessage)
+			}
+		}
+	}
+	r := postWithHeader(t, f.URL+"/v1/messages", `{"senderId":"a","value":"1"}`, http.Header{"Message-Age": {"1", "2"}})
+	if r.Status != 400 {
+		t.Errorf("two Message-Age headers: status %d, want 400", r.Status)
+	}
+	if got := spooled(t, f.Spool); len(got) != 0 {
+		t.Fatalf("spooled %d messages of refused requests", len(got))
+	}
+}
+
+// postWithHeader posts body as JSON to url with h, which may repeat a header (apitest.Do sets
+// one value a name).
+func postWithHeader(t *testing.T, url, body string, h http.Header) apitest.Response {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apitest.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }

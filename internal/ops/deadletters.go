@@ -59,6 +59,8 @@ type deadLetterEntry struct {
 	Properties    map[string]string `json:"properties,omitempty"`
 	ReceivedAt    time.Time         `json:"receivedAt"`
 	Stamp         string            `json:"stamp,omitempty"`
+	// ExpiresAt is when the message's ttl ran out (or runs out); absent when it has none.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // handleDeadLetters is GET /v1/dead-letters: every dead segment, oldest first, with its reason.
@@ -107,8 +109,12 @@ func (s *Server) handleDeadLetter(w http.ResponseWriter, r *http.Request) {
 		body.Damaged = err.Error() // damaged on disk: the intact records are shown
 	}
 	for _, m := range msgs {
-		body.Messages = append(body.Messages, deadLetterEntry{CorrelationID: m.ID.String(), SenderID: m.SenderID,
-			Value: m.Value, Properties: m.Properties, ReceivedAt: m.ReceivedAt, Stamp: m.Stamp})
+		e := deadLetterEntry{CorrelationID: m.ID.String(), SenderID: m.SenderID,
+			Value: m.Value, Properties: m.Properties, ReceivedAt: m.ReceivedAt, Stamp: m.Stamp}
+		if !m.ExpiresAt.IsZero() {
+			e.ExpiresAt = &m.ExpiresAt
+		}
+		body.Messages = append(body.Messages, e)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, body)
 }

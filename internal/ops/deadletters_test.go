@@ -12,6 +12,7 @@ import (
 
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi"
 	"github.com/bridgehead-dev/bridgehead/internal/httpapi/apitest"
+	"github.com/bridgehead-dev/bridgehead/internal/ingest"
 	"github.com/bridgehead-dev/bridgehead/internal/ops"
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 	"github.com/bridgehead-dev/bridgehead/internal/spool/fsys"
@@ -161,5 +162,40 @@ func TestDamagedDeadLetterIsShownWithItsDamage(t *testing.T) {
 	}
 	if body.Damaged == "" || body.Messages == nil {
 		t.Errorf("damaged dead letter: %s, want damaged set and messages [] (none intact)", r.Body)
+	}
+}
+
+// TestDeadLetterShowsExpiry: a dead letter's message carries its expiresAt when it has a ttl,
+// and none when it has not.
+func TestDeadLetterShowsExpiry(t *testing.T) {
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	sp := apitest.NewStamp(t, apitest.Config{}).Spool
+	f := apitest.ServeStamp(t, sp, apitest.Config{Ops: ops.Config{DeadLetters: sp}, API: ingest.Config{Now: func() time.Time { return at }}})
+	for _, tt := range []struct {
+		body string
+		want string
+	}{
+		{`{"senderId":"01","value":"v","ttl":90}`, `"expiresAt":"2026-12-03T08:01:30Z"`},
+		{`{"senderId":"01","value":"v"}`, ""},
+	} {
+		if r := f.Do(t, "POST", "/v1/messages", "application/json", tt.body); r.Status != 200 {
+			t.Fatalf("send: %d %s", r.Status, r.Body)
+		}
+		if err := sp.Seal(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c, err := sp.Claim(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.DeadLetter(context.Background(), c, "expired: 1 message, ttl ran out at 2026-12-03T08:01:30Z"); err != nil {
+			t.Fatal(err)
+		}
+		r := f.Do(t, "GET", "/v1/dead-letters/"+c.ID, "", "")
+		body := string(r.Body)
+		if r.Status != 200 || !strings.Contains(body, `"reason":"expired: 1 message, ttl ran out at 2026-12-03T08:01:30Z"`) ||
+			(tt.want != "" && !strings.Contains(body, tt.want)) || (tt.want == "" && strings.Contains(body, "expiresAt")) {
+			t.Errorf("%s: show %d %s, want the reason and expiresAt %q", tt.body, r.Status, body, tt.want)
+		}
 	}
 }

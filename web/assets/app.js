@@ -154,7 +154,8 @@ class Panel {
     set(f['accepted-total'], fmtNum(accepted), accepted ?? '');
     if (fwd) {
       set(f['deliver-rate'], fmtRate(rates.delivered), rates.delivered ?? '');
-      set(f['deliver-sub'], `msg/s · ${fmtNum(delivered)} to ${fwd.sink || 'the sink'}`);
+      const expired = fwd.expiredTotal ? ` · ${fmtNum(fwd.expiredTotal)} expired, dead-lettered` : '';
+      set(f['deliver-sub'], `msg/s · ${fmtNum(delivered)} to ${fwd.sink || 'the sink'}${expired}`);
       set(f.breaker, fwd.breaker, fwd.breaker);
       f.breaker.className = `breaker-${fwd.breaker}`;
       const err = fwd.lastError
@@ -470,7 +471,7 @@ async function showDeadLetter(id) {
         ['correlationId', m.correlationId, 'id'],
         ['senderId', m.senderId, ''],
         ['value', m.value, 'value'],
-        ['received', fmtTime(m.receivedAt), 'time'],
+        ['received', fmtTime(m.receivedAt) + (m.expiresAt ? ` · expires ${fmtTime(m.expiresAt)}` : ''), 'time'],
         ['stamp', m.stamp || '', ''],
         ['properties', props, ''],
       ]) {
