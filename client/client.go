@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bridgehead-dev/bridgehead/internal/message"
 	"github.com/google/uuid"
 )
 
@@ -187,6 +188,9 @@ type Message struct {
 	// first try of its Send), the stamp dead-letters it as expired instead of sending it. 0
 	// means the stamp's default (the Message-Ttl header, the key's ttl, --message-ttl).
 	TTL time.Duration
+	// Priority is the message's priority, sent as its "priority" member: 0 (highest: alarms)
+	// to 9. nil means the stamp's default (the Priority header, --default-priority).
+	Priority *uint8
 }
 
 // Ack is a stamp's acknowledgement of one message: it is durable in that stamp's spool.
@@ -326,6 +330,7 @@ type wireMessage struct {
 	Properties map[string]string `json:"properties,omitempty"`
 	ID         string            `json:"id"`
 	TTL        int64             `json:"ttl,omitempty"`
+	Priority   *uint8            `json:"priority,omitempty"`
 }
 
 // encode gives every message its idempotency id and returns the body and the expected
@@ -341,8 +346,11 @@ func encode(msgs []Message) ([]byte, []string, error) {
 		if m.TTL < 0 {
 			return nil, nil, fmt.Errorf("message %d: TTL %v is negative", i, m.TTL)
 		}
+		if m.Priority != nil && *m.Priority > message.MaxPriority {
+			return nil, nil, fmt.Errorf("message %d: priority %d is not 0 to %d", i, *m.Priority, message.MaxPriority)
+		}
 		wire[i] = wireMessage{SenderID: m.SenderID, Value: m.Value, Properties: m.Properties, ID: id,
-			TTL: int64((m.TTL + time.Second - 1) / time.Second)}
+			TTL: int64((m.TTL + time.Second - 1) / time.Second), Priority: m.Priority}
 		want[i] = CorrelationID(m.SenderID, id)
 	}
 	body, err := json.Marshal(wire)

@@ -212,6 +212,10 @@ func (r *sendInput) readLines(in io.Reader, label string) error {
 		if m.TTL != nil {
 			cm.TTL, _ = message.ParseTTL(m.TTL.String()) // Parse has checked it
 		}
+		if m.Priority != nil {
+			p, _ := message.ParsePriority(m.Priority.String()) // Parse has checked it
+			cm.Priority = &p
+		}
 		if err := r.add(cm, at); err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ import (
 type received struct {
 	SenderID, Value, ID string
 	Properties          map[string]string
+	Priority            *int
 }
 
 // sendStamp imitates a stamp's POST /v1/messages (JSON array) and GET /readyz as docs/api.md
@@ -79,6 +80,7 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 		Value      string            `json:"value"`
 		Properties map[string]string `json:"properties"`
 		ID         string            `json:"id"`
+		Priority   *int              `json:"priority"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in) == 0 {
 		sendProblem(w, http.StatusBadRequest, "invalid-json", nil)
@@ -115,7 +117,7 @@ func (s *sendStamp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	for i, m := range in {
-		s.got = append(s.got, received{SenderID: m.SenderID, Value: m.Value, ID: m.ID, Properties: m.Properties})
+		s.got = append(s.got, received{SenderID: m.SenderID, Value: m.Value, ID: m.ID, Properties: m.Properties, Priority: m.Priority})
 		s.acks = append(s.acks, out.Messages[i].CorrelationID)
 	}
 	s.mu.Unlock()
@@ -137,7 +139,7 @@ func values(got []received) []string {
 
 func TestSendNDJSONFromStdin(t *testing.T) {
 	s := mustSendStamp(t, "")
-	in := `{"senderId":"plant-a","value":"21.5","id":"reading-42","properties":{"unit":"C"}}` + "\n\n" +
+	in := `{"senderId":"plant-a","value":"21.5","id":"reading-42","properties":{"unit":"C"},"priority":0}` + "\n\n" +
 		`{"senderId":"plant-b","value":"7"}` + "\n"
 	stdout, stderr, err := runCLIStdin(t, strings.NewReader(in), "send", "--url", s.URL, "--batch-window", "5ms")
 	if err != nil {
@@ -149,6 +151,9 @@ func TestSendNDJSONFromStdin(t *testing.T) {
 	}
 	if got[0].Properties["unit"] != "C" || got[0].ID != "reading-42" {
 		t.Errorf("got %+v, want the id and properties of the input", got[0])
+	}
+	if got[0].Priority == nil || *got[0].Priority != 0 || got[1].Priority != nil {
+		t.Errorf("priorities %v and %v, want the first line's 0 and none for the second", got[0].Priority, got[1].Priority)
 	}
 	if want := client.CorrelationID("plant-a", "reading-42"); acks[0] != want {
 		t.Errorf("got %v, want %v", acks[0], want)
