@@ -18,14 +18,14 @@ type metrics struct {
 	// deliveredTotal all of them, for Status.
 	delivered      [message.MaxPriority + 1]prometheus.Counter
 	deliveredTotal atomic.Uint64
-	retried      prometheus.Counter
-	throttled    prometheus.Counter
-	deadLettered prometheus.Counter
-	lostClaims   prometheus.Counter
-	sendSeconds  prometheus.Histogram
-	sendTimeouts prometheus.Counter
-	batchSize    prometheus.Histogram
-	breaker      prometheus.Gauge
+	retried        prometheus.Counter
+	throttled      prometheus.Counter
+	deadLettered   prometheus.Counter
+	lostClaims     prometheus.Counter
+	sendSeconds    prometheus.Histogram
+	sendTimeouts   prometheus.Counter
+	batchSize      prometheus.Histogram
+	breaker        prometheus.Gauge
 	// expired counts expired messages dead-lettered, by sender (expiredSenders bounds the
 	// label).
 	expired        *prometheus.CounterVec
