@@ -2,7 +2,6 @@ package forward_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,21 +44,7 @@ func TestEventHubsThrottlingIsNotAnOutage(t *testing.T) {
 	sp := mustOpenSpool(t, "", spool.Options{MaxAttempts: 2, Lease: spool.DefaultLease / compress})
 	all := fill(t, sp, 4, 20, 64)
 	reg := prometheus.NewRegistry()
-	var breakerLeftClosed atomic.Bool
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go func() {
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(2 * time.Millisecond):
-				if gatherQuiet(reg)["bridgehead_forward_breaker_state"] != 0 {
-					breakerLeftClosed.Store(true)
-				}
-			}
-		}
-	}()
+	breakerLeftClosed := watchBreaker(t, reg)
 	start(t, forward.Config{Spool: sp, Sink: ehs, Registerer: reg,
 		SendTimeout:       time.Second,
 		RetryInitialDelay: forward.DefaultRetryInitialDelay / compress,

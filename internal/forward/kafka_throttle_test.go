@@ -45,21 +45,7 @@ func TestKafkaThrottlingIsNotAnOutage(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	ks := mustKafkaSink(t, c, kafka.Config{Registerer: reg})
-	var breakerLeftClosed atomic.Bool
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go func() { // sample the breaker all along
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(2 * time.Millisecond):
-				if gatherQuiet(reg)["bridgehead_forward_breaker_state"] != 0 {
-					breakerLeftClosed.Store(true)
-				}
-			}
-		}
-	}()
+	breakerLeftClosed := watchBreaker(t, reg)
 	start(t, forward.Config{Spool: sp, Sink: ks, Registerer: reg,
 		SendTimeout:       forward.DefaultSendTimeout / compress,
 		RetryInitialDelay: forward.DefaultRetryInitialDelay / compress,

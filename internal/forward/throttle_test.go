@@ -31,21 +31,7 @@ func TestThrottlingIsNotAnOutage(t *testing.T) {
 		return make([]sink.Result, len(b))
 	}
 	reg := prometheus.NewRegistry()
-	var breakerOpened atomic.Bool
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go func() { // sample the breaker all along
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(2 * time.Millisecond):
-				if gatherQuiet(reg)["bridgehead_forward_breaker_state"] != 0 {
-					breakerOpened.Store(true)
-				}
-			}
-		}
-	}()
+	breakerOpened := watchBreaker(t, reg)
 	start(t, forward.Config{Spool: sp, Sink: fs, Registerer: reg, Concurrency: 2, RetriesPerClaim: 1,
 		RetryInitialDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond,
 		Breaker: forward.BreakerConfig{FailureThreshold: 2}})
@@ -63,6 +49,27 @@ func TestThrottlingIsNotAnOutage(t *testing.T) {
 	if got := gatherQuiet(reg)["bridgehead_forward_retried_total"]; got != 0 {
 		t.Errorf("retried_total %v: throttled sends are not counted as failures", got)
 	}
+}
+
+// watchBreaker samples the forwarder's breaker on reg every 2 ms until the test ends, and
+// reports whether it ever left closed.
+func watchBreaker(t *testing.T, reg *prometheus.Registry) *atomic.Bool {
+	var left atomic.Bool
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				if gatherQuiet(reg)["bridgehead_forward_breaker_state"] != 0 {
+					left.Store(true)
+				}
+			}
+		}
+	}()
+	return &left
 }
 
 // gatherQuiet is gather without a test to fail: for a sampling goroutine.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,25 +49,7 @@ func TestAlarmsFirstAfterAnOutage(t *testing.T) {
 	s := startServe(t, "--role", "all", "--sink", "kafka", "--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","),
 		"--kafka-topic", topic, "--retry-max-delay", "500ms", "--shutdown-grace", "5s")
 
-	post := func(path, body string, header ...string) {
-		t.Helper()
-		req, err := http.NewRequest("POST", s.url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %s: %d", path, resp.StatusCode)
-		}
-	}
+	post := func(path, body string, header ...string) { postWith(t, s.url, path, body, header...) }
 	seq := 0
 	for b := range batches {
 		var sb strings.Builder
