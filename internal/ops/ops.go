@@ -150,7 +150,7 @@ func (s *Server) Routes() []httpapi.Route {
 			httpapi.Route{Pattern: "/v1/dead-letters", Name: "dead_letters", Access: httpapi.Admin, Methods: get(s.handleDeadLetters)},
 			httpapi.Route{Pattern: "/v1/dead-letters/requeue-all", Name: "dead_letters_requeue", Access: httpapi.Admin, Methods: post(s.handleRequeueAll)},
 			httpapi.Route{Pattern: "/v1/dead-letters/{id}", Name: "dead_letter", Access: httpapi.Admin, Methods: get(s.handleDeadLetter)},
-			httpapi.Route{Pattern: "/v1/dead-letters/{id}/requeue", Name: "dead_letters_requeue", Access: httpapi.Admin, Methods: post(s.handleRequeue)},
+			httpapi.Route{Pattern: "/v1/dead-letters/{id}/requeue", Name: "dead_letter_requeue", Access: httpapi.Admin, Methods: post(s.handleRequeue)},
 		)
 	}
 	if s.cfg.PeerURL != "" {
