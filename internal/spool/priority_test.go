@@ -272,6 +272,9 @@ func TestOldestIsNotPassedOverForLong(t *testing.T) {
 			if i == 0 {
 				oldest = in[0].ID.String()
 			}
+			// Names order segments by their creation millisecond, then at random: the first
+			// appended is the oldest only if no later one shares its millisecond.
+			time.Sleep(2 * time.Millisecond)
 		}
 		for pick := 1; ; pick++ {
 			c := mustClaim(t, s)
