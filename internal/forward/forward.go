@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -528,10 +529,8 @@ func (f *Forwarder) takeExpired(j *job, b []message.Message) []message.Message {
 // expiredReason is the dead-letter reason of expired messages: how many, and when their ttl ran
 // out ("expired: 3 messages, ttl ran out at 2026-12-03T08:01:30Z", or "from … to …").
 func expiredReason(msgs []message.Message) string {
-	first, last := msgs[0].ExpiresAt, msgs[0].ExpiresAt
-	for i := range msgs {
-		first, last = minTime(first, msgs[i].ExpiresAt), maxTime(last, msgs[i].ExpiresAt)
-	}
+	byExpiry := func(a, b message.Message) int { return a.ExpiresAt.Compare(b.ExpiresAt) }
+	first, last := slices.MinFunc(msgs, byExpiry).ExpiresAt, slices.MaxFunc(msgs, byExpiry).ExpiresAt
 	noun := "messages"
 	if len(msgs) == 1 {
 		noun = "message"
@@ -541,20 +540,6 @@ func expiredReason(msgs []message.Message) string {
 		return fmt.Sprintf("expired: %d %s, ttl ran out at %s", len(msgs), noun, a)
 	}
 	return fmt.Sprintf("expired: %d %s, ttl ran out from %s to %s", len(msgs), noun, a, b)
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // send sends one batch under a deadline inside the lease and reports the outcome to the
@@ -713,11 +698,9 @@ const maxReasonBytes = 4096
 // dead segment. Its reason starts "expired:" only when every one of them expired, so that an
 // operator who finds dead letters by that word finds no refusal of the sink among them.
 func (f *Forwarder) settle(j *job, retry []message.Message, notBefore time.Time) {
-	o := spool.Outcome{Retry: retry, NotBefore: notBefore, Dead: j.dead}
-	if len(j.expired) > 0 {
-		o.Dead = append(append(make([]message.Message, 0, len(j.dead)+len(j.expired)), j.dead...), j.expired...)
-	}
+	o := spool.Outcome{Retry: retry, NotBefore: notBefore, Dead: slices.Concat(j.dead, j.expired)}
 	var reasons []string
+	expired := ""
 	if len(j.dead) > 0 {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d message(s) refused permanently by the sink: ", len(j.dead))
@@ -734,7 +717,8 @@ func (f *Forwarder) settle(j *job, retry []message.Message, notBefore time.Time)
 		reasons = append(reasons, b.String())
 	}
 	if len(j.expired) > 0 {
-		reasons = append(reasons, expiredReason(j.expired))
+		expired = expiredReason(j.expired)
+		reasons = append(reasons, expired)
 	}
 	o.Reason = strings.Join(reasons, "; and ")
 	err := f.sp.Settle(context.Background(), j.c, o)
@@ -748,7 +732,7 @@ func (f *Forwarder) settle(j *job, retry []message.Message, notBefore time.Time)
 			f.m.countExpired(j.expired)
 			f.expiredLog.Do(func() {
 				f.log.Warn("dead-lettered expired messages (at most one such line a second; bridgehead_forward_expired_messages_total counts them all)",
-					"segment", j.c.ID, "count", len(j.expired), "reason", expiredReason(j.expired))
+					"segment", j.c.ID, "count", len(j.expired), "reason", expired)
 			})
 		}
 	case errors.Is(err, spool.ErrLostClaim):
