@@ -128,7 +128,7 @@ func (s *Spool) Stats(ctx context.Context) (Stats, error) {
 				oldest = e.Created
 			}
 			if state == StateReady || state == StateClaimed {
-				l := &lanes[min(e.Priority, message.MaxPriority)]
+				l := &lanes[e.Priority] // names hold 0 to MaxPriority
 				l.Segments++
 				l.Messages += e.Messages
 				l.Bytes += size

@@ -61,11 +61,13 @@ func (s *Spool) Counters() Counters {
 }
 
 // Append makes msgs durable as one unit: their records are appended, together with whatever
-// else was waiting, to this process's open segment in one write and one fdatasync, and Append
-// returns nil only after that fdatasync returned within the writer's lease. The segment is
-// sealed into ready/ (claimable) within SealAfter or at MaxSegmentBytes; Seal does it at once.
+// else was waiting, to this process's open segment of their priority in one write and one
+// fdatasync (one per priority when msgs mix them), and Append returns nil only after every such
+// fdatasync returned within the writer's lease. The segment is sealed into ready/ (claimable)
+// within SealAfter or at MaxSegmentBytes; Seal does it at once.
 //
-// An error wraps ErrFull, ErrUnwritable or ErrClosed; then the messages were not acknowledged
+// An error wraps ErrFull, ErrUnwritable or ErrClosed (or says that a message's priority is out
+// of range, a caller's bug); then the messages were not acknowledged
 // (though records that reached the file before a failed fdatasync may still be delivered: a
 // duplicate if the client retries, never a loss). If ctx ends first, Append returns ctx.Err()
 // and the messages may or may not be committed.
@@ -87,10 +89,20 @@ func (s *Spool) append(ctx context.Context, msgs []message.Message) error {
 		// Fenced (paused past the lease, clock skew): answer at once rather than queue.
 		return fmt.Errorf("%w: %w", ErrUnwritable, err)
 	}
+	for i := range msgs {
+		if msgs[i].Priority > message.MaxPriority {
+			// A caller's bug (the API checks priorities): such a record would not decode.
+			return fmt.Errorf("spool: message %d has priority %d, not 0 to %d", i, msgs[i].Priority, message.MaxPriority)
+		}
+	}
 	// Encode in the caller's goroutine: appenders encode and checksum in parallel, and the
 	// committer only concatenates. Messages of one priority (nearly every Append) make one
 	// part; a batch of mixed priorities makes one per priority, each for its own open segment.
-	parts := splitByPriority(msgs)
+	lanes := byPriority(msgs)
+	parts := make([]part, len(lanes))
+	for i, lane := range lanes {
+		parts[i] = encodePart(lane)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -129,43 +141,15 @@ type part struct {
 	count int
 }
 
-// splitByPriority encodes msgs into one part per priority, in the order the priorities first
-// appear; the records keep their order within a part.
-func splitByPriority(msgs []message.Message) []part {
-	prio := msgs[0].Priority
-	mixed := false
-	for i := range msgs {
-		mixed = mixed || msgs[i].Priority != prio
-	}
-	if !mixed {
-		return []part{encodePart(prio, msgs, func(*message.Message) bool { return true })}
-	}
-	var parts []part
-	var seen [256]bool
-	for i := range msgs {
-		p := msgs[i].Priority
-		if !seen[p] {
-			seen[p] = true
-			parts = append(parts, encodePart(p, msgs, func(m *message.Message) bool { return m.Priority == p }))
-		}
-	}
-	return parts
-}
-
-// encodePart frames the messages of msgs that keep accepts.
-func encodePart(prio uint8, msgs []message.Message, keep func(*message.Message) bool) part {
+// encodePart frames msgs, all of one priority.
+func encodePart(msgs []message.Message) part {
 	size := 0
 	for i := range msgs {
-		if keep(&msgs[i]) {
-			size += recHeaderSize + msgs[i].EncodedSize()
-		}
+		size += recHeaderSize + msgs[i].EncodedSize()
 	}
-	p := part{prio: prio, recs: make([]byte, 0, size)}
+	p := part{prio: msgs[0].Priority, recs: make([]byte, 0, size), count: len(msgs)}
 	for i := range msgs {
-		if keep(&msgs[i]) {
-			p.recs = appendRecord(p.recs, &msgs[i])
-			p.count++
-		}
+		p.recs = appendRecord(p.recs, &msgs[i])
 	}
 	return p
 }

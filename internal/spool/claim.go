@@ -167,15 +167,17 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 	for {
 		// Eligible: not tried, not-before passed. Pick a priority (pickLane), then at random
 		// among its first claimWindow.
+		var windows [message.MaxPriority + 1][]int
 		var waiting [message.MaxPriority + 1]bool
 		found := false
 		for p := range s.claims.cache.lanes {
-			waiting[p] = len(s.eligibleLocked(p, 1, now, tried)) > 0
+			windows[p] = s.eligibleLocked(p, claimWindow, now, tried)
+			waiting[p] = len(windows[p]) > 0
 			found = found || waiting[p]
 		}
 		if found {
 			p := s.pickLaneLocked(waiting)
-			window := s.eligibleLocked(p, claimWindow, now, tried)
+			window := windows[p]
 			i := window[rand.IntN(len(window))]
 			if i != window[0] {
 				if s.claims.passed[p]++; s.claims.passed[p] >= claimWindow {

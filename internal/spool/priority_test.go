@@ -318,3 +318,17 @@ func TestAFewAlarmsAllGoFirst(t *testing.T) {
 		t.Fatalf("claimed priorities %v, want the three alarms first", got)
 	}
 }
+
+// TestAppendRefusesAnUnknownPriority: a priority past MaxPriority (which no decoder would read
+// back) is refused, not written.
+func TestAppendRefusesAnUnknownPriority(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, spool.Options{})
+	if err := s.Append(context.Background(), atPriority(message.MaxPriority+1, msgs(1, 10))...); err == nil {
+		t.Fatal("Append took a message of priority 10")
+	}
+	mustSeal(t, s)
+	if got := dirFiles(t, dir, "ready"); len(got) != 0 {
+		t.Fatalf("ready/ holds %v after a refused Append", got)
+	}
+}

@@ -186,22 +186,6 @@ func (s *Spool) recoverClaimed(n openName) (published int, err error) {
 	return len(msgs), nil
 }
 
-// byPriority splits msgs by priority, highest first, keeping their order within a priority.
-func byPriority(msgs []message.Message) [][]message.Message {
-	var lanes [message.MaxPriority + 1][]message.Message
-	for _, m := range msgs {
-		p := min(m.Priority, message.MaxPriority)
-		lanes[p] = append(lanes[p], m)
-	}
-	var out [][]message.Message
-	for _, l := range lanes {
-		if len(l) > 0 {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // publishRecovered publishes msgs (one priority) of the recovered open segment n as a new ready
 // segment through the durable file protocol.
 func (s *Spool) publishRecovered(n openName, msgs []message.Message) error {

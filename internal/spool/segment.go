@@ -101,6 +101,34 @@ func appendTrailer(b []byte, count int) []byte {
 	return binary.LittleEndian.AppendUint32(b, sum)
 }
 
+// byPriority splits msgs by priority, highest first, keeping their order within a priority:
+// msgs itself (nothing copied) when they share one, as nearly always; none when msgs is empty
+// (an open segment created ahead and never written). Priorities are at most
+// message.MaxPriority (Append refuses others, decoding does too).
+func byPriority(msgs []message.Message) [][]message.Message {
+	if len(msgs) == 0 {
+		return nil
+	}
+	mixed := false
+	for i := range msgs {
+		mixed = mixed || msgs[i].Priority != msgs[0].Priority
+	}
+	if !mixed {
+		return [][]message.Message{msgs}
+	}
+	var lanes [message.MaxPriority + 1][]message.Message
+	for _, m := range msgs {
+		lanes[m.Priority] = append(lanes[m.Priority], m)
+	}
+	var out [][]message.Message
+	for _, l := range lanes {
+		if len(l) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // encodeSegment returns the whole file for msgs, and its base name (created at created, by writer,
 // at priority prio).
 func encodeSegment(created time.Time, writer string, prio uint8, msgs []message.Message) ([]byte, segBase) {

@@ -445,11 +445,12 @@ func (w *writer) armSeal() {
 	w.sealTimer.Reset(max(time.Until(next), 0))
 }
 
-// sealDue seals the open segments whose time has come or that are full.
+// sealDue seals the open segments whose sealAt has come (a full one's is set to the moment it
+// filled).
 func (w *writer) sealDue() {
 	now := time.Now()
 	for _, seg := range w.segs {
-		if seg != nil && seg.count > 0 && (!now.Before(seg.sealAt) || seg.full(w.s.opts.MaxSegmentBytes)) {
+		if seg != nil && seg.count > 0 && !now.Before(seg.sealAt) {
 			_ = w.seal(seg)
 		}
 	}
