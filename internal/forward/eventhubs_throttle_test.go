@@ -45,19 +45,11 @@ func TestEventHubsThrottlingIsNotAnOutage(t *testing.T) {
 	all := fill(t, sp, 4, 20, 64)
 	reg := prometheus.NewRegistry()
 	breakerLeftClosed := watchBreaker(t, reg)
-	start(t, forward.Config{Spool: sp, Sink: ehs, Registerer: reg,
-		SendTimeout:       time.Second,
-		RetryInitialDelay: forward.DefaultRetryInitialDelay / compress,
-		RetryMaxDelay:     forward.DefaultRetryMaxDelay / compress,
-		LeaseMargin:       forward.DefaultLeaseMargin / compress,
-		MaxHold:           forward.DefaultMaxHold / compress,
-		Breaker:           forward.BreakerConfig{ProbeInterval: forward.DefaultProbeInterval / compress}})
+	cfg := compressed(forward.Config{Spool: sp, Sink: ehs, Registerer: reg}, compress)
+	cfg.SendTimeout = time.Second
+	start(t, cfg)
 
-	began := time.Now()
-	for time.Since(began) < period {
-		all = append(all, fill(t, sp, 1, 5, 64)...)
-		time.Sleep(arriveGap)
-	}
+	all = append(all, arriveFor(t, sp, period, arriveGap)...)
 	busy := srv.Deliveries()
 	srv.RejectNext(0, "", "")
 	liftedAt := time.Now()

@@ -46,19 +46,9 @@ func TestKafkaThrottlingIsNotAnOutage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ks := mustKafkaSink(t, c, kafka.Config{Registerer: reg})
 	breakerLeftClosed := watchBreaker(t, reg)
-	start(t, forward.Config{Spool: sp, Sink: ks, Registerer: reg,
-		SendTimeout:       forward.DefaultSendTimeout / compress,
-		RetryInitialDelay: forward.DefaultRetryInitialDelay / compress,
-		RetryMaxDelay:     forward.DefaultRetryMaxDelay / compress,
-		LeaseMargin:       forward.DefaultLeaseMargin / compress,
-		MaxHold:           forward.DefaultMaxHold / compress,
-		Breaker:           forward.BreakerConfig{ProbeInterval: forward.DefaultProbeInterval / compress}})
+	start(t, compressed(forward.Config{Spool: sp, Sink: ks, Registerer: reg}, compress))
 
-	began := time.Now()
-	for time.Since(began) < period {
-		all = append(all, fill(t, sp, 1, 5, 64)...)
-		time.Sleep(arriveGap)
-	}
+	all = append(all, arriveFor(t, sp, period, arriveGap)...)
 	// The last arrivals come as the throttle lifts: they and the backlog must go at once.
 	last := fill(t, sp, 1, 5, 64)
 	all = append(all, last...)

@@ -51,6 +51,28 @@ func TestThrottlingIsNotAnOutage(t *testing.T) {
 	}
 }
 
+// compressed is cfg with the forwarder's default timings (send timeout, backoff, lease margin,
+// hold, probe interval) divided by k: time compressed k-fold.
+func compressed(cfg forward.Config, k time.Duration) forward.Config {
+	cfg.SendTimeout = forward.DefaultSendTimeout / k
+	cfg.RetryInitialDelay = forward.DefaultRetryInitialDelay / k
+	cfg.RetryMaxDelay = forward.DefaultRetryMaxDelay / k
+	cfg.LeaseMargin = forward.DefaultLeaseMargin / k
+	cfg.MaxHold = forward.DefaultMaxHold / k
+	cfg.Breaker.ProbeInterval = forward.DefaultProbeInterval / k
+	return cfg
+}
+
+// arriveFor appends a segment of 5 messages to sp every gap for d, as traffic that keeps
+// arriving, and returns them.
+func arriveFor(t *testing.T, sp *spool.Spool, d, gap time.Duration) []message.Message {
+	var all []message.Message
+	for began := time.Now(); time.Since(began) < d; time.Sleep(gap) {
+		all = append(all, fill(t, sp, 1, 5, 64)...)
+	}
+	return all
+}
+
 // watchBreaker samples the forwarder's breaker on reg every 2 ms until the test ends, and
 // reports whether it ever left closed.
 func watchBreaker(t *testing.T, reg *prometheus.Registry) *atomic.Bool {

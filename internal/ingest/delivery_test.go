@@ -17,6 +17,14 @@ import (
 	"github.com/bridgehead-dev/bridgehead/internal/spool"
 )
 
+// spooledByValue is spooled in the order of the messages' values: the spool hands segments out
+// by priority, and the tests' values are in the order they were sent.
+func spooledByValue(t *testing.T, sp *spool.Spool) []message.Message {
+	got := spooled(t, sp)
+	slices.SortFunc(got, func(a, b message.Message) int { return strings.Compare(a.Value, b.Value) })
+	return got
+}
+
 // TestPriorityAndTTL: a message's priority and expiry come from its own members on
 // /v1/messages, else from the Priority and Message-Ttl headers (the only way on the compat
 // route, whose body has no room for them), else from the stamp's defaults; the expiry is
@@ -53,9 +61,7 @@ func TestPriorityAndTTL(t *testing.T) {
 			if r.Status != 200 {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
-			got := spooled(t, f.Spool)
-			// The spool hands segments out by priority: compare in the order they were sent.
-			slices.SortFunc(got, func(a, b message.Message) int { return strings.Compare(a.Value, b.Value) })
+			got := spooledByValue(t, f.Spool)
 			if len(got) != len(tt.want) {
 				t.Fatalf("spooled %d messages, want %d", len(got), len(tt.want))
 			}
@@ -192,8 +198,7 @@ func TestPrincipalTTL(t *testing.T) {
 			if r.Status != 200 {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
-			got := spooled(t, f.Spool)
-			slices.SortFunc(got, func(a, b message.Message) int { return strings.Compare(a.Value, b.Value) })
+			got := spooledByValue(t, f.Spool)
 			if len(got) != len(tt.want) {
 				t.Fatalf("spooled %d messages, want %d", len(got), len(tt.want))
 			}
