@@ -257,8 +257,8 @@ func (c *Client) Send(ctx context.Context, msgs ...Message) ([]Ack, error) {
 	return c.send(ctx, &first, msgs)
 }
 
-// maxAgeSeconds bounds Message-Age: the stamp refuses more than its longest ttl (a year).
-const maxAgeSeconds = 365 * 24 * 60 * 60
+// maxAgeSeconds bounds Message-Age: the stamp refuses more than its longest ttl.
+const maxAgeSeconds = int64(message.MaxTTL / time.Second)
 
 // messageAge is the Message-Age of a try: the whole seconds since first (monotonic: never a
 // comparison of two hosts' clocks).
