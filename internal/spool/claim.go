@@ -168,15 +168,13 @@ func (s *Spool) pickCandidate(tried map[string]bool, refreshed *bool) (segName, 
 		// Eligible: not tried, not-before passed. Pick a priority (pickLane), then at random
 		// among its first claimWindow.
 		var windows [message.MaxPriority + 1][]int
-		var waiting [message.MaxPriority + 1]bool
 		found := false
 		for p := range s.claims.cache.lanes {
 			windows[p] = s.eligibleLocked(p, claimWindow, now, tried)
-			waiting[p] = len(windows[p]) > 0
-			found = found || waiting[p]
+			found = found || len(windows[p]) > 0
 		}
 		if found {
-			p := s.pickLaneLocked(waiting)
+			p := s.pickLaneLocked(windows)
 			window := windows[p]
 			i := window[rand.IntN(len(window))]
 			if i != window[0] {
@@ -242,11 +240,21 @@ func (s *Spool) eligibleLocked(p, limit int, now time.Time, tried map[string]boo
 	return out
 }
 
-// pickLaneLocked chooses the priority to claim from among those waiting: the highest, except
-// that after lowerShare-1 picks of it in a row while a lower one waited, a lower one, in turn.
-func (s *Spool) pickLaneLocked(waiting [message.MaxPriority + 1]bool) int {
-	top := slices.Index(waiting[:], true)
-	if !slices.Contains(waiting[top+1:], true) {
+// pickLaneLocked chooses the priority to claim from among those with a claimable segment (a
+// window): the highest, except that after lowerShare-1 picks of it in a row while a lower one
+// waited, a lower one, in turn.
+func (s *Spool) pickLaneLocked(windows [message.MaxPriority + 1][]int) int {
+	top, lowerWaits := -1, false
+	for p, w := range windows {
+		switch {
+		case len(w) == 0:
+		case top < 0:
+			top = p
+		default:
+			lowerWaits = true
+		}
+	}
+	if !lowerWaits {
 		s.claims.topRun = 0
 		return top
 	}
@@ -258,7 +266,7 @@ func (s *Spool) pickLaneLocked(waiting [message.MaxPriority + 1]bool) int {
 	// The lower priorities' turn: the next waiting one from nextLower on, wrapping round.
 	for k := range message.MaxPriority + 1 {
 		p := (int(s.claims.nextLower) + k) % (message.MaxPriority + 1)
-		if p > top && waiting[p] {
+		if p > top && len(windows[p]) > 0 {
 			s.claims.nextLower = uint8(p + 1)
 			return p
 		}
