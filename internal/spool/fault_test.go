@@ -363,3 +363,35 @@ func TestSpoolWithMetadataLatency(t *testing.T) {
 		t.Fatal("the faulty file system was not used")
 	}
 }
+
+// TestCommitsDoNotWaitForASeal: a seal (five calls, each a round trip on a share) runs beside the
+// commits. While the seal of a full segment hangs in its rename into ready/, appends into the
+// next segment are acknowledged at their own pace; the hung seal then publishes its segment, and
+// every acknowledged message is claimable.
+func TestCommitsDoNotWaitForASeal(t *testing.T) {
+	const hang = 2 * time.Second
+	ffs := fsys.NewFaulty(fsys.OS{})
+	s := mustOpenSpool(t, "", spool.Options{FS: ffs, MaxSegmentBytes: 4096, SealAfter: time.Hour, SealIdle: time.Hour})
+	// (after Open: its probe renames into ready/ too)
+	ffs.Inject(fsys.Rule{Op: fsys.OpRename, Match: ".open -> ", Delay: hang, Times: 1})
+	var want []uuid.UUID
+	var slowest time.Duration
+	for _, m := range msgs(100, 64) { // ~100 B a record: the first segment fills after ~40
+		start := time.Now()
+		if err := s.Append(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		want = append(want, m.ID)
+	}
+	if slowest >= hang/2 {
+		t.Errorf("the slowest append took %v while a seal hung for %v: commits waited for the seal", slowest, hang)
+	}
+	mustSeal(t, s) // waits for the sealer, the hung seal included
+	if st := mustStats(t, s); st.Ready.Segments < 3 || st.Ready.Messages != len(want) {
+		t.Errorf("ready: %d segments, %d messages; want at least 3 segments (4 KiB each) and %d messages", st.Ready.Segments, st.Ready.Messages, len(want))
+	}
+	if err := sameSet(drain(t, s), want); err != nil {
+		t.Error(err)
+	}
+}

@@ -12,14 +12,15 @@ import (
 )
 
 // writer is the spool's appending role: one committer goroutine that appends group commits to
-// this process's open segments in open/ (one per priority in use) and seals them into ready/, a
+// this process's open segments in open/ (one per priority in use) and detaches them when full or
+// old, a sealer that seals detached segments into ready/ while commits go on into the next, a
 // preparer that creates the next open segment ahead of need, and a recoverer that re-publishes
 // the segments this writer had to abandon. Only processes that append run it (Options.Role).
 //
 // Ownership: commitMu is held by whoever commits, the committer goroutine or an appender that
-// leads a commit in its own goroutine (lead), and guards segs, bufs, lastFlush and the seal
-// timer's use (the "committer-owned" fields below); the preparer owns the file it is creating
-// until it hands it over on spare; abandonedMu guards abandoned.
+// leads a commit in its own goroutine (lead), and guards segs, lastFlush and the timers' use
+// (the "committer-owned" fields below); a detached segment belongs to the sealer; the preparer
+// owns the file it is creating until it hands it over on spare; abandonedMu guards abandoned.
 type writer struct {
 	s *Spool
 
@@ -29,6 +30,15 @@ type writer struct {
 	spare     chan spareSeg   // the next open segment, created ahead; unbuffered
 	spareUsed chan struct{}   // the committer took the spare: make the next; capacity 1
 	spareDone chan struct{}   // closed when the preparer has stopped
+	// sealq carries detached segments to the sealer, in order, and barriers (a sealJob with a
+	// done channel) that are answered once everything before them is sealed. The committer
+	// closes it when it stops.
+	sealq chan sealJob
+	// bufs holds the buffers of sealed segments for the next ones, each allocated once at
+	// MaxSegmentBytes (growing a buffer per segment cost 4 % of the API's CPU at 64
+	// connections, in copies and in pages returned to the system). A writer busy at one
+	// priority uses two: the segment being filled and the one being sealed.
+	bufs chan []byte
 
 	abandonedMu  sync.Mutex
 	abandoned    []string      // open/ names this writer gave up on, to re-publish
@@ -42,11 +52,13 @@ type writer struct {
 	lastFlush  flush         // committer-owned: what its last flush carried and took
 	gatherCap  time.Duration // committer-owned: gather never waits longer (maxGather)
 	lastCommit time.Time     // committer-owned: when the last commit completed
-	// bufs are committer-owned: the buffers open segments' copies are kept in, returned here at
-	// a seal for the next segment, each allocated once at MaxSegmentBytes (growing a buffer per
-	// segment cost 4 % of the API's CPU at 64 connections, in copies and in pages returned to
-	// the system). A writer busy at one priority uses one.
-	bufs [][]byte
+}
+
+// sealJob is a segment for the sealer to seal, or (seg nil) a barrier: done gets the first
+// error of the seals since the last barrier once they are all done.
+type sealJob struct {
+	seg  *openSeg
+	done chan<- error
 }
 
 // openSeg is the open segment the committer appends to.
@@ -89,6 +101,8 @@ func newWriter(s *Spool) *writer {
 		spare:        make(chan spareSeg),
 		spareUsed:    make(chan struct{}, 1),
 		spareDone:    make(chan struct{}),
+		sealq:        make(chan sealJob, 2*(message.MaxPriority+1)),
+		bufs:         make(chan []byte, message.MaxPriority+1),
 		recoverKick:  make(chan struct{}, 1),
 		recoverRetry: time.Second,
 		gatherCap:    maxGather,
@@ -97,8 +111,9 @@ func newWriter(s *Spool) *writer {
 
 // start runs the writer's goroutines; they end when s.stop is closed.
 func (w *writer) start() {
-	w.s.wg.Add(3)
+	w.s.wg.Add(4)
 	go w.commitLoop()
+	go w.sealLoop()
 	go w.prepareSpares()
 	go w.recoverLoop()
 }
@@ -133,23 +148,28 @@ func (w *writer) commitLoop() {
 			// the seal then comes at the next idle moment.)
 			w.commitMu.Lock()
 			if time.Since(w.lastCommit) >= w.s.opts.SealIdle {
-				_ = w.sealAll()
+				w.detachAll()
 			}
 			w.commitMu.Unlock()
 		case done := <-w.sealNow:
 			w.commitMu.Lock()
 			w.commitPending()
-			done <- w.sealAll()
+			w.detachAll()
 			w.commitMu.Unlock()
+			w.sealq <- sealJob{done: done}
 		case <-w.s.stop:
 			// Appends that queued before Close still get committed, and their segment sealed,
 			// so that a graceful stop leaves nothing in open/.
 			w.commitMu.Lock()
 			w.commitPending()
-			if err := w.sealAll(); err != nil {
+			w.detachAll()
+			w.commitMu.Unlock()
+			done := make(chan error, 1)
+			w.sealq <- sealJob{done: done}
+			if err := <-done; err != nil {
 				w.s.log.Error("seal at close failed; the segment is left to recovery", "err", err)
 			}
-			w.commitMu.Unlock()
+			close(w.sealq)
 			return
 		}
 	}
@@ -201,10 +221,7 @@ func (w *writer) commitOnce() bool {
 		b.err = w.commit(b)
 		close(b.done)
 		if seg := w.segs[b.prio]; seg != nil && seg.full(s.opts.MaxSegmentBytes) {
-			// Full: the committer goroutine seals it at once. Not here: a leading appender's
-			// own answer must not wait for a seal.
-			seg.sealAt = time.Now()
-			w.armSeal()
+			w.detach(seg) // to the sealer: the next commit goes to the next segment
 		}
 	}
 	w.lastFlush = flush{msgs: messages(batches), took: time.Since(start)}
@@ -305,7 +322,7 @@ func (w *writer) used(n int64) {
 func (w *writer) commitErr(b *batch) (grew int64, err error) {
 	s := w.s
 	if seg := w.segs[b.prio]; seg != nil && seg.count > 0 && len(seg.buf)+b.size+trailerSize > s.opts.MaxSegmentBytes {
-		_ = w.seal(seg) // one Append's records of a priority are never split across segments
+		w.detach(seg) // one Append's records of a priority are never split across segments
 	}
 	seg, err := w.current(b.prio)
 	if err != nil {
@@ -325,10 +342,12 @@ func (w *writer) commitErr(b *batch) (grew int64, err error) {
 		// A failed write or flush (one call cannot tell which, and after a failed flush the
 		// kernel may have dropped the dirty pages): this file is never written or flushed again.
 		seg.buf = seg.buf[:from]
+		w.release(seg)
 		w.abandon(seg, "durable write failed")
 		return 0, fmt.Errorf("%w: commit %d messages: %w", classify(err), b.count, err)
 	}
 	if err := s.lease.checkEpoch(seg.epoch); err != nil {
+		w.release(seg)
 		w.abandon(seg, "writer lease ended during the commit")
 		return 0, fmt.Errorf("%w: commit %d messages: %w", ErrUnwritable, b.count, err)
 	}
@@ -356,6 +375,7 @@ func (w *writer) current(prio uint8) (*openSeg, error) {
 		if seg.epoch == epoch {
 			return seg, nil
 		}
+		w.release(seg)
 		w.abandon(seg, "writer lease lapsed")
 	}
 	for {
@@ -384,9 +404,9 @@ func (w *writer) current(prio uint8) (*openSeg, error) {
 			continue
 		}
 		var buf []byte
-		if n := len(w.bufs); n > 0 {
-			buf, w.bufs = w.bufs[n-1], w.bufs[:n-1]
-		} else {
+		select {
+		case buf = <-w.bufs:
+		default:
 			buf = make([]byte, 0, s.opts.MaxSegmentBytes+trailerSize)
 		}
 		w.segs[prio] = &openSeg{f: sp.f, name: sp.name, prio: prio, epoch: sp.epoch, buf: buf[:0]}
@@ -403,11 +423,12 @@ func (w *writer) discard(sp spareSeg) {
 	}
 }
 
-// abandon stops appending to the open segment seg (after a failed write or fdatasync, or a lease
-// that ended) and hands it to the recoverer: its acknowledged records are durable and will be
-// re-published; the failed commit's records may be too (a duplicate, never a loss).
+// abandon gives up the open segment seg, already taken off the committer (release) or detached,
+// after a failed write or fdatasync, a lease that ended or a failed seal, and hands it to the
+// recoverer: its acknowledged records are durable and will be re-published; the failed commit's
+// records may be too (a duplicate, never a loss).
 func (w *writer) abandon(seg *openSeg, why string) {
-	w.release(seg)
+	w.recycle(seg)
 	_ = seg.f.Close()
 	w.s.log.Warn("abandoning open segment to recovery", "segment", seg.name.open(), "messages", seg.count, "why", why)
 	w.abandonedMu.Lock()
@@ -419,14 +440,41 @@ func (w *writer) abandon(seg *openSeg, why string) {
 	}
 }
 
-// release takes seg off the writer (sealed or abandoned): its buffer goes back for the next
-// segment, and the seal timer is re-armed for the others.
+// release takes seg off the committer (to be sealed or abandoned): the next commit of its
+// priority goes to a new segment, and the seal timer is re-armed for the others. commitMu must be
+// held.
 func (w *writer) release(seg *openSeg) {
 	if w.segs[seg.prio] == seg {
 		w.segs[seg.prio] = nil
 	}
-	w.bufs = append(w.bufs, seg.buf[:0])
 	w.armSeal()
+}
+
+// detach takes seg off the committer and hands it to the sealer. commitMu must be held. The
+// sealer's queue holds two segments a priority; past that, detach waits (the share is not
+// keeping up with seals, and the commits wait with it).
+func (w *writer) detach(seg *openSeg) {
+	w.release(seg)
+	w.sealq <- sealJob{seg: seg}
+}
+
+// detachAll detaches every open segment that holds records, highest priority first.
+// commitMu must be held.
+func (w *writer) detachAll() {
+	for _, seg := range w.segs {
+		if seg != nil && seg.count > 0 {
+			w.detach(seg)
+		}
+	}
+}
+
+// recycle keeps seg's buffer for a next segment, unless enough are kept already.
+func (w *writer) recycle(seg *openSeg) {
+	select {
+	case w.bufs <- seg.buf[:0]:
+	default:
+	}
+	seg.buf = nil
 }
 
 // armSeal sets the seal timer to the earliest sealAt of the open segments holding records, or
@@ -445,28 +493,33 @@ func (w *writer) armSeal() {
 	w.sealTimer.Reset(max(time.Until(next), 0))
 }
 
-// sealDue seals the open segments whose sealAt has come (a full one's is set to the moment it
-// filled).
+// sealDue detaches the open segments whose sealAt has come. commitMu must be held.
 func (w *writer) sealDue() {
 	now := time.Now()
 	for _, seg := range w.segs {
 		if seg != nil && seg.count > 0 && !now.Before(seg.sealAt) {
-			_ = w.seal(seg)
+			w.detach(seg)
 		}
 	}
 	w.armSeal()
 }
 
-// sealAll seals every open segment that holds records, highest priority first, and returns
-// the first error.
-func (w *writer) sealAll() error {
+// sealLoop is the sealer: it seals the segments the committer detached, one at a time in the
+// order they were detached, while commits go on into the next ones (a seal is four or five calls,
+// each a round trip on a share: the time of two commits or more, which the commits' callers no
+// longer wait for). It answers a barrier with the first error since the last, and ends when the
+// committer closes sealq.
+func (w *writer) sealLoop() {
+	defer w.s.wg.Done()
 	var first error
-	for _, seg := range w.segs {
-		if seg != nil {
-			first = cmp.Or(first, w.seal(seg))
+	for job := range w.sealq {
+		if job.seg != nil {
+			first = cmp.Or(first, w.seal(job.seg))
+			continue
 		}
+		job.done <- first
+		first = nil
 	}
-	return first
 }
 
 // seal completes the open segment seg and publishes it: the header gets the count and the first
@@ -504,7 +557,7 @@ func (w *writer) seal(seg *openSeg) error {
 		w.abandon(seg, "close failed at seal")
 		return fmt.Errorf("seal %s: close: %w", seg.name.open(), err)
 	}
-	w.release(seg) // its buffer is reused by the next segment, grown if an Append outgrew it
+	w.recycle(seg) // its buffer is reused by a next segment
 	ready := segName{segBase: base}
 	if err := s.renameResolved(s.path(dirOpen, seg.name.open()), s.path(dirReady, ready.ready())); err != nil {
 		if fsys.IsNotExist(err) {
