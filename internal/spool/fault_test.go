@@ -395,3 +395,43 @@ func TestCommitsDoNotWaitForASeal(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestOpenSegmentsAreSizedAhead: an open segment is created with the full segment size as a hole
+// (a commit then writes inside the file and flushes no size), counts as what was written to it
+// (Stats, and with it the capacity figure), and its seal cuts it to its length: a ready segment
+// is byte for byte the size its name says.
+func TestOpenSegmentsAreSizedAhead(t *testing.T) {
+	ffs := fsys.NewFaulty(fsys.OS{})
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, spool.Options{FS: ffs, SealAfter: time.Hour, SealIdle: time.Hour})
+	if err := s.Append(context.Background(), msgs(10, 100)...); err != nil {
+		t.Fatal(err)
+	}
+	sized := 0
+	for _, name := range dirFiles(t, dir, "open") {
+		fi, err := os.Stat(filepath.Join(dir, "open", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() == spool.DefaultMaxSegmentBytes {
+			sized++
+		}
+	}
+	if sized == 0 {
+		t.Errorf("no open segment has the segment size (%d bytes) ahead", spool.DefaultMaxSegmentBytes)
+	}
+	if st := mustStats(t, s); st.Open.Bytes <= 0 || st.Open.Bytes >= 64<<10 {
+		t.Errorf("open segments count %d bytes for 10 messages of 100 bytes: want what was written, not the hole", st.Open.Bytes)
+	}
+	mustSeal(t, s)
+	entries, err := s.List(context.Background(), spool.StateReady)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("ready: %v, %v; want one segment", entries, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ready", entries[0].Name)); err != nil || fi.Size() != entries[0].Bytes {
+		t.Errorf("sealed segment: %v, %v; want %d bytes, as its name says", fi.Size(), err, entries[0].Bytes)
+	}
+	if n := ffs.Count(fsys.OpTruncate); n < 2 {
+		t.Errorf("%d truncates, want one sizing the open segment ahead and one cutting it at its seal", n)
+	}
+}

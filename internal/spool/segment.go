@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -225,6 +226,12 @@ func scanRecords(name string, b []byte, end, countHint int) (msgs []message.Mess
 			break
 		}
 		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n == 0 {
+			// No record is empty: zeros are space never written (an open segment is created
+			// with a hole to its full size), or damage.
+			corrupt(off, "zero-length record frame (unwritten space)")
+			break
+		}
 		if n > MaxRecordBytes || n > end-off-recHeaderSize {
 			corrupt(off, "record length %d exceeds what remains (%d)", n, end-off-recHeaderSize)
 			break
@@ -257,9 +264,10 @@ func scanRecords(name string, b []byte, end, countHint int) (msgs []message.Mess
 // rewrites the header in place, and a crash in the middle of that write can tear it while every
 // record (each with its own checksum, at a fixed offset after the header) is intact (found by the
 // power-cut test). err is a *CorruptionError only when the header is damaged and no record
-// reads back. An empty file (created ahead, never written) has no records.
+// reads back. An empty file (created ahead, never written: nothing, or only the hole it was
+// sized with) has no records.
 func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err error) {
-	if len(b) == 0 {
+	if unwritten(b, 0) == 0 {
 		return nil, 0, nil
 	}
 	h, err := decodeHeader(name, b)
@@ -267,7 +275,7 @@ func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err er
 		if len(b) > headerSize {
 			msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
 			if len(msgs) > 0 {
-				return msgs, len(b) - stop, nil
+				return msgs, unwritten(b, stop), nil
 			}
 		}
 		return nil, len(b), err
@@ -278,5 +286,11 @@ func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err er
 		}
 	}
 	msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
-	return msgs, len(b) - stop, nil
+	return msgs, unwritten(b, stop), nil
+}
+
+// unwritten is how many bytes from stop to the end of an open segment hold no intact record and
+// are not the hole it was created with: what a commit was writing when it died.
+func unwritten(b []byte, stop int) int {
+	return len(bytes.TrimRight(b[stop:], "\x00"))
 }

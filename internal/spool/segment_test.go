@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,4 +95,36 @@ func FuzzDecodeSegment(f *testing.F) {
 			t.Fatalf("re-encode: %v; got %+v, want %+v", err, msgs2, msgs)
 		}
 	})
+}
+
+// TestDecodeOpenStopsAtTheHole: an open segment is created with a hole to its full size. Its
+// records read up to the zeros, which are neither records nor a torn tail; the bytes of a commit
+// torn before the hole are; a segment created ahead and never written has no records and no
+// damage (recovery unlinks it, never quarantines it).
+func TestDecodeOpenStopsAtTheHole(t *testing.T) {
+	in := testMessages(3)
+	b, base := encodeSegment(time.UnixMilli(1700000000123), "abcdefghijkl", message.DefaultPriority, in)
+	base.Count, base.Bytes = 0, 0 // as its writer wrote it: the count comes with the seal
+	putHeader(b[:headerSize], base)
+	written := b[:len(b)-trailerSize]
+	const size = 64 << 10
+	hole := func(b []byte) []byte { return append(slices.Clone(b), make([]byte, size-len(b))...) }
+
+	msgs, tail, err := decodeOpen("x.open", hole(written))
+	if err != nil || len(msgs) != len(in) || tail != 0 {
+		t.Fatalf("records then the hole: %d messages, tail %d, %v; want %d, 0, nil", len(msgs), tail, err, len(in))
+	}
+	torn := append(slices.Clone(written), 0xff, 0xff, 0xff, 0x7f, 1, 2, 3) // a frame a crash tore
+	if msgs, tail, err = decodeOpen("x.open", hole(torn)); err != nil || len(msgs) != len(in) || tail != 7 {
+		t.Fatalf("records, a torn commit, then the hole: %d messages, tail %d, %v; want %d, 7, nil", len(msgs), tail, err, len(in))
+	}
+	if msgs, tail, err = decodeOpen("x.open", make([]byte, size)); err != nil || len(msgs) != 0 || tail != 0 {
+		t.Fatalf("a spare never written: %d messages, tail %d, %v; want none, 0, nil", len(msgs), tail, err)
+	}
+	// In a sealed segment zeros are damage, reported, not skipped over record by record.
+	sealed, _ := encodeSegment(time.UnixMilli(1700000000123), "abcdefghijkl", message.DefaultPriority, in)
+	clear(sealed[headerSize : headerSize+recHeaderSize])
+	if _, _, err := decodeSegment("x.a0", sealed); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a sealed segment with a zeroed record frame: %v, want ErrCorrupt", err)
+	}
 }

@@ -20,6 +20,7 @@ const (
 	// OpWriteSync is File.WriteSync: one call. Rules for OpWrite fire on it as a failed write
 	// (nothing written unless After), rules for OpSync as a failed flush (written, not durable).
 	OpWriteSync Op = "writesync"
+	OpTruncate  Op = "truncate"
 	OpClose     Op = "close"
 	OpRead      Op = "read"
 	OpRename    Op = "rename"
@@ -35,7 +36,7 @@ const (
 // injected latency applies to.
 func (op Op) isMetadata() bool {
 	switch op {
-	case OpCreate, OpRead, OpRename, OpRemove, OpStat, OpReadDir, OpMkdir, OpSyncDir, OpClose:
+	case OpCreate, OpRead, OpRename, OpRemove, OpStat, OpReadDir, OpMkdir, OpSyncDir, OpClose, OpTruncate:
 		return true
 	}
 	return false
@@ -408,6 +409,11 @@ func (ff *faultyFile) WriteSync(p []byte, off int64) (int, error) {
 		ff.flushFailed()
 	}
 	return n, err
+}
+
+// Truncate is OpTruncate to the rules and counters (a metadata call: a SETATTR on NFS).
+func (ff *faultyFile) Truncate(size int64) error {
+	return ff.f.do(OpTruncate, ff.name, func() error { return ff.File.Truncate(size) })
 }
 
 // Sync and Datasync are both OpSync to the rules and counters: each is the one flush of a file.

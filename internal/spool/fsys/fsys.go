@@ -56,6 +56,9 @@ type File interface {
 	// flushed by it. An error may mean the write or the flush failed: treat the file as Datasync
 	// failures are treated.
 	WriteSync(p []byte, off int64) (int, error)
+	// Truncate sets the file's size, cutting it or extending it with a hole (no blocks written:
+	// ftruncate(2)). Like a write, it is durable after the next Sync, Datasync or WriteSync.
+	Truncate(size int64) error
 	Close() error
 }
 

@@ -137,6 +137,18 @@ func (ino *inode) write(off int, b []byte) {
 	ino.pending = append(ino.pending, span{off: off, b: ino.data[off:end]})
 }
 
+// resize cuts or zero-extends the volatile contents, as ftruncate(2) does. The size change is
+// not logged as a write: it is durable at the next sync, and a cut before that keeps the
+// durable size (with whatever prefix of the pending writes it keeps). A cut copies, so that the
+// durable contents and the pending writes, which may share data's array, keep their bytes.
+func (ino *inode) resize(n int) {
+	if n <= len(ino.data) {
+		ino.data = slices.Clone(ino.data[:n])
+		return
+	}
+	ino.data = append(ino.data, make([]byte, n-len(ino.data))...)
+}
+
 // sync makes the contents durable.
 func (ino *inode) sync() {
 	ino.durable = ino.data
@@ -830,6 +842,30 @@ func (f *powerCutFile) WriteSync(b []byte, off int64) (int, error) {
 	}
 	f.ino.sync()
 	return n, nil
+}
+
+// Truncate cuts or extends the volatile contents to size (extending with zeros, counted against
+// the capacity as a write would be: past it, ENOSPC and no change), as ftruncate(2) does.
+func (f *powerCutFile) Truncate(size int64) error {
+	now := f.p.now()
+	f.p.mu.Lock()
+	defer f.p.mu.Unlock()
+	if err := f.check("truncate"); err != nil {
+		return err
+	}
+	old := len(f.ino.data)
+	switch {
+	case size < 0:
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.EINVAL}
+	case int(size) > old && f.ino.linked && uint64(int(size)-old) > f.p.free():
+		return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.ENOSPC}
+	}
+	f.ino.resize(int(size))
+	f.ino.mtime = now
+	if f.ino.linked {
+		f.p.used = f.p.used + uint64(len(f.ino.data)) - uint64(old)
+	}
+	return nil
 }
 
 // Sync makes the inode's contents, size and mtime durable, not its name.

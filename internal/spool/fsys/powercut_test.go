@@ -846,3 +846,50 @@ func ExamplePowerCut() {
 	fmt.Println(fsys.IsNotExist(err))
 	// Output: true
 }
+
+// TestPowerCutTruncate: Truncate extends with zeros and cuts, in the volatile view at once; a cut
+// before the next sync keeps the durable size (a write since may still survive), one after keeps
+// the new size; an extension past the capacity is ENOSPC and changes nothing.
+func TestPowerCutTruncate(t *testing.T) {
+	p := fsys.NewPowerCut(fsys.PowerCutOptions{Capacity: 64})
+	must(t, p.MkdirAll("/d"))
+	f := create(t, p, "/d/f", "abcd")
+	must(t, f.Sync())
+	g := create(t, p, "/d/g", "abcd")
+	must(t, g.Sync())
+	must(t, p.SyncDir("/d"))
+
+	must(t, f.Truncate(8))
+	if got, _ := read(t, p, "/d/f"); got != "abcd\x00\x00\x00\x00" {
+		t.Fatalf("after extending: got %q", got)
+	}
+	if info, _ := p.Statfs("/d"); info.FreeBytes != 52 {
+		t.Fatalf("FreeBytes after extending one of two 4-byte files to 8: got %d, want 52", info.FreeBytes)
+	}
+	must(t, g.Truncate(6))
+	if _, err := g.WriteAt([]byte("Z"), 5); err != nil {
+		t.Fatal(err)
+	}
+	must(t, g.Datasync())
+	must(t, g.Truncate(2)) // not synced: lost at the cut
+	if got, _ := read(t, p, "/d/g"); got != "ab" {
+		t.Fatalf("after cutting: got %q, want %q", got, "ab")
+	}
+	if err := g.Truncate(100); !fsys.IsNoSpace(err) {
+		t.Fatalf("extending past the capacity: got %v, want ENOSPC", err)
+	}
+	if got, _ := read(t, p, "/d/g"); got != "ab" {
+		t.Fatalf("a refused extension changed the file: %q", got)
+	}
+	if err := g.Truncate(-1); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("a negative size: got %v, want EINVAL", err)
+	}
+
+	p.Cut()
+	if got, _ := read(t, p, "/d/f"); got != "abcd" {
+		t.Fatalf("an extension never synced survived a cut: got %q, want %q", got, "abcd")
+	}
+	if got, _ := read(t, p, "/d/g"); got != "abcd\x00Z" {
+		t.Fatalf("after a cut that lost a truncate: got %q, want the synced %q", got, "abcd\x00Z")
+	}
+}
