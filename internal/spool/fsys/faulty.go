@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -254,18 +255,25 @@ func (f *Faulty) do(op Op, path string, call func() error) error {
 	return wrap(op, path, r.Err)
 }
 
+// doValue is do for a call that returns a value: the value as the call left it (the zero value
+// when a rule kept it from running), with the error.
+func doValue[T any](f *Faulty, op Op, path string, call func() (T, error)) (T, error) {
+	var v T
+	err := f.do(op, path, func() error {
+		var err error
+		v, err = call()
+		return err
+	})
+	return v, err
+}
+
 func wrap(op Op, path string, err error) error {
 	return &fs.PathError{Op: string(op), Path: path, Err: err}
 }
 
 // CreateExcl implements FS.
 func (f *Faulty) CreateExcl(name string) (File, error) {
-	var file File
-	err := f.do(OpCreate, name, func() error {
-		var err error
-		file, err = f.fs.CreateExcl(name)
-		return err
-	})
+	file, err := doValue(f, OpCreate, name, func() (File, error) { return f.fs.CreateExcl(name) })
 	if err != nil {
 		if file != nil {
 			_ = file.Close()
@@ -277,16 +285,7 @@ func (f *Faulty) CreateExcl(name string) (File, error) {
 
 // ReadFile implements FS.
 func (f *Faulty) ReadFile(name string) ([]byte, error) {
-	var b []byte
-	err := f.do(OpRead, name, func() error {
-		var err error
-		b, err = f.fs.ReadFile(name)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return doValue(f, OpRead, name, func() ([]byte, error) { return f.fs.ReadFile(name) })
 }
 
 // Rename implements FS.
@@ -301,37 +300,20 @@ func (f *Faulty) Remove(name string) error {
 
 // Stat implements FS.
 func (f *Faulty) Stat(name string) (fs.FileInfo, error) {
-	var fi fs.FileInfo
-	err := f.do(OpStat, name, func() error {
-		var err error
-		fi, err = f.fs.Stat(name)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return fi, nil
+	return doValue(f, OpStat, name, func() (fs.FileInfo, error) { return f.fs.Stat(name) })
 }
 
 // ReadDir implements FS; a frozen directory returns its stale listing.
 func (f *Faulty) ReadDir(dir string) ([]string, error) {
-	var names []string
-	err := f.do(OpReadDir, dir, func() error {
+	return doValue(f, OpReadDir, dir, func() ([]string, error) {
 		f.mu.Lock()
 		stale, ok := f.frozen[dir]
 		f.mu.Unlock()
 		if ok {
-			names = append([]string(nil), stale...)
-			return nil
+			return slices.Clone(stale), nil
 		}
-		var err error
-		names, err = f.fs.ReadDir(dir)
-		return err
+		return f.fs.ReadDir(dir)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return names, nil
 }
 
 // MkdirAll implements FS.
@@ -346,13 +328,7 @@ func (f *Faulty) SyncDir(dir string) error {
 
 // Statfs implements FS.
 func (f *Faulty) Statfs(dir string) (FSInfo, error) {
-	var info FSInfo
-	err := f.do(OpStatfs, dir, func() error {
-		var err error
-		info, err = f.fs.Statfs(dir)
-		return err
-	})
-	return info, err
+	return doValue(f, OpStatfs, dir, func() (FSInfo, error) { return f.fs.Statfs(dir) })
 }
 
 type faultyFile struct {
@@ -362,27 +338,12 @@ type faultyFile struct {
 }
 
 func (ff *faultyFile) Write(p []byte) (int, error) {
-	var n int
-	err := ff.f.do(OpWrite, ff.name, func() error {
-		var err error
-		n, err = ff.File.Write(p)
-		return err
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, nil
+	return doValue(ff.f, OpWrite, ff.name, func() (int, error) { return ff.File.Write(p) })
 }
 
 // WriteAt is OpWrite to the rules and counters.
 func (ff *faultyFile) WriteAt(p []byte, off int64) (int, error) {
-	var n int
-	err := ff.f.do(OpWrite, ff.name, func() error {
-		var err error
-		n, err = ff.File.WriteAt(p, off)
-		return err
-	})
-	return n, err
+	return doValue(ff.f, OpWrite, ff.name, func() (int, error) { return ff.File.WriteAt(p, off) })
 }
 
 // WriteSync implements File: counted and delayed once, as OpWriteSync; an OpWrite rule fails
