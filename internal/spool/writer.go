@@ -73,8 +73,8 @@ type openSeg struct {
 	count int
 	sized bool      // created at MaxSegmentBytes (a hole), cut to its length by the seal
 	first time.Time // when its first record was committed (the spool's clock); zero while empty
-	// sealAt is when the committer seals it (the monotonic clock): SealAfter after its first
-	// record, or at once when full.
+	// sealAt is when the committer detaches it for the sealer (the monotonic clock): SealAfter
+	// after its first record. A full one is detached at once.
 	sealAt time.Time
 }
 
