@@ -267,7 +267,11 @@ func scanRecords(name string, b []byte, end, countHint int) (msgs []message.Mess
 // reads back. An empty file (created ahead, never written: nothing, or only the hole it was
 // sized with) has no records.
 func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err error) {
-	if unwritten(b, 0) == 0 {
+	// The bytes written: the file less the hole it was created with (zeros at the end). Records
+	// are scanned in the whole file, whose last record may itself end in zeros; written only
+	// says how much after the scan's stop is a torn commit rather than the hole.
+	written := len(bytes.TrimRight(b, "\x00"))
+	if written == 0 {
 		return nil, 0, nil
 	}
 	h, err := decodeHeader(name, b)
@@ -275,7 +279,7 @@ func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err er
 		if len(b) > headerSize {
 			msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
 			if len(msgs) > 0 {
-				return msgs, unwritten(b, stop), nil
+				return msgs, max(written-stop, 0), nil
 			}
 		}
 		return nil, len(b), err
@@ -286,11 +290,5 @@ func decodeOpen(name string, b []byte) (msgs []message.Message, tail int, err er
 		}
 	}
 	msgs, _, stop, _ := scanRecords(name, b, len(b), 0)
-	return msgs, unwritten(b, stop), nil
-}
-
-// unwritten is how many bytes from stop to the end of an open segment hold no intact record and
-// are not the hole it was created with: what a commit was writing when it died.
-func unwritten(b []byte, stop int) int {
-	return len(bytes.TrimRight(b[stop:], "\x00"))
+	return msgs, max(written-stop, 0), nil
 }
