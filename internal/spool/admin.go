@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/bridgehead-dev/bridgehead/internal/message"
@@ -214,7 +212,9 @@ func (s *Spool) list(state State) ([]Entry, error) {
 			// The size is not in the name: a stat each (open segments are few). An open segment
 			// is as old as its last write, not its creation (it may have been created ahead).
 			if fi, err := s.fs.Stat(s.path(string(state), e)); err == nil {
-				en.Bytes = allocated(fi)
+				// An open segment is created with a hole to MaxSegmentBytes: it takes what was
+				// written to it, not the size it was given.
+				en.Bytes = fsys.Allocated(fi)
 				if state == StateOpen && fi.Size() > 0 {
 					en.Created = fi.ModTime()
 				}
@@ -300,16 +300,6 @@ func SplitReason(body string) (time.Time, string) {
 func (s *Spool) Read(ctx context.Context, e Entry) ([]message.Message, error) {
 	msgs, _, err := s.read(e)
 	return msgs, err
-}
-
-// allocated is the space a file takes: its size, or less where the file system allocated less.
-// A writer's open segment is created with a hole to MaxSegmentBytes: it takes (and its Entry
-// says) what was written to it, to the file system's block, not the size it was given.
-func allocated(fi fs.FileInfo) int64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks*512 < fi.Size() {
-		return st.Blocks * 512
-	}
-	return fi.Size()
 }
 
 // read is Read, also returning the file's size.

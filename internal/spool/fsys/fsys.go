@@ -232,6 +232,16 @@ func IsNetworkFS(magic int64) bool {
 	return false
 }
 
+// Allocated is the space the file fi describes takes: its size, or less where the file system
+// allocated less (a file with a hole, as ftruncate leaves; st_blocks, to the file system's
+// block). A FileInfo without a Stat_t (the power-cut file system's) counts its size.
+func Allocated(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks*512 < fi.Size() {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
 // IsNotExist reports whether err says the file is not there (ENOENT).
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
