@@ -452,7 +452,8 @@ func (w *writer) release(seg *openSeg) {
 	w.armSeal()
 }
 
-// detach takes seg off the committer and hands it to the sealer. commitMu must be held. The
+// detach takes seg, which holds records, off the committer and hands it to the sealer (an empty
+// one stays open for the next commit). commitMu must be held. The
 // sealer's queue holds two segments a priority; past that, detach waits (the share is not
 // keeping up with seals, and the commits wait with it).
 func (w *writer) detach(seg *openSeg) {
@@ -524,15 +525,13 @@ func (w *writer) sealLoop() {
 	}
 }
 
-// seal completes the open segment seg and publishes it: the header gets the count and the first
-// record's time, the trailer is appended, then fdatasync, close and a rename into ready/. No
-// directory fsync: a rename lost in a crash leaves the file in open/, where recovery finds it.
-// A failed seal abandons the segment to recovery. An empty segment stays open.
+// seal completes the detached open segment seg (which holds records: detach is given no other)
+// and publishes it: the header gets the count and the first record's time, the trailer is
+// appended, the hole the file was created with is cut, then fdatasync, close and a rename into
+// ready/. No directory fsync: a rename lost in a crash leaves the file in open/, where recovery
+// finds it. A failed seal abandons the segment to recovery.
 func (w *writer) seal(seg *openSeg) error {
 	s := w.s
-	if seg == nil || seg.count == 0 {
-		return nil
-	}
 	if err := s.lease.checkEpoch(seg.epoch); err != nil {
 		// Another process may be recovering it: do not write into it.
 		w.abandon(seg, "writer lease ended before the seal")
