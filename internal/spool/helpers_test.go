@@ -1,6 +1,7 @@
 package spool_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -39,6 +40,10 @@ func msgs(n, size int) []message.Message {
 	}
 	return out
 }
+
+// written reports whether the open segment file b holds anything written, not only the hole a
+// segment created ahead is sized with.
+func written(b []byte) bool { return len(bytes.TrimRight(b, "\x00")) > 0 }
 
 // ids returns the message ids of ms.
 func ids(ms []message.Message) []uuid.UUID {

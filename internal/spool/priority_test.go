@@ -1,7 +1,6 @@
 package spool_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -187,7 +186,7 @@ func TestRecoveryKeepsPriorities(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(bytes.TrimRight(b, "\x00")) > 0 { // not a spare (created with a hole, never written)
+		if written(b) { // not the spare, created ahead
 			snapshot[name] = b
 		}
 	}

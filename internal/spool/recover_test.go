@@ -1,7 +1,6 @@
 package spool_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -60,8 +59,7 @@ func deadWriterSpool(t *testing.T, n int) (dir string, acked []uuid.UUID) {
 func writtenOpenSegment(t *testing.T, dir string) string {
 	t.Helper()
 	for _, name := range dirFiles(t, dir, "open") {
-		// (the next one, created ahead, holds only the hole it was sized with)
-		if b, err := os.ReadFile(filepath.Join(dir, "open", name)); err == nil && len(bytes.TrimRight(b, "\x00")) > 0 {
+		if b, err := os.ReadFile(filepath.Join(dir, "open", name)); err == nil && written(b) { // not the spare
 			return filepath.Join(dir, "open", name)
 		}
 	}
